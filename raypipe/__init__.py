@@ -1,0 +1,3 @@
+"""raypipe: a Ray-native batch pipeline for multimodal emotion recognition research."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,213 @@
+"""The `raypipe` command line. Every command reads an optional YAML config, then `--set`
+overrides, then its own flags; bad values fail before any work starts, in one sentence."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from raypipe.config import load_config
+from raypipe.errors import RaypipeError
+
+log = logging.getLogger("raypipe")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Distributed multimodal emotion-recognition pipeline on Ray.")
+store_app = typer.Typer(no_args_is_help=True, help="Inspect a feature store.")
+app.add_typer(store_app, name="store")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a config field, e.g. --set video.fps=2 (repeatable).")]
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", help="Ray cluster address; omit for an embedded local Ray.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("ray", "ray.data", "ray.tune", "ray.train", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _ray_flags(address: str | None) -> dict[str, Any]:
+    return {"ray": {"address": address}} if address else {}
+
+
+def _merge(flags: dict[str, Any], overrides: list[str] | None) -> tuple[list[str], dict[str, Any]]:
+    extra = [f"ray.address={flags.pop('ray')['address']}"] if "ray" in flags else []
+    return [*(overrides or []), *extra], flags
+
+
+@app.command()
+def extract(
+    manifest: Annotated[Path | None, typer.Option(help="Manifest file or dataset folder.")] = None,
+    out: Annotated[str | None, typer.Option(help="Feature store path or URI.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Extract features of every media in a manifest into a versioned feature store."""
+    from raypipe.job_configs import ExtractConfig
+    from raypipe.pipeline.extract import run_extract
+
+    _setup_logging()
+    try:
+        overrides, flags = _merge({"manifest": manifest, "out": out, **_ray_flags(address)}, set_)
+        cfg = load_config(ExtractConfig, config, overrides, flags)
+        summary = run_extract(cfg)
+    except RaypipeError as exc:
+        _fail(exc)
+    typer.echo(summary.line())
+    typer.echo(f"see per-media results: raypipe store status {cfg.out}")
+
+
+@store_app.command("status")
+def store_status(
+    store: Annotated[str, typer.Argument(help="Feature store path or URI.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One row per (media, extractor): status ok | failed | missing, error, frames, face_frames."""
+    from raypipe.store.feature_store import FeatureStore
+
+    try:
+        feature_store = FeatureStore(store)
+        feature_store.require()
+        table = feature_store.status()
+    except RaypipeError as exc:
+        _fail(exc)
+    if as_json:
+        records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+        typer.echo(json.dumps(records, indent=1, default=_jsonable))
+        return
+    _print_table(table, "store status")
+    counts = table.groupby(["extractor", "status"]).size()
+    typer.echo("; ".join(f"{e} {s}: {n}" for (e, s), n in counts.items()))
+
+
+def _jsonable(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _print_table(frame: Any, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v))
+                        for v in row])
+    Console(width=160).print(table)
+
+
+@app.command("tune-classifiers")
+def tune_classifiers(
+    store: Annotated[str | None, typer.Option(help="Feature store path or URI.")] = None,
+    run: Annotated[Path | None, typer.Option(help="Run folder for models and predictions.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Search feature set x pooling x classifier x params with Ray Tune; store predictions."""
+    from raypipe.job_configs import TuneClassifiersConfig
+    from raypipe.pipeline.tune_classifiers import run_tune_classifiers
+
+    _setup_logging()
+    try:
+        overrides, flags = _merge({"store": store, "run": run, **_ray_flags(address)}, set_)
+        cfg = load_config(TuneClassifiersConfig, config, overrides, flags)
+        best = run_tune_classifiers(cfg)
+    except RaypipeError as exc:
+        _fail(exc)
+    _print_table(best, "best configuration per feature set x classifier")
+    typer.echo(f"next: raypipe fuse --run {cfg.run}")
+
+
+@app.command()
+def fuse(
+    run: Annotated[Path | None, typer.Option(help="Run folder from tune-classifiers.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Late-fuse stored predictions with weights searched by Ray Tune on validation."""
+    from raypipe.job_configs import FuseConfig
+    from raypipe.pipeline.fuse import run_fuse
+
+    _setup_logging()
+    try:
+        overrides, flags = _merge({"run": run, **_ray_flags(address)}, set_)
+        cfg = load_config(FuseConfig, config, overrides, flags)
+        record = run_fuse(cfg)
+    except RaypipeError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(record["weights"]))
+    typer.echo(f"next: raypipe report {cfg.run}")
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Metrics per model and split (fused rows start with 'fused'); writes report/report.md."""
+    from raypipe.report import metrics_table, write_report
+    from raypipe.run_store import RunFolder
+
+    _setup_logging()
+    try:
+        folder = RunFolder(run)
+        folder.meta()
+        table = metrics_table(folder)
+        path = write_report(folder)
+    except RaypipeError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(table.to_dict(orient="records"), indent=1))
+        return
+    _print_table(table, f"metrics: {run}")
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path | None, typer.Option(help="Folder for media, store and run.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Generate a small labelled face+voice set, then extract, tune, fuse and report."""
+    from raypipe.demo import run_demo
+    from raypipe.job_configs import DemoConfig
+
+    _setup_logging()
+    try:
+        overrides, flags = _merge({"out": out, **_ray_flags(address)}, set_)
+        cfg = load_config(DemoConfig, config, overrides, flags)
+        run_folder, lines = run_demo(cfg)
+    except RaypipeError as exc:
+        _fail(exc)
+    typer.echo("\n".join(lines))
+    typer.echo(f"see the results: raypipe report {run_folder}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `raypipe` script (and of the jobs/ recipes)."""
+    app(args=argv if argv is not None else sys.argv[1:], prog_name="raypipe")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Manifests: which media to process, with optional labels and splits.
+
+A manifest is CSV, JSONL or Parquet with columns ``media_id, path`` and optional ``label`` (or
+several label columns) and ``split``. Relative paths are resolved against the manifest's folder.
+A folder-per-class layout (EmotiW/AFEW: ``<root>/<split>/<Class>/<clip>``) is read by
+:func:`manifest_from_folders`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from raypipe.errors import ManifestError
+from raypipe.labels import LabelSpace, label_space
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("media_id", "path")
+SPLITS = ("train", "val", "test")
+MEDIA_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".jpg", ".jpeg", ".png"}
+
+
+@dataclass(frozen=True)
+class ManifestIssue:
+    """One problem with one manifest row (``row`` counts data rows from 1, as a person would)."""
+
+    row: int
+    media_id: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"row {self.row} ({self.media_id}): {self.message}"
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV, JSONL or Parquet manifest into a DataFrame of strings (ids stay text)."""
+    if not Path(path).is_file():
+        raise ManifestError(f"Manifest '{path}' does not exist; check the --manifest path.")
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix in {".csv", ".tsv"}:
+            table = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str)
+        elif suffix in {".jsonl", ".json"}:
+            table = pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
+        elif suffix in {".parquet", ".pq"}:
+            table = pd.read_parquet(path)
+        else:
+            raise ManifestError(
+                f"Manifest '{path}' has suffix '{suffix}'; use .csv, .tsv, .jsonl or .parquet."
+            )
+    except (ValueError, OSError) as exc:
+        raise ManifestError(f"Manifest '{path}' cannot be parsed ({exc}); fix its format.") from None
+    return table
+
+
+def validate_manifest(
+    table: pd.DataFrame,
+    source: str,
+    root: Path,
+    labels: LabelSpace | None = None,
+    label_columns: tuple[str, ...] = ("label",),
+    check_files: bool = True,
+) -> tuple[pd.DataFrame, list[ManifestIssue]]:
+    """Check required columns, ids, labels, splits and files; resolve paths against ``root``.
+
+    Returns the rows that passed (paths made absolute) and the issues of those that did not.
+    A missing column is a :class:`ManifestError` (nothing can run); row problems are issues.
+    """
+    missing = [column for column in REQUIRED if column not in table.columns]
+    if missing:
+        raise ManifestError(
+            f"Manifest '{source}' lacks column(s) {missing}; it needs 'media_id' and 'path' "
+            f"(found: {list(table.columns)})."
+        )
+    labels = labels or label_space()
+    table = table.copy()
+    table["media_id"] = table["media_id"].astype(str).str.strip()
+    issues: list[ManifestIssue] = []
+    keep: list[bool] = []
+    seen: dict[str, int] = {}
+    resolved: list[str] = []
+    for position, row in enumerate(table.itertuples(index=False), start=1):
+        record = row._asdict()
+        media_id = record["media_id"]
+        problem = None
+        raw_path = record.get("path")
+        path = Path(str(raw_path)) if isinstance(raw_path, str) and raw_path.strip() else None
+        if path is not None and not path.is_absolute():
+            path = root / path
+        if not media_id or media_id == "nan":
+            problem = "empty media_id; give every row a unique id"
+        elif media_id in seen:
+            problem = f"duplicate media_id (first seen at row {seen[media_id]}); ids must be unique"
+        elif path is None:
+            problem = "empty path; give the media file's path"
+        elif check_files and not path.exists():
+            problem = f"file '{path}' does not exist; fix the path or remove the row"
+        else:
+            for column in label_columns:
+                value = record.get(column)
+                if column in table.columns and isinstance(value, str) and value.strip():
+                    if labels.canonical(value) is None:
+                        problem = (
+                            f"unknown {column} '{value}'; allowed: {', '.join(labels.classes)}"
+                        )
+                        break
+            split = record.get("split")
+            if problem is None and "split" in table.columns and isinstance(split, str):
+                if split.strip().lower() not in SPLITS:
+                    problem = f"unknown split '{split}'; allowed: {', '.join(SPLITS)}"
+        if media_id and media_id not in seen:
+            seen[media_id] = position
+        if problem is not None:
+            issues.append(ManifestIssue(position, media_id, problem))
+        keep.append(problem is None)
+        resolved.append(str(path) if path is not None else "")
+    table["path"] = resolved
+    for column in label_columns:
+        if column in table.columns:
+            table[column] = [
+                labels.canonical(v) if isinstance(v, str) and v.strip() else None
+                for v in table[column]
+            ]
+    if "split" in table.columns:
+        table["split"] = [
+            s.strip().lower() if isinstance(s, str) and s.strip() else None for s in table["split"]
+        ]
+    valid = table[pd.Series(keep, index=table.index)].reset_index(drop=True)
+    for issue in issues:
+        log.warning("Manifest '%s' %s", source, issue)
+    return valid, issues
+
+
+def load_manifest(
+    path: Path,
+    labels: LabelSpace | None = None,
+    label_columns: tuple[str, ...] = ("label",),
+    check_files: bool = True,
+) -> tuple[pd.DataFrame, list[ManifestIssue]]:
+    """Read and validate a manifest file (see :func:`validate_manifest`)."""
+    path = Path(path)
+    if path.is_dir():
+        return manifest_from_folders(path, labels)
+    table = read_table(path)
+    return validate_manifest(
+        table, str(path), path.parent.resolve(), labels, label_columns, check_files
+    )
+
+
+def manifest_from_folders(
+    root: Path, labels: LabelSpace | None = None
+) -> tuple[pd.DataFrame, list[ManifestIssue]]:
+    """Build a manifest from a ``<root>/<split>/<Class>/<clip>`` layout (EmotiW/AFEW).
+
+    Split folders may be named train/val/test (or Train/Val/Test, validation); media ids are
+    ``<split>/<Class>/<stem>``. Unknown class folders become issues.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ManifestError(f"Dataset folder '{root}' does not exist; check the path.")
+    split_names = {"train": "train", "val": "val", "valid": "val", "validation": "val",
+                   "test": "test"}
+    rows: list[dict[str, str]] = []
+    for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        split = split_names.get(split_dir.name.lower())
+        if split is None:
+            continue
+        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            for clip in sorted(class_dir.iterdir()):
+                if clip.suffix.lower() in MEDIA_SUFFIXES:
+                    rows.append({
+                        "media_id": f"{split}/{class_dir.name}/{clip.stem}",
+                        "path": str(clip),
+                        "label": class_dir.name,
+                        "split": split,
+                    })
+    if not rows:
+        raise ManifestError(
+            f"Dataset folder '{root}' holds no <split>/<Class>/<clip> media; expected split "
+            "folders named train, val or test."
+        )
+    return validate_manifest(pd.DataFrame(rows), str(root), root, labels)

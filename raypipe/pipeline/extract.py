@@ -1,0 +1,166 @@
+"""`raypipe extract` on Ray Data: manifest rows -> actor pool of extractors -> feature store."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import ray
+
+from raypipe.errors import ConfigError
+from raypipe.extraction import process_media
+from raypipe.extractors.base import Extractor
+from raypipe.extractors.registry import build_extractor
+from raypipe.job_configs import ExtractConfig
+from raypipe.manifest import load_manifest
+from raypipe.media.context import MediaContext
+from raypipe.progress import progress_bar
+from raypipe.runtime import cluster_cpus, ray_session
+from raypipe.store.feature_store import ExtractorRecord, FeatureStore
+from raypipe.store.schema import STATUS_FAILED
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractSummary:
+    """Counts of one extraction run."""
+
+    store: str
+    media: int
+    computed: Counter = field(default_factory=Counter)
+    skipped: int = 0
+    manifest_issues: int = 0
+
+    def line(self) -> str:
+        """A one-line human summary."""
+        done = ", ".join(f"{n} {status}" for status, n in sorted(self.computed.items())) or "none"
+        return (
+            f"{self.media} media; computed: {done}; already up to date: {self.skipped} "
+            f"(media x extractor); manifest issues: {self.manifest_issues}; store: {self.store}"
+        )
+
+
+def extractor_specs(config: ExtractConfig) -> list[tuple[str, dict[str, Any]]]:
+    """The (name, options) of each enabled extractor in ``config``."""
+    specs: list[tuple[str, dict[str, Any]]] = []
+    if config.face_expression.enabled:
+        options = config.face_expression.model_dump(exclude={"enabled"})
+        specs.append(("face_expression", options))
+    if config.opensmile.enabled:
+        specs.append(("opensmile", config.opensmile.model_dump(exclude={"enabled"})))
+    return specs
+
+
+def _record(extractor: Extractor) -> ExtractorRecord:
+    return ExtractorRecord(
+        name=extractor.name, version=extractor.version, level=extractor.level,
+        dim=extractor.dim, modality=extractor.modality, config=extractor.config_dict(),
+    )
+
+
+class ExtractionActor:
+    """A Ray Data actor: builds the extractors once, then processes batches of media."""
+
+    def __init__(self, specs: list[tuple[str, dict[str, Any]]], store_uri: str,
+                 video: dict[str, Any]) -> None:
+        logging.basicConfig(level=logging.INFO)
+        self.extractors = {name: build_extractor(name, options) for name, options in specs}
+        self.store = FeatureStore(store_uri)
+        self.video = video
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {"media_id": [], "extractor": [], "status": [], "error": []}
+        for media_id, path, todo in zip(batch["media_id"], batch["path"], batch["todo"],
+                                        strict=True):
+            media = MediaContext(str(media_id), str(path), **self.video)
+            chosen = [self.extractors[name] for name in str(todo).split(",")]
+            for outcome in process_media(media, chosen, self.store):
+                out["media_id"].append(outcome.media_id)
+                out["extractor"].append(outcome.extractor)
+                out["status"].append(outcome.status)
+                out["error"].append(outcome.error or "")
+        return out
+
+
+def _record_manifest_issues(store: FeatureStore, issues: list, extractors: list[Extractor],
+                            manifest_path: str) -> None:
+    """Rows the manifest rejected become failed rows (ids that are not duplicates)."""
+    seen: set[str] = set()
+    for issue in issues:
+        if not issue.media_id or issue.media_id == "nan" or "duplicate" in issue.message:
+            continue
+        if issue.media_id in seen:
+            continue
+        seen.add(issue.media_id)
+        for extractor in extractors:
+            store.write_result(
+                extractor.name, extractor.version, issue.media_id,
+                {"status": STATUS_FAILED,
+                 "error": f"manifest '{manifest_path}' row {issue.row}: {issue.message}"},
+            )
+
+
+def run_extract(config: ExtractConfig) -> ExtractSummary:
+    """Extract every enabled extractor's features for the manifest into the store.
+
+    Work already in the store for the current extractor versions is skipped; stale or missing
+    (media, extractor) pairs are computed. Returns counts; per-media outcomes are in the store.
+    """
+    if config.manifest is None or config.out is None:
+        raise ConfigError("extract needs both a manifest (--manifest) and a store (--out).")
+    manifest, issues = load_manifest(config.manifest)
+    specs = extractor_specs(config)
+    extractors = [build_extractor(name, options) for name, options in specs]
+    store = FeatureStore(config.out)
+    store.initialise()
+    valid_ids = set(manifest["media_id"])
+    issue_rows = pd.DataFrame(
+        [{"media_id": i.media_id, "path": None} for i in issues
+         if i.media_id and i.media_id not in valid_ids and "duplicate" not in i.message]
+    ).drop_duplicates("media_id") if issues else pd.DataFrame(columns=["media_id", "path"])
+    store.write_manifest(pd.concat([manifest, issue_rows], ignore_index=True))
+    store.register_extractors(_record(e) for e in extractors)
+    _record_manifest_issues(store, issues, extractors, str(config.manifest))
+
+    done = {e.name: store.done_media(e.name, e.version) for e in extractors}
+    items = []
+    skipped = 0
+    for row in manifest.itertuples(index=False):
+        todo = [e.name for e in extractors if row.media_id not in done[e.name]]
+        skipped += len(extractors) - len(todo)
+        if todo:
+            items.append({"media_id": row.media_id, "path": row.path, "todo": ",".join(todo)})
+    summary = ExtractSummary(store=config.out, media=len(manifest), skipped=skipped,
+                             manifest_issues=len(issues))
+    if not items:
+        log.info("nothing to compute: every (media, extractor) is up to date")
+        return summary
+
+    with ray_session(config.ray):
+        workers = config.workers or min(cluster_cpus(), len(items))
+        log.info("extracting %d media with %d actor(s): %s", len(items), workers,
+                 ", ".join(f"{e.name}@{e.version}" for e in extractors))
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        dataset = ray.data.from_items(items, override_num_blocks=len(items))
+        results = dataset.map_batches(
+            ExtractionActor,
+            fn_constructor_kwargs={"specs": specs, "store_uri": config.out,
+                                   "video": config.video.model_dump()},
+            batch_size=config.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=1,
+        )
+        with progress_bar("extract", total=len(items) * len(extractors)) as advance:
+            for row in results.iter_rows():
+                summary.computed[row["status"]] += 1
+                if row["status"] == STATUS_FAILED:
+                    log.warning("%s [%s] failed: %s", row["media_id"], row["extractor"],
+                                row["error"])
+                advance(1)
+    return summary

@@ -1,0 +1,33 @@
+"""Shared fixtures: one local Ray per test session, sized for a 2-core machine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """Start one local Ray (2 CPUs, small object store) for the whole session."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, object_store_memory=192 * 1024 * 1024, include_dashboard=False,
+                 configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def demo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small demo set (4 clips per class, with the three broken files) shared by tests."""
+    from raypipe.demo_data import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    return make_demo_dataset(root, clips_per_class=4, seed=1, include_broken=True)
