@@ -1,7 +1,7 @@
 """Ray Job recipe: `raypipe demo` as a script (generate data, extract, tune, fuse, report).
 
-    python jobs/demo.py --config jobs/configs/demo.yaml
-    ray job submit --working-dir . -- python jobs/demo.py --config jobs/configs/demo.yaml
+python jobs/demo.py --config jobs/configs/demo.yaml
+ray job submit --working-dir . -- python jobs/demo.py --config jobs/configs/demo.yaml
 """
 
 import sys

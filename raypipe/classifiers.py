@@ -20,8 +20,9 @@ CLASSIFIERS = ("logreg", "lightgbm")
 def build_classifier(name: str, params: dict[str, Any], seed: int = 0) -> Pipeline:
     """A pipeline imputer -> standard scaler -> classifier ``name`` with ``params``."""
     if name == "logreg":
-        model = LogisticRegression(C=float(params.get("C", 1.0)), max_iter=3000,
-                                   class_weight="balanced", random_state=seed)
+        model = LogisticRegression(
+            C=float(params.get("C", 1.0)), max_iter=3000, class_weight="balanced", random_state=seed
+        )
     elif name == "lightgbm":
         from lightgbm import LGBMClassifier
 
@@ -30,16 +31,23 @@ def build_classifier(name: str, params: dict[str, Any], seed: int = 0) -> Pipeli
             num_leaves=int(params.get("num_leaves", 15)),
             learning_rate=float(params.get("learning_rate", 0.05)),
             min_child_samples=int(params.get("min_child_samples", 3)),
-            subsample=0.9, subsample_freq=1, colsample_bytree=0.8,
-            class_weight="balanced", random_state=seed, n_jobs=1, verbose=-1,
+            subsample=0.9,
+            subsample_freq=1,
+            colsample_bytree=0.8,
+            class_weight="balanced",
+            random_state=seed,
+            n_jobs=1,
+            verbose=-1,
         )
     else:
         raise ValueError(f"unknown classifier '{name}'; allowed: {', '.join(CLASSIFIERS)}")
-    return Pipeline([
-        ("impute", SimpleImputer(strategy="mean", keep_empty_features=True)),
-        ("scale", StandardScaler()),
-        ("model", model),
-    ])
+    return Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="mean", keep_empty_features=True)),
+            ("scale", StandardScaler()),
+            ("model", model),
+        ]
+    )
 
 
 def predict_proba_full(pipeline: Pipeline, x: np.ndarray, n_classes: int) -> np.ndarray:

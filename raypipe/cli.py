@@ -16,22 +16,33 @@ from raypipe.errors import RaypipeError
 
 log = logging.getLogger("raypipe")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Distributed multimodal emotion-recognition pipeline on Ray.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Distributed multimodal emotion-recognition pipeline on Ray.",
+)
 store_app = typer.Typer(no_args_is_help=True, help="Inspect a feature store.")
 app.add_typer(store_app, name="store")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
-SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a config field, e.g. --set video.fps=2 (repeatable).")]
-AddressOpt = Annotated[str | None, typer.Option(
-    "--address", help="Ray cluster address; omit for an embedded local Ray.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config field, e.g. --set video.fps=2 (repeatable)."),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster address; omit for an embedded local Ray."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for noisy in ("ray", "ray.data", "ray.tune", "ray.train", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -108,8 +119,9 @@ def _print_table(frame: Any, title: str) -> None:
     for column in frame.columns:
         table.add_column(str(column))
     for row in frame.itertuples(index=False):
-        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v))
-                        for v in row])
+        table.add_row(
+            *[f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
+        )
     Console(width=160).print(table)
 
 

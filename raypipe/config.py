@@ -53,7 +53,11 @@ def validate_config(model: type[M], data: Mapping[str, Any], source: str) -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         extra = _allowed(model, tuple(first["loc"])) if first["type"] == "extra_forbidden" else ""
-        more = f" ({exc.error_count() - 1} more problem(s) after this one)" if exc.error_count() > 1 else ""
+        more = (
+            f" ({exc.error_count() - 1} more problem(s) after this one)"
+            if exc.error_count() > 1
+            else ""
+        )
         raise ConfigError(f"{source}: {_describe(first)}{extra}{more}.") from None
 
 
@@ -102,7 +106,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"Config file '{path}' is not valid YAML{where}; fix its syntax.") from None
+        raise ConfigError(
+            f"Config file '{path}' is not valid YAML{where}; fix its syntax."
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"Config file '{path}' must hold a mapping of field: value at top level.")
     return data

@@ -29,17 +29,23 @@ def run_demo(config: DemoConfig) -> tuple[Path, list[str]]:
         log.info("demo data already in %s; reusing it", manifest.parent)
     else:
         log.info("generating demo media in %s", out / "data")
-        manifest = make_demo_dataset(out / "data", clips_per_class=config.clips_per_class,
-                                     seed=config.seed, include_broken=config.include_broken)
+        manifest = make_demo_dataset(
+            out / "data",
+            clips_per_class=config.clips_per_class,
+            seed=config.seed,
+            include_broken=config.include_broken,
+        )
     store = str(out / "store")
     run = out / "run"
     with ray_session(config.ray):
         summary = run_extract(ExtractConfig(manifest=manifest, out=store, ray=config.ray))
         log.info("extract: %s", summary.line())
-        best = run_tune_classifiers(TuneClassifiersConfig(store=store, run=run, seed=config.seed,
-                                                          ray=config.ray))
-        fusion = run_fuse(FuseConfig(run=run, num_samples=config.fusion_samples,
-                                     seed=config.seed, ray=config.ray))
+        best = run_tune_classifiers(
+            TuneClassifiersConfig(store=store, run=run, seed=config.seed, ray=config.ray)
+        )
+        fusion = run_fuse(
+            FuseConfig(run=run, num_samples=config.fusion_samples, seed=config.seed, ray=config.ray)
+        )
     folder = RunFolder(run)
     write_report(folder)
     table = metrics_table(folder)
@@ -47,9 +53,12 @@ def run_demo(config: DemoConfig) -> tuple[Path, list[str]]:
     shown = [*fusion["members"], fusion["name"]]
     lines = ["demo results on the held-out test split:"]
     for model in shown:
-        modality = "fused" if model.startswith("fused") else best.set_index("model").loc[
-            model, "modality"]
+        modality = (
+            "fused" if model.startswith("fused") else best.set_index("model").loc[model, "modality"]
+        )
         row = test.loc[model]
-        lines.append(f"  {modality:7s} {model:40s} macro-F1 {row['macro_f1']:.3f}  "
-                     f"accuracy {row['accuracy']:.3f}")
+        lines.append(
+            f"  {modality:7s} {model:40s} macro-F1 {row['macro_f1']:.3f}  "
+            f"accuracy {row['accuracy']:.3f}"
+        )
     return run, lines

@@ -58,8 +58,9 @@ def process_media(
         except MediaError as exc:
             row = {"status": STATUS_FAILED, "error": _one_line(str(exc))}
         except Exception as exc:  # one bad file must not stop the job: record and go on
-            log.error("extractor %s failed on %s:\n%s", extractor.name, media.path,
-                      traceback.format_exc())
+            log.error(
+                "extractor %s failed on %s:\n%s", extractor.name, media.path, traceback.format_exc()
+            )
             row = {
                 "status": STATUS_FAILED,
                 "error": _one_line(

@@ -40,8 +40,9 @@ class FeatureMatrix:
         return self.media_ids[mask], self.x[mask], self.y[mask]
 
 
-def load_feature_matrix(store: FeatureStore, extractor: str, pooling: str | None,
-                        labels: LabelSpace) -> FeatureMatrix:
+def load_feature_matrix(
+    store: FeatureStore, extractor: str, pooling: str | None, labels: LabelSpace
+) -> FeatureMatrix:
     """Media-level features of ``extractor`` (frame-level ones pooled with ``pooling``).
 
     Only media whose status is ok are included; labels and splits come from the store's manifest.
@@ -71,8 +72,10 @@ def load_feature_matrix(store: FeatureStore, extractor: str, pooling: str | None
         name = f"{extractor}.{pooling}"
     else:
         ok = media[media["status"] == STATUS_OK]
-        vectors = {m: np.asarray(v, np.float32) for m, v in zip(ok["media_id"], ok["features"],
-                                                                   strict=True)}
+        vectors = {
+            m: np.asarray(v, np.float32)
+            for m, v in zip(ok["media_id"], ok["features"], strict=True)
+        }
         name = extractor
     manifest = store.read_manifest().set_index("media_id")
     ids = np.array(sorted(vectors), dtype=object)

@@ -14,7 +14,7 @@ class RayConfig(StrictModel):
     """Where to run: an embedded local Ray (default) or an existing cluster."""
 
     address: str | None = None
-    """Ray cluster address (e.g. 'ray://head:10001' or 'auto'); unset starts an embedded local Ray."""
+    """Ray cluster address ('ray://head:10001', 'auto'); unset starts an embedded local Ray."""
     num_cpus: int | None = Field(default=None, ge=1)
     """CPUs of the embedded local Ray; unset uses all of this machine's cores."""
     object_store_mb: int = Field(default=512, ge=64)

@@ -53,7 +53,9 @@ def read_table(path: Path) -> pd.DataFrame:
                 f"Manifest '{path}' has suffix '{suffix}'; use .csv, .tsv, .jsonl or .parquet."
             )
     except (ValueError, OSError) as exc:
-        raise ManifestError(f"Manifest '{path}' cannot be parsed ({exc}); fix its format.") from None
+        raise ManifestError(
+            f"Manifest '{path}' cannot be parsed ({exc}); fix its format."
+        ) from None
     return table
 
 
@@ -102,16 +104,14 @@ def validate_manifest(
         else:
             for column in label_columns:
                 value = record.get(column)
-                if column in table.columns and isinstance(value, str) and value.strip():
-                    if labels.canonical(value) is None:
-                        problem = (
-                            f"unknown {column} '{value}'; allowed: {', '.join(labels.classes)}"
-                        )
-                        break
+                given = isinstance(value, str) and bool(value.strip())
+                if column in table.columns and given and labels.canonical(value) is None:
+                    problem = f"unknown {column} '{value}'; allowed: {', '.join(labels.classes)}"
+                    break
             split = record.get("split")
-            if problem is None and "split" in table.columns and isinstance(split, str):
-                if split.strip().lower() not in SPLITS:
-                    problem = f"unknown split '{split}'; allowed: {', '.join(SPLITS)}"
+            bad_split = isinstance(split, str) and split.strip().lower() not in SPLITS
+            if problem is None and "split" in table.columns and bad_split:
+                problem = f"unknown split '{split}'; allowed: {', '.join(SPLITS)}"
         if media_id and media_id not in seen:
             seen[media_id] = position
         if problem is not None:
@@ -162,8 +162,13 @@ def manifest_from_folders(
     root = Path(root)
     if not root.is_dir():
         raise ManifestError(f"Dataset folder '{root}' does not exist; check the path.")
-    split_names = {"train": "train", "val": "val", "valid": "val", "validation": "val",
-                   "test": "test"}
+    split_names = {
+        "train": "train",
+        "val": "val",
+        "valid": "val",
+        "validation": "val",
+        "test": "test",
+    }
     rows: list[dict[str, str]] = []
     for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         split = split_names.get(split_dir.name.lower())
@@ -172,12 +177,14 @@ def manifest_from_folders(
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
             for clip in sorted(class_dir.iterdir()):
                 if clip.suffix.lower() in MEDIA_SUFFIXES:
-                    rows.append({
-                        "media_id": f"{split}/{class_dir.name}/{clip.stem}",
-                        "path": str(clip),
-                        "label": class_dir.name,
-                        "split": split,
-                    })
+                    rows.append(
+                        {
+                            "media_id": f"{split}/{class_dir.name}/{clip.stem}",
+                            "path": str(clip),
+                            "label": class_dir.name,
+                            "split": split,
+                        }
+                    )
     if not rows:
         raise ManifestError(
             f"Dataset folder '{root}' holds no <split>/<Class>/<clip> media; expected split "

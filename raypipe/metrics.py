@@ -8,7 +8,9 @@ from sklearn.metrics import confusion_matrix, f1_score, recall_score
 METRICS = ("accuracy", "macro_f1", "uar")
 
 
-def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, float]:
+def classification_scores(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
+) -> dict[str, float]:
     """Accuracy, macro-F1 and UAR (mean per-class recall) over the classes ``0..n_classes-1``.
 
     Classes absent from both truth and prediction are left out of the macro averages.
@@ -20,10 +22,12 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
     present = sorted(set(y_true.tolist()))
     return {
         "accuracy": float(np.mean(y_true == y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro",
-                                   zero_division=0)),
-        "uar": float(recall_score(y_true, y_pred, labels=present, average="macro",
-                                  zero_division=0)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
+        ),
+        "uar": float(
+            recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
+        ),
     }
 
 

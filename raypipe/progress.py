@@ -17,8 +17,13 @@ def progress_bar(task: str, total: int) -> Iterator[Callable[[int], None]]:
     if sys.stderr.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        with Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), transient=False) as bar:
+        with Progress(
+            "[bold]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        ) as bar:
             handle = bar.add_task(task, total=total)
             yield lambda n: bar.advance(handle, n)
         return

@@ -9,12 +9,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from raypipe.metrics import METRICS, classification_scores, confusion  # noqa: E402
-from raypipe.run_store import RunFolder  # noqa: E402
+from raypipe.metrics import METRICS, classification_scores, confusion
+from raypipe.run_store import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,9 @@ def metrics_table(run: RunFolder) -> pd.DataFrame:
         table = table[table["label"] >= 0]
         for split, group in table.groupby("split"):
             probs = np.stack(group["probs"].to_numpy())
-            scores = classification_scores(group["label"].to_numpy(), probs.argmax(axis=1),
-                                           len(classes))
+            scores = classification_scores(
+                group["label"].to_numpy(), probs.argmax(axis=1), len(classes)
+            )
             rows.append({"model": model, "split": split, "n": len(group), **scores})
     frame = pd.DataFrame(rows, columns=["model", "split", "n", *METRICS])
     if frame.empty:
@@ -60,8 +61,9 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], title: str, path: Pat
         for j in range(len(classes)):
             if matrix[i, j]:
                 colour = "white" if normalised[i, j] > 0.6 else "black"
-                axis.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
-                          color=colour)
+                axis.text(
+                    j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8, color=colour
+                )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -85,20 +87,30 @@ def write_report(run: RunFolder, split: str = "test") -> Path:
     out = run.report_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(table.to_dict(orient="records"), indent=2))
-    lines = [f"# raypipe report: {run.root.name}", "",
-             f"Store: `{run.meta().get('store', '?')}`  ", f"Classes: {', '.join(classes)}", ""]
+    lines = [
+        f"# raypipe report: {run.root.name}",
+        "",
+        f"Store: `{run.meta().get('store', '?')}`  ",
+        f"Classes: {', '.join(classes)}",
+        "",
+    ]
     lines += ["## Metrics per model and split", "", _markdown_table(table), ""]
     fused = [m for m in run.models() if m.startswith("fused")]
     for name in fused:
         record = run.fusion(name)
         val = record["scores"]["val"]["macro_f1"]
         test = record["scores"]["test"]["macro_f1"]
-        lines += [f"## {name}", "",
-                  f"Members and weights (searched on val with Ray Tune, "
-                  f"{record['search']['trials']} trials): "
-                  + ", ".join(f"`{m}` {w:.2f}" for m, w in record["weights"].items()), "",
-                  f"Macro-F1 val {val:.3f} vs test {test:.3f}: gap {val - test:+.3f} "
-                  "(a large positive gap means the weights overfit the validation split).", ""]
+        lines += [
+            f"## {name}",
+            "",
+            f"Members and weights (searched on val with Ray Tune, "
+            f"{record['search']['trials']} trials): "
+            + ", ".join(f"`{m}` {w:.2f}" for m, w in record["weights"].items()),
+            "",
+            f"Macro-F1 val {val:.3f} vs test {test:.3f}: gap {val - test:+.3f} "
+            "(a large positive gap means the weights overfit the validation split).",
+            "",
+        ]
     shown = fused + [m for m in (run.fusion(fused[0])["members"] if fused else run.models())]
     lines += [f"## Confusion matrices ({split})", ""]
     for model in shown:

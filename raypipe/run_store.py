@@ -27,12 +27,14 @@ import pyarrow.parquet as pq
 
 from raypipe.errors import RaypipeError
 
-PREDICTION_SCHEMA = pa.schema([
-    pa.field("media_id", pa.string(), nullable=False),
-    pa.field("split", pa.string()),
-    pa.field("label", pa.int32()),
-    pa.field("probs", pa.list_(pa.float32())),
-])
+PREDICTION_SCHEMA = pa.schema(
+    [
+        pa.field("media_id", pa.string(), nullable=False),
+        pa.field("split", pa.string()),
+        pa.field("label", pa.int32()),
+        pa.field("probs", pa.list_(pa.float32())),
+    ]
+)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -97,13 +99,22 @@ class RunFolder:
         """Load a pickled model written by :meth:`save_model`."""
         return pickle.loads((self.root / "models" / f"{name}.pkl").read_bytes())
 
-    def write_predictions(self, model: str, media_ids: np.ndarray, splits: np.ndarray,
-                          labels: np.ndarray, probs: np.ndarray) -> None:
+    def write_predictions(
+        self,
+        model: str,
+        media_ids: np.ndarray,
+        splits: np.ndarray,
+        labels: np.ndarray,
+        probs: np.ndarray,
+    ) -> None:
         """Store class probabilities (N, C) of one model for every media it scored."""
         table = pa.Table.from_pydict(
-            {"media_id": [str(m) for m in media_ids], "split": [str(s) for s in splits],
-             "label": np.asarray(labels, dtype=np.int32),
-             "probs": [row.astype(np.float32) for row in np.asarray(probs)]},
+            {
+                "media_id": [str(m) for m in media_ids],
+                "split": [str(s) for s in splits],
+                "label": np.asarray(labels, dtype=np.int32),
+                "probs": [row.astype(np.float32) for row in np.asarray(probs)],
+            },
             schema=PREDICTION_SCHEMA,
         )
         sink = pa.BufferOutputStream()
@@ -120,14 +131,17 @@ class RunFolder:
         path = self.root / "predictions" / f"{model}.parquet"
         if not path.exists():
             known = ", ".join(self.models()) or "none"
-            raise RaypipeError(f"Run '{self.root}' has no predictions for model '{model}' "
-                               f"(known: {known}).")
+            raise RaypipeError(
+                f"Run '{self.root}' has no predictions for model '{model}' (known: {known})."
+            )
         return pd.read_parquet(path)
 
     def write_fusion(self, name: str, payload: dict[str, Any]) -> None:
         """Store a fused model's description (members, weights, scores)."""
-        _atomic_write(self.root / "fusion" / f"{name}.json",
-                      json.dumps(payload, indent=2, default=float).encode())
+        _atomic_write(
+            self.root / "fusion" / f"{name}.json",
+            json.dumps(payload, indent=2, default=float).encode(),
+        )
 
     def fusion(self, name: str) -> dict[str, Any]:
         """A fused model's description."""

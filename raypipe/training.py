@@ -16,8 +16,9 @@ def model_name(spec: dict[str, Any]) -> str:
     return f"{spec['feature_set']}.{spec['classifier']}"
 
 
-def fit_and_score(matrix: FeatureMatrix, spec: dict[str, Any], n_classes: int, seed: int = 0
-                  ) -> tuple[Any, dict[str, float]]:
+def fit_and_score(
+    matrix: FeatureMatrix, spec: dict[str, Any], n_classes: int, seed: int = 0
+) -> tuple[Any, dict[str, float]]:
     """Fit ``spec`` (classifier + params) on the train split; score it on val (and train).
 
     Returns the fitted pipeline and scores keyed 'val_<metric>' and 'train_<metric>'.

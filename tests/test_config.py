@@ -44,7 +44,9 @@ def test_wrong_literal_lists_allowed_values() -> None:
 def test_overrides_then_flags_win(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("video:\n  fps: 3\nbatch_size: 4\n")
-    cfg = load_config(ExtractConfig, path, ["video.fps=7", "batch_size=1"], {"out": "s", "manifest": None})
+    cfg = load_config(
+        ExtractConfig, path, ["video.fps=7", "batch_size=1"], {"out": "s", "manifest": None}
+    )
     assert cfg.video.fps == 7.0 and cfg.batch_size == 1 and cfg.out == "s" and cfg.manifest is None
 
 
@@ -65,4 +67,6 @@ def test_apply_overrides_does_not_mutate() -> None:
 
 def test_all_extractors_disabled_is_rejected() -> None:
     with pytest.raises(ConfigError, match="at least one extractor"):
-        load_config(ExtractConfig, None, ["face_expression.enabled=false", "opensmile.enabled=false"])
+        load_config(
+            ExtractConfig, None, ["face_expression.enabled=false", "opensmile.enabled=false"]
+        )

@@ -55,7 +55,12 @@ def test_missing_columns_is_an_error(tmp_path: Path) -> None:
 
 
 def test_folder_per_class_layout(tmp_path: Path) -> None:
-    for split, label in [("Train", "Angry"), ("Train", "Happy"), ("Val", "Happy"), ("Val", "Bored")]:
+    for split, label in [
+        ("Train", "Angry"),
+        ("Train", "Happy"),
+        ("Val", "Happy"),
+        ("Val", "Bored"),
+    ]:
         folder = tmp_path / split / label
         folder.mkdir(parents=True)
         (folder / "001.avi").write_bytes(b"x")

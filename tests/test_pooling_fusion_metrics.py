@@ -46,8 +46,14 @@ def test_fusion_beats_either_model_when_they_err_on_different_media() -> None:
     vis = np.array([[0.9, 0.1], [0.6, 0.4], [0.9, 0.1], [0.2, 0.8]])
     aud = np.array([[0.4, 0.6], [0.1, 0.9], [0.8, 0.2], [0.1, 0.9]])
     tables = {
-        name: pd.DataFrame({"media_id": list("abcd"), "split": ["val"] * 4, "label": labels,
-                            "probs": list(p.astype(np.float32))})
+        name: pd.DataFrame(
+            {
+                "media_id": list("abcd"),
+                "split": ["val"] * 4,
+                "label": labels,
+                "probs": list(p.astype(np.float32)),
+            }
+        )
         for name, p in {"vis": vis, "aud": aud}.items()
     }
     aligned = align_predictions(tables)

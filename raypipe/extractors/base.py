@@ -62,8 +62,12 @@ class Extractor(ABC):
     def version(self) -> str:
         """Short hash of name, code revision, config and weights."""
         payload = json.dumps(
-            {"name": self.name, "revision": self.revision, "config": self.config_dict(),
-             "weights": self.weights_digest()},
+            {
+                "name": self.name,
+                "revision": self.revision,
+                "config": self.config_dict(),
+                "weights": self.weights_digest(),
+            },
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:10]

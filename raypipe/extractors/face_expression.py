@@ -38,8 +38,14 @@ class FaceExpressionExtractor(Extractor):
     modality: ClassVar[str] = "visual"
     level: ClassVar[str] = "frame"
 
-    def __init__(self, output: str = "features", crop_size: int = 96, margin: float = 0.2,
-                 min_face_size: int = 20, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        output: str = "features",
+        crop_size: int = 96,
+        margin: float = 0.2,
+        min_face_size: int = 20,
+        device: str = "cpu",
+    ) -> None:
         from raypipe.extractors.fer_cnn import FerEmbedder
 
         if output not in {"features", "logits", "probs"}:
@@ -57,14 +63,19 @@ class FaceExpressionExtractor(Extractor):
         return self.embedder.dim if self.output == "features" else 7
 
     def config_dict(self) -> dict[str, Any]:
-        return {"output": self.output, "crop_size": self.crop_size, "margin": self.margin,
-                "min_face_size": self.min_face_size}
+        return {
+            "output": self.output,
+            "crop_size": self.crop_size,
+            "margin": self.margin,
+            "min_face_size": self.min_face_size,
+        }
 
     def weights_digest(self) -> str:
         return f"{self.detector.weights_digest}-{self.embedder.weights_digest}"
 
     def detect(self, media: MediaContext) -> list[FaceDetections]:
         """Face detections for every sampled frame, shared with other visual extractors."""
+
         def compute() -> list[FaceDetections]:
             frames = media.frames.frames
             found: list[FaceDetections] = []

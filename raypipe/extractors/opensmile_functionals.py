@@ -50,8 +50,7 @@ class OpenSmileExtractor(Extractor):
         return len(self.feature_names)
 
     def config_dict(self) -> dict[str, Any]:
-        return {"feature_set": self.feature_set, "level": "functionals",
-                "sample_rate": SAMPLE_RATE}
+        return {"feature_set": self.feature_set, "level": "functionals", "sample_rate": SAMPLE_RATE}
 
     def weights_digest(self) -> str:
         return f"opensmile-{self._version}"

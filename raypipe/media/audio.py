@@ -8,6 +8,7 @@ import av
 import numpy as np
 
 from raypipe.errors import MediaError
+from raypipe.media.probe import open_container
 
 SAMPLE_RATE = 16_000
 
@@ -16,13 +17,9 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Return the first audio stream of ``path`` as mono float32 in [-1, 1] at ``sample_rate`` Hz.
 
     Raises:
-        MediaError: the file has no audio stream or it cannot be decoded.
+        MediaError: the file cannot be opened, has no audio stream, or it cannot be decoded.
     """
-    try:
-        container = av.open(str(path), timeout=30.0)
-    except (av.error.FFmpegError, OSError) as exc:
-        raise MediaError(f"{path}: cannot be opened by FFmpeg ({exc}); re-encode it.") from None
-    with container:
+    with open_container(path) as container:
         if not container.streams.audio:
             raise MediaError(f"{path}: has no audio stream; audio extractors need one.")
         stream = container.streams.audio[0]

@@ -29,8 +29,14 @@ class MediaContext:
         max_frames: at most this many frames are sampled (evenly thinned beyond).
     """
 
-    def __init__(self, media_id: str, path: str | Path, fps: float = 5.0, max_side: int = 320,
-                 max_frames: int = 300) -> None:
+    def __init__(
+        self,
+        media_id: str,
+        path: str | Path,
+        fps: float = 5.0,
+        max_side: int = 320,
+        max_frames: int = 300,
+    ) -> None:
         self.media_id = media_id
         self.path = str(path)
         self.fps = fps

@@ -40,8 +40,8 @@ def decode_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     if width <= 0 or height <= 0:
         raise ValueError(f"invalid frame size {width}x{height}")
     scale = min(1.0, max_side / max(width, height))
-    out_w = max(2, int(round(width * scale / 2)) * 2)
-    out_h = max(2, int(round(height * scale / 2)) * 2)
+    out_w = max(2, round(width * scale / 2) * 2)
+    out_h = max(2, round(height * scale / 2) * 2)
     return out_w, out_h
 
 
@@ -70,23 +70,30 @@ def decode_frames(info: MediaInfo, fps: float, max_side: int, max_frames: int) -
     Raises:
         MediaError: the video stream cannot be decoded.
     """
+    if not info.has_video:
+        raise MediaError(
+            f"{info.path}: has no video stream; visual extractors need a video or image file."
+        )
     width, height = decode_size(info.width, info.height, max_side)
     try:
-        reader = decord.VideoReader(info.path, ctx=decord.cpu(0), width=width, height=height,
-                                    num_threads=1)
+        reader = decord.VideoReader(
+            info.path, ctx=decord.cpu(0), width=width, height=height, num_threads=1
+        )
         count = len(reader)
         if count == 0:
             raise MediaError(f"{info.path}: video stream holds no decodable frames; re-encode it.")
         times = np.asarray(reader.get_frame_timestamp(np.arange(count)))[:, 0]
         picks = sample_indices(times, fps, max_frames)
-        chunks = [reader.get_batch(picks[i : i + _CHUNK]).asnumpy()
-                  for i in range(0, len(picks), _CHUNK)]
-    except decord.DECORDError as exc:
+        chunks = [
+            reader.get_batch(picks[i : i + _CHUNK]).asnumpy() for i in range(0, len(picks), _CHUNK)
+        ]
+    except (decord.DECORDError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else "decode error"
         raise MediaError(
             f"{info.path}: video cannot be decoded ({first}); the file may be truncated or "
             "corrupt; re-encode it."
         ) from None
     frames = np.concatenate(chunks) if chunks else np.zeros((0, height, width, 3), np.uint8)
-    return SampledFrames(frames=frames, timestamps_s=times[picks].astype(np.float32),
-                         source_indices=picks)
+    return SampledFrames(
+        frames=frames, timestamps_s=times[picks].astype(np.float32), source_indices=picks
+    )

@@ -58,16 +58,21 @@ def extractor_specs(config: ExtractConfig) -> list[tuple[str, dict[str, Any]]]:
 
 def _record(extractor: Extractor) -> ExtractorRecord:
     return ExtractorRecord(
-        name=extractor.name, version=extractor.version, level=extractor.level,
-        dim=extractor.dim, modality=extractor.modality, config=extractor.config_dict(),
+        name=extractor.name,
+        version=extractor.version,
+        level=extractor.level,
+        dim=extractor.dim,
+        modality=extractor.modality,
+        config=extractor.config_dict(),
     )
 
 
 class ExtractionActor:
     """A Ray Data actor: builds the extractors once, then processes batches of media."""
 
-    def __init__(self, specs: list[tuple[str, dict[str, Any]]], store_uri: str,
-                 video: dict[str, Any]) -> None:
+    def __init__(
+        self, specs: list[tuple[str, dict[str, Any]]], store_uri: str, video: dict[str, Any]
+    ) -> None:
         logging.basicConfig(level=logging.INFO)
         self.extractors = {name: build_extractor(name, options) for name, options in specs}
         self.store = FeatureStore(store_uri)
@@ -75,8 +80,9 @@ class ExtractionActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {"media_id": [], "extractor": [], "status": [], "error": []}
-        for media_id, path, todo in zip(batch["media_id"], batch["path"], batch["todo"],
-                                        strict=True):
+        for media_id, path, todo in zip(
+            batch["media_id"], batch["path"], batch["todo"], strict=True
+        ):
             media = MediaContext(str(media_id), str(path), **self.video)
             chosen = [self.extractors[name] for name in str(todo).split(",")]
             for outcome in process_media(media, chosen, self.store):
@@ -87,8 +93,9 @@ class ExtractionActor:
         return out
 
 
-def _record_manifest_issues(store: FeatureStore, issues: list, extractors: list[Extractor],
-                            manifest_path: str) -> None:
+def _record_manifest_issues(
+    store: FeatureStore, issues: list, extractors: list[Extractor], manifest_path: str
+) -> None:
     """Rows the manifest rejected become failed rows (ids that are not duplicates)."""
     seen: set[str] = set()
     for issue in issues:
@@ -99,9 +106,13 @@ def _record_manifest_issues(store: FeatureStore, issues: list, extractors: list[
         seen.add(issue.media_id)
         for extractor in extractors:
             store.write_result(
-                extractor.name, extractor.version, issue.media_id,
-                {"status": STATUS_FAILED,
-                 "error": f"manifest '{manifest_path}' row {issue.row}: {issue.message}"},
+                extractor.name,
+                extractor.version,
+                issue.media_id,
+                {
+                    "status": STATUS_FAILED,
+                    "error": f"manifest '{manifest_path}' row {issue.row}: {issue.message}",
+                },
             )
 
 
@@ -119,10 +130,17 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
     store = FeatureStore(config.out)
     store.initialise()
     valid_ids = set(manifest["media_id"])
-    issue_rows = pd.DataFrame(
-        [{"media_id": i.media_id, "path": None} for i in issues
-         if i.media_id and i.media_id not in valid_ids and "duplicate" not in i.message]
-    ).drop_duplicates("media_id") if issues else pd.DataFrame(columns=["media_id", "path"])
+    issue_rows = (
+        pd.DataFrame(
+            [
+                {"media_id": i.media_id, "path": None}
+                for i in issues
+                if i.media_id and i.media_id not in valid_ids and "duplicate" not in i.message
+            ]
+        ).drop_duplicates("media_id")
+        if issues
+        else pd.DataFrame(columns=["media_id", "path"])
+    )
     store.write_manifest(pd.concat([manifest, issue_rows], ignore_index=True))
     store.register_extractors(_record(e) for e in extractors)
     _record_manifest_issues(store, issues, extractors, str(config.manifest))
@@ -135,23 +153,31 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
         skipped += len(extractors) - len(todo)
         if todo:
             items.append({"media_id": row.media_id, "path": row.path, "todo": ",".join(todo)})
-    summary = ExtractSummary(store=config.out, media=len(manifest), skipped=skipped,
-                             manifest_issues=len(issues))
+    summary = ExtractSummary(
+        store=config.out, media=len(manifest), skipped=skipped, manifest_issues=len(issues)
+    )
     if not items:
         log.info("nothing to compute: every (media, extractor) is up to date")
         return summary
 
     with ray_session(config.ray):
         workers = config.workers or min(cluster_cpus(), len(items))
-        log.info("extracting %d media with %d actor(s): %s", len(items), workers,
-                 ", ".join(f"{e.name}@{e.version}" for e in extractors))
+        log.info(
+            "extracting %d media with %d actor(s): %s",
+            len(items),
+            workers,
+            ", ".join(f"{e.name}@{e.version}" for e in extractors),
+        )
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
         results = dataset.map_batches(
             ExtractionActor,
-            fn_constructor_kwargs={"specs": specs, "store_uri": config.out,
-                                   "video": config.video.model_dump()},
+            fn_constructor_kwargs={
+                "specs": specs,
+                "store_uri": config.out,
+                "video": config.video.model_dump(),
+            },
             batch_size=config.batch_size,
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
@@ -160,7 +186,8 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
             for row in results.iter_rows():
                 summary.computed[row["status"]] += 1
                 if row["status"] == STATUS_FAILED:
-                    log.warning("%s [%s] failed: %s", row["media_id"], row["extractor"],
-                                row["error"])
+                    log.warning(
+                        "%s [%s] failed: %s", row["media_id"], row["extractor"], row["error"]
+                    )
                 advance(1)
     return summary

@@ -21,16 +21,21 @@ log = logging.getLogger(__name__)
 FUSED_NAME = "fused.weighted"
 
 
-def score_weights(aligned: AlignedPredictions, weights: np.ndarray, split: str,
-                  n_classes: int) -> dict[str, float]:
+def score_weights(
+    aligned: AlignedPredictions, weights: np.ndarray, split: str, n_classes: int
+) -> dict[str, float]:
     """Scores of the weighted fusion on the labelled media of one split."""
     mask = aligned.mask(split)
     fused = weighted_fusion(aligned.probs[:, mask], weights)
     return classification_scores(aligned.labels[mask], fused.argmax(axis=1), n_classes)
 
 
-def _trial(config: dict[str, Any], aligned: AlignedPredictions | None = None,
-           n_classes: int = 7, metric: str = "macro_f1") -> None:
+def _trial(
+    config: dict[str, Any],
+    aligned: AlignedPredictions | None = None,
+    n_classes: int = 7,
+    metric: str = "macro_f1",
+) -> None:
     weights = np.array([config[f"w{i}"] for i in range(len(aligned.models))])
     scores = score_weights(aligned, weights, "val", n_classes)
     tune.report({f"val_{k}": v for k, v in scores.items()})
@@ -47,29 +52,34 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
     known = set(run.models())
     unknown = [m for m in members if m not in known]
     if unknown:
-        raise ConfigError(f"models {unknown} have no predictions in run '{run.root}'; "
-                          f"known: {', '.join(sorted(known))}.")
+        raise ConfigError(
+            f"models {unknown} have no predictions in run '{run.root}'; "
+            f"known: {', '.join(sorted(known))}."
+        )
     if len(members) < 2:
         raise ConfigError(f"fusion needs at least two models, got {members}.")
     aligned = align_predictions({m: run.predictions(m) for m in members})
     metric = f"val_{config.metric}"
     space = {f"w{i}": tune.uniform(0.0, 1.0) for i in range(len(members))}
-    log.info("searching fusion weights of %s (%d samples)", ", ".join(members),
-             config.num_samples)
+    log.info("searching fusion weights of %s (%d samples)", ", ".join(members), config.num_samples)
     with ray_session(config.ray):
         trainable = tune.with_resources(
-            tune.with_parameters(_trial, aligned=aligned, n_classes=n_classes,
-                                 metric=config.metric), {"cpu": 1})
+            tune.with_parameters(
+                _trial, aligned=aligned, n_classes=n_classes, metric=config.metric
+            ),
+            {"cpu": 1},
+        )
         tuner = tune.Tuner(
             trainable,
             param_space=space,
             tune_config=tune.TuneConfig(
-                metric=metric, mode="max", num_samples=config.num_samples,
+                metric=metric,
+                mode="max",
+                num_samples=config.num_samples,
                 max_concurrent_trials=cluster_cpus(),
                 search_alg=tune.search.BasicVariantGenerator(random_state=config.seed),
             ),
-            run_config=tune.RunConfig(storage_path=str(run.tune_dir), name="fusion",
-                                      verbose=0),
+            run_config=tune.RunConfig(storage_path=str(run.tune_dir), name="fusion", verbose=0),
         )
         results = tuner.fit()
     equal = np.ones(len(members))
@@ -88,10 +98,16 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
         "members": members,
         "weights": dict(zip(members, best.round(4).tolist(), strict=True)),
         "search": {"trials": len(candidates) - 1, "metric": metric, "best": best_score},
-        "scores": {split: score_weights(aligned, best, split, n_classes)
-                   for split in ("val", "test")},
+        "scores": {
+            split: score_weights(aligned, best, split, n_classes) for split in ("val", "test")
+        },
     }
     run.write_fusion(FUSED_NAME, record)
-    log.info("fused %s with weights %s: val %s = %.3f", members, record["weights"],
-             config.metric, best_score)
+    log.info(
+        "fused %s with weights %s: val %s = %.3f",
+        members,
+        record["weights"],
+        config.metric,
+        best_score,
+    )
     return record

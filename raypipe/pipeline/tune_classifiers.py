@@ -26,8 +26,9 @@ from raypipe.training import fit_and_score, model_name
 log = logging.getLogger(__name__)
 
 
-def trial_specs(config: TuneClassifiersConfig, matrices: dict[str, FeatureMatrix]
-                ) -> list[dict[str, Any]]:
+def trial_specs(
+    config: TuneClassifiersConfig, matrices: dict[str, FeatureMatrix]
+) -> list[dict[str, Any]]:
     """Every (feature set, classifier, params) combination of the search space."""
     specs = []
     for feature_set in matrices:
@@ -35,22 +36,30 @@ def trial_specs(config: TuneClassifiersConfig, matrices: dict[str, FeatureMatrix
             if classifier == "logreg":
                 grid = [{"C": c} for c in config.logreg_c]
             else:
-                grid = [{"num_leaves": n, "n_estimators": config.lightgbm_n_estimators}
-                        for n in config.lightgbm_num_leaves]
-            specs.extend({"feature_set": feature_set, "classifier": classifier, "params": p}
-                         for p in grid)
+                grid = [
+                    {"num_leaves": n, "n_estimators": config.lightgbm_n_estimators}
+                    for n in config.lightgbm_num_leaves
+                ]
+            specs.extend(
+                {"feature_set": feature_set, "classifier": classifier, "params": p} for p in grid
+            )
     return specs
 
 
-def _trial(config: dict[str, Any], matrices: dict[str, FeatureMatrix] | None = None,
-           n_classes: int = 7, seed: int = 0) -> None:
+def _trial(
+    config: dict[str, Any],
+    matrices: dict[str, FeatureMatrix] | None = None,
+    n_classes: int = 7,
+    seed: int = 0,
+) -> None:
     spec = config["spec"]
     _, scores = fit_and_score(matrices[spec["feature_set"]], spec, n_classes, seed)
     tune.report(scores)
 
 
-def load_matrices(config: TuneClassifiersConfig, store: FeatureStore, n_classes: int
-                  ) -> dict[str, FeatureMatrix]:
+def load_matrices(
+    config: TuneClassifiersConfig, store: FeatureStore, n_classes: int
+) -> dict[str, FeatureMatrix]:
     """Media-level matrices of every configured feature set x pooling."""
     labels = label_space()
     matrices: dict[str, FeatureMatrix] = {}
@@ -87,23 +96,27 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
 
     with ray_session(config.ray):
         concurrent = config.max_concurrent_trials or cluster_cpus()
-        trainable = tune.with_parameters(_trial, matrices=matrices, n_classes=n_classes,
-                                         seed=config.seed)
+        trainable = tune.with_parameters(
+            _trial, matrices=matrices, n_classes=n_classes, seed=config.seed
+        )
         trainable = tune.with_resources(trainable, {"cpu": 1})
         run.tune_dir.mkdir(parents=True, exist_ok=True)
         experiment = run.tune_dir / "classifiers"
         if tune.Tuner.can_restore(str(experiment)):
             log.info("resuming the search in %s", experiment)
-            tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
-                                       resume_unfinished=True, resume_errored=True)
+            tuner = tune.Tuner.restore(
+                str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True
+            )
         else:
             tuner = tune.Tuner(
                 trainable,
                 param_space={"spec": tune.grid_search(specs)},
-                tune_config=tune.TuneConfig(metric=metric, mode="max",
-                                            max_concurrent_trials=concurrent),
-                run_config=tune.RunConfig(storage_path=str(run.tune_dir), name="classifiers",
-                                          verbose=0),
+                tune_config=tune.TuneConfig(
+                    metric=metric, mode="max", max_concurrent_trials=concurrent
+                ),
+                run_config=tune.RunConfig(
+                    storage_path=str(run.tune_dir), name="classifiers", verbose=0
+                ),
             )
         results = tuner.fit()
 
@@ -113,10 +126,15 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
             log.warning("a trial failed: %s", result.error)
             continue
         spec = result.config["spec"]
-        rows.append({"model": model_name(spec), "feature_set": spec["feature_set"],
-                     "classifier": spec["classifier"], "params": str(spec["params"]),
-                     **{k: v for k, v in result.metrics.items()
-                        if k.startswith(("val_", "train_"))}})
+        rows.append(
+            {
+                "model": model_name(spec),
+                "feature_set": spec["feature_set"],
+                "classifier": spec["classifier"],
+                "params": str(spec["params"]),
+                **{k: v for k, v in result.metrics.items() if k.startswith(("val_", "train_"))},
+            }
+        )
     trials = pd.DataFrame(rows)
     if trials.empty:
         raise RuntimeError("every Tune trial failed; see the logs above")
@@ -125,11 +143,13 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
 
     for row in best.itertuples(index=False):
         matrix = matrices[row.feature_set]
-        spec = {"feature_set": row.feature_set, "classifier": row.classifier,
-                "params": eval_params(row.params)}
+        spec = {
+            "feature_set": row.feature_set,
+            "classifier": row.classifier,
+            "params": eval_params(row.params),
+        }
         model, _ = fit_and_score(matrix, spec, n_classes, config.seed)
-        run.save_model(row.model, {"pipeline": model, "spec": spec,
-                                   "modality": matrix.modality})
+        run.save_model(row.model, {"pipeline": model, "spec": spec, "modality": matrix.modality})
         labelled = matrix.y
         probs = predict_proba_full(model, matrix.x, n_classes)
         run.write_predictions(row.model, matrix.media_ids, matrix.split, labelled, probs)

@@ -14,10 +14,15 @@ from raypipe.store.schema import FRAME_SCHEMA
 
 def _frames(media_id: str, n: int) -> pa.Table:
     return pa.Table.from_pydict(
-        {"media_id": [media_id] * n, "frame_index": list(range(n)),
-         "timestamp_s": [i / 5 for i in range(n)], "has_face": [True] * n,
-         "face_score": [0.9] * n, "box": [[0.0, 0.0, 10.0, 10.0]] * n,
-         "features": [[float(i), 1.0] for i in range(n)]},
+        {
+            "media_id": [media_id] * n,
+            "frame_index": list(range(n)),
+            "timestamp_s": [i / 5 for i in range(n)],
+            "has_face": [True] * n,
+            "face_score": [0.9] * n,
+            "box": [[0.0, 0.0, 10.0, 10.0]] * n,
+            "features": [[float(i), 1.0] for i in range(n)],
+        },
         schema=FRAME_SCHEMA,
     )
 
@@ -26,17 +31,30 @@ def _frames(media_id: str, n: int) -> pa.Table:
 def store(tmp_path: Path) -> FeatureStore:
     s = FeatureStore(str(tmp_path / "store"))
     s.initialise()
-    s.register_extractors([ExtractorRecord("vis", "v1", "frame", 2, "visual", {}),
-                           ExtractorRecord("aud", "a1", "media", 3, "audio", {})])
-    s.write_manifest(pd.DataFrame({"media_id": ["m/1", "m/2", "m/3"], "path": ["a", "b", "c"],
-                                   "label": ["Happy", "Sad", None], "split": ["train", "val", None]}))
+    s.register_extractors(
+        [
+            ExtractorRecord("vis", "v1", "frame", 2, "visual", {}),
+            ExtractorRecord("aud", "a1", "media", 3, "audio", {}),
+        ]
+    )
+    s.write_manifest(
+        pd.DataFrame(
+            {
+                "media_id": ["m/1", "m/2", "m/3"],
+                "path": ["a", "b", "c"],
+                "label": ["Happy", "Sad", None],
+                "split": ["train", "val", None],
+            }
+        )
+    )
     return s
 
 
 def test_rewrite_replaces_never_duplicates(store: FeatureStore) -> None:
     for _ in range(2):
-        store.write_result("vis", "v1", "m/1", {"status": "ok", "frames": 3, "face_frames": 3},
-                           _frames("m/1", 3))
+        store.write_result(
+            "vis", "v1", "m/1", {"status": "ok", "frames": 3, "face_frames": 3}, _frames("m/1", 3)
+        )
     assert len(store.media_table("vis")) == 1
     assert len(store.frame_table("vis")) == 3
     assert store.done_media("vis", "v1") == {"m/1"}
@@ -44,8 +62,9 @@ def test_rewrite_replaces_never_duplicates(store: FeatureStore) -> None:
 
 
 def test_status_has_ok_failed_missing_and_counts(store: FeatureStore) -> None:
-    store.write_result("vis", "v1", "m/1", {"status": "ok", "frames": 3, "face_frames": 2},
-                       _frames("m/1", 3))
+    store.write_result(
+        "vis", "v1", "m/1", {"status": "ok", "frames": 3, "face_frames": 2}, _frames("m/1", 3)
+    )
     store.write_result("vis", "v1", "m/2", {"status": "failed", "error": "m2: empty file"})
     store.write_result("aud", "a1", "m/1", {"status": "ok", "features": [1.0, 2.0, 3.0]})
     status = store.status()
@@ -59,8 +78,9 @@ def test_status_has_ok_failed_missing_and_counts(store: FeatureStore) -> None:
 
 
 def test_readable_without_raypipe(store: FeatureStore, tmp_path: Path) -> None:
-    store.write_result("vis", "v1", "m/1", {"status": "ok", "frames": 3, "face_frames": 3},
-                       _frames("m/1", 3))
+    store.write_result(
+        "vis", "v1", "m/1", {"status": "ok", "frames": 3, "face_frames": 3}, _frames("m/1", 3)
+    )
     store.write_result("aud", "a1", "m/1", {"status": "ok", "features": [1.0, 2.0, 3.0]})
     media = pd.read_parquet(tmp_path / "store" / "media")
     assert set(media["extractor"].astype(str)) == {"vis", "aud"}
@@ -75,8 +95,16 @@ def test_no_temporary_files_left(store: FeatureStore, tmp_path: Path) -> None:
 
 
 def test_manifest_upsert(store: FeatureStore) -> None:
-    store.write_manifest(pd.DataFrame({"media_id": ["m/2", "m/4"], "path": ["b2", "d"],
-                                       "label": ["Fear", "Angry"], "split": ["test", "test"]}))
+    store.write_manifest(
+        pd.DataFrame(
+            {
+                "media_id": ["m/2", "m/4"],
+                "path": ["b2", "d"],
+                "label": ["Fear", "Angry"],
+                "split": ["test", "test"],
+            }
+        )
+    )
     manifest = store.read_manifest().set_index("media_id")
     assert sorted(manifest.index) == ["m/1", "m/2", "m/3", "m/4"]
     assert manifest.loc["m/2", "label"] == "Fear"

@@ -1,0 +1,149 @@
+"""A real Ray head (`ray start --head` on loopback, token authentication on), a real
+`ray job submit` of jobs/extract.py, and a check of the store it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """Start a head node as a user would, with a token; yield (dashboard URL, client env)."""
+    token_file = tmp_path / "auth_token"
+    token_file.write_text(secrets.token_hex(32))
+    token_file.chmod(0o600)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+    env.pop("RAY_ADDRESS", None)
+    gcs, dashboard = _free_port(), _free_port()
+    temp_dir = Path("/tmp") / f"rp-head-{secrets.token_hex(3)}"  # short: socket path limits
+    head = subprocess.Popen(
+        [
+            "ray",
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            "--num-cpus=2",
+            f"--temp-dir={temp_dir}",
+            "--disable-usage-stats",
+            "--include-dashboard=true",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            probe = subprocess.run(
+                ["ray", "job", "list", "--address", url], env=env, capture_output=True, text=True
+            )
+            if probe.returncode == 0:
+                break
+            if head.poll() is not None or time.monotonic() > deadline:
+                output = head.stdout.read() if head.poll() is not None else ""
+                pytest.fail(f"Ray head did not come up: {probe.stderr[-2000:]}\n{output[-2000:]}")
+            time.sleep(2)
+        yield url, env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
+
+
+def test_unauthenticated_submission_is_refused(ray_head: tuple[str, dict[str, str]]) -> None:
+    url, env = ray_head
+    bare = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+    bare["RAY_AUTH_TOKEN_PATH"] = "/nonexistent/token"
+    result = subprocess.run(
+        ["ray", "job", "list", "--address", url], env=bare, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+
+
+def test_extract_job_submitted_to_a_ray_head(
+    ray_head: tuple[str, dict[str, str]], demo_set: Path, tmp_path: Path
+) -> None:
+    url, env = ray_head
+    manifest = pd.read_csv(demo_set)
+    chosen = pd.concat(
+        [
+            manifest[~manifest["media_id"].str.startswith("broken")].head(3),
+            manifest[manifest["media_id"] == "broken_empty"],
+        ]
+    )
+    chosen = chosen.assign(path=[str((demo_set.parent / p).resolve()) for p in chosen["path"]])
+    small = tmp_path / "manifest.csv"
+    chosen.to_csv(small, index=False)
+    store = tmp_path / "store"
+    submit = subprocess.run(
+        [
+            "ray",
+            "job",
+            "submit",
+            "--address",
+            url,
+            "--working-dir",
+            str(REPO),
+            "--",
+            sys.executable,
+            "jobs/extract.py",
+            "--manifest",
+            str(small),
+            "--out",
+            str(store),
+            "--set",
+            "workers=1",
+            "--set",
+            "video.fps=2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
+    assert "succeeded" in submit.stdout + submit.stderr
+    status = subprocess.run(
+        ["raypipe", "store", "status", str(store), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert status.returncode == 0, status.stderr
+    rows = pd.DataFrame(json.loads(status.stdout))
+    assert len(rows) == 4 * 2  # 4 media x 2 extractors
+    failed = rows[rows["status"] == "failed"]
+    assert set(failed["media_id"]) == {"broken_empty"}
+    assert failed["error"].str.contains("empty").all()
+    assert (rows.loc[rows["media_id"] != "broken_empty", "status"] == "ok").all()

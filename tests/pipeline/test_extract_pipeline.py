@@ -1,0 +1,90 @@
+"""Extraction on the shared local Ray: real clips, real weights, broken files, re-runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raypipe.config import load_config
+from raypipe.job_configs import ExtractConfig
+from raypipe.pipeline.extract import run_extract
+from raypipe.store.feature_store import FeatureStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def extracted(
+    ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[FeatureStore, ExtractConfig]:
+    store = tmp_path_factory.mktemp("extract") / "store"
+    config = load_config(
+        ExtractConfig, None, ["video.fps=3"], {"manifest": demo_set, "out": str(store)}
+    )
+    summary = run_extract(config)
+    assert summary.computed["ok"] + summary.computed["failed"] > 0
+    return FeatureStore(str(store)), config
+
+
+def test_broken_files_fail_with_reasons_and_good_ones_succeed(extracted) -> None:
+    store, config = extracted
+    status = store.status()
+    broken = status[status["media_id"].str.startswith("broken")]
+    good = status[~status["media_id"].str.startswith("broken")]
+    assert (broken["status"] == "failed").all() and len(broken) == 3 * 2
+    reasons = broken.set_index(["media_id", "extractor"])["error"]
+    assert "empty (0 bytes)" in reasons[("broken_empty", "face_expression")]
+    assert "not a readable media container" in reasons[("broken_text", "opensmile")]
+    assert reasons[("broken_truncated", "face_expression")].startswith(str(Path("/")))
+    for reason in reasons:
+        assert "\n" not in reason and ".mp4" in reason
+    assert (good["status"] == "ok").all()
+    n_good = len(pd.read_csv(config.manifest)) - 3
+    assert len(good) == n_good * 2
+
+
+def test_frames_and_faces_are_recorded(extracted) -> None:
+    store, _ = extracted
+    status = store.status()
+    faces = status[(status["extractor"] == "face_expression") & (status["status"] == "ok")]
+    assert (faces["frames"] >= 5).all()
+    assert (faces["face_frames"] >= faces["frames"] * 0.8).all()
+    frames = store.frame_table("face_expression")
+    with_face = frames[frames["has_face"]]
+    assert len(np.stack(with_face["features"]).T) == 128
+    assert (
+        np.diff(frames[frames["media_id"] == frames["media_id"].iloc[0]]["timestamp_s"]) > 0
+    ).all()
+    audio = store.media_table("opensmile")
+    ok = audio[audio["status"] == "ok"]
+    assert np.stack(ok["features"]).shape[1] == 88 and np.isfinite(np.stack(ok["features"])).all()
+
+
+def test_rerun_recomputes_nothing(extracted) -> None:
+    store, config = extracted
+    before = {p: p.stat().st_mtime_ns for p in Path(store.root).rglob("*.parquet")}
+    summary = run_extract(config)
+    assert sum(summary.computed.values()) == 0
+    assert summary.skipped == summary.media * 2
+    after = {p: p.stat().st_mtime_ns for p in Path(store.root).rglob("*.parquet")}
+    changed = [p for p in after if p.name != "manifest.parquet" and after[p] != before.get(p)]
+    assert changed == []
+
+
+def test_changed_config_recomputes_only_that_extractor(extracted, tmp_path: Path) -> None:
+    store, config = extracted
+    old_audio = store.extractors()["opensmile"].version
+    old_face = store.extractors()["face_expression"].version
+    changed = config.model_copy(
+        update={"face_expression": config.face_expression.model_copy(update={"output": "probs"})}
+    )
+    summary = run_extract(changed)
+    manifest_size = summary.media
+    assert summary.computed["ok"] + summary.computed["failed"] == manifest_size
+    assert summary.skipped == manifest_size  # openSMILE untouched
+    assert store.extractors()["opensmile"].version == old_audio
+    assert store.extractors()["face_expression"].version != old_face
+    assert len(store.done_media("face_expression", old_face)) == manifest_size
