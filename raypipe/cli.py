@@ -38,11 +38,17 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    """raypipe's own handler, not the root's: libraries that add root handlers (Ray Tune does)
+    would otherwise print every line twice."""
+    logger = logging.getLogger("raypipe")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     for noisy in ("ray", "ray.data", "ray.tune", "ray.train", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -50,17 +50,39 @@ def align_predictions(predictions: dict[str, pd.DataFrame]) -> AlignedPrediction
     return AlignedPredictions(models, np.array(ids, dtype=object), splits, labels, probs)
 
 
-def weighted_fusion(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted mean of (M, N, C) probabilities with (M,) or (M, C) non-negative weights.
+RULES = ("sum", "product")
+
+#: Probabilities are clipped to this floor before logs, so one confident zero cannot veto a class.
+PROB_FLOOR = 1e-4
+
+
+def weighted_fusion(probs: np.ndarray, weights: np.ndarray, rule: str = "sum") -> np.ndarray:
+    """Fuse (M, N, C) probabilities with (M,) or (M, C) non-negative weights.
+
+    Rules: 'sum' is the weighted arithmetic mean of the probabilities; 'product' is the weighted
+    geometric mean (log-linear pooling, the "product rule"), renormalised over classes. The
+    product rule suits modalities that each resolve a different part of the label: a class
+    wins only when no model rules it out.
 
     Models without a prediction for a media (NaN) are left out and the remaining weights are
     renormalised, so a media missing one modality is still scored by the others. Media with no
     prediction at all get a uniform distribution.
     """
+    if rule not in RULES:
+        raise ValueError(f"unknown fusion rule '{rule}'; allowed: {', '.join(RULES)}")
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim == 1:
         weights = weights[:, None]
     present = ~np.isnan(probs[..., :1])  # (M, N, 1)
+    if rule == "product":
+        logs = np.log(np.clip(np.nan_to_num(probs, nan=1.0), PROB_FLOOR, 1.0))
+        total = (weights[:, None, :] * present).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_log = (weights[:, None, :] * logs * present).sum(axis=0) / total
+        mean_log = np.where(np.isfinite(mean_log), mean_log, 0.0)
+        mean_log -= mean_log.max(axis=1, keepdims=True)
+        fused = np.exp(mean_log)
+        return (fused / fused.sum(axis=1, keepdims=True)).astype(np.float32)
     filled = np.nan_to_num(probs, nan=0.0)
     numerator = (weights[:, None, :] * filled * present).sum(axis=0)
     denominator = (weights[:, None, :] * present).sum(axis=0)

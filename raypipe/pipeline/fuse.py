@@ -9,7 +9,7 @@ import numpy as np
 from ray import tune
 
 from raypipe.errors import ConfigError
-from raypipe.fusion import AlignedPredictions, align_predictions, weighted_fusion
+from raypipe.fusion import RULES, AlignedPredictions, align_predictions, weighted_fusion
 from raypipe.job_configs import FuseConfig
 from raypipe.metrics import classification_scores
 from raypipe.pipeline.tune_classifiers import best_per_modality
@@ -22,11 +22,11 @@ FUSED_NAME = "fused.weighted"
 
 
 def score_weights(
-    aligned: AlignedPredictions, weights: np.ndarray, split: str, n_classes: int
+    aligned: AlignedPredictions, weights: np.ndarray, rule: str, split: str, n_classes: int
 ) -> dict[str, float]:
-    """Scores of the weighted fusion on the labelled media of one split."""
+    """Scores of the fusion (``rule``, ``weights``) on the labelled media of one split."""
     mask = aligned.mask(split)
-    fused = weighted_fusion(aligned.probs[:, mask], weights)
+    fused = weighted_fusion(aligned.probs[:, mask], weights, rule)
     return classification_scores(aligned.labels[mask], fused.argmax(axis=1), n_classes)
 
 
@@ -37,7 +37,7 @@ def _trial(
     metric: str = "macro_f1",
 ) -> None:
     weights = np.array([config[f"w{i}"] for i in range(len(aligned.models))])
-    scores = score_weights(aligned, weights, "val", n_classes)
+    scores = score_weights(aligned, weights, config["rule"], "val", n_classes)
     tune.report({f"val_{k}": v for k, v in scores.items()})
 
 
@@ -60,7 +60,8 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
         raise ConfigError(f"fusion needs at least two models, got {members}.")
     aligned = align_predictions({m: run.predictions(m) for m in members})
     metric = f"val_{config.metric}"
-    space = {f"w{i}": tune.uniform(0.0, 1.0) for i in range(len(members))}
+    space: dict[str, Any] = {f"w{i}": tune.uniform(0.0, 1.0) for i in range(len(members))}
+    space["rule"] = tune.choice(list(RULES))
     log.info("searching fusion weights of %s (%d samples)", ", ".join(members), config.num_samples)
     with ray_session(config.ray):
         trainable = tune.with_resources(
@@ -78,34 +79,42 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
                 num_samples=config.num_samples,
                 max_concurrent_trials=cluster_cpus(),
                 search_alg=tune.search.BasicVariantGenerator(random_state=config.seed),
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(storage_path=str(run.tune_dir), name="fusion", verbose=0),
         )
         results = tuner.fit()
     equal = np.ones(len(members))
-    candidates = [(score_weights(aligned, equal, "val", n_classes)[config.metric], equal)]
+    candidates = [
+        (score_weights(aligned, equal, rule, "val", n_classes)[config.metric], rule, equal)
+        for rule in RULES
+    ]
     for result in results:
         if result.error is None and result.metrics:
             weights = np.array([result.config[f"w{i}"] for i in range(len(members))])
-            candidates.append((result.metrics[metric], weights))
+            candidates.append((result.metrics[metric], result.config["rule"], weights))
     # Ties go to the flattest weights: the least tuned fusion is the least overfitted.
-    best_score, best = max(candidates, key=lambda c: (c[0], -np.ptp(c[1] / max(c[1].sum(), 1e-9))))
+    best_score, rule, best = max(
+        candidates, key=lambda c: (c[0], -np.ptp(c[2] / max(c[2].sum(), 1e-9)))
+    )
     best = best / max(best.sum(), 1e-9)
-    fused = weighted_fusion(aligned.probs, best)
+    fused = weighted_fusion(aligned.probs, best, rule)
     run.write_predictions(FUSED_NAME, aligned.media_ids, aligned.splits, aligned.labels, fused)
     record = {
         "name": FUSED_NAME,
         "members": members,
+        "rule": rule,
         "weights": dict(zip(members, best.round(4).tolist(), strict=True)),
-        "search": {"trials": len(candidates) - 1, "metric": metric, "best": best_score},
+        "search": {"trials": len(candidates) - len(RULES), "metric": metric, "best": best_score},
         "scores": {
-            split: score_weights(aligned, best, split, n_classes) for split in ("val", "test")
+            split: score_weights(aligned, best, rule, split, n_classes) for split in ("val", "test")
         },
     }
     run.write_fusion(FUSED_NAME, record)
     log.info(
-        "fused %s with weights %s: val %s = %.3f",
+        "fused %s (%s rule) with weights %s: val %s = %.3f",
         members,
+        rule,
         record["weights"],
         config.metric,
         best_score,

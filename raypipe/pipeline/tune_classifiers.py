@@ -112,7 +112,7 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
                 trainable,
                 param_space={"spec": tune.grid_search(specs)},
                 tune_config=tune.TuneConfig(
-                    metric=metric, mode="max", max_concurrent_trials=concurrent
+                    metric=metric, mode="max", max_concurrent_trials=concurrent, reuse_actors=True
                 ),
                 run_config=tune.RunConfig(
                     storage_path=str(run.tune_dir), name="classifiers", verbose=0
