@@ -103,8 +103,8 @@ def write_report(run: RunFolder, split: str = "test") -> Path:
         lines += [
             f"## {name}",
             "",
-            f"Members and weights (searched on val with Ray Tune, "
-            f"{record['search']['trials']} trials): "
+            f"Rule: {record.get('rule', 'sum')}. Members and weights (searched on val with "
+            f"Ray Tune, {record['search']['trials']} trials): "
             + ", ".join(f"`{m}` {w:.2f}" for m, w in record["weights"].items()),
             "",
             f"Macro-F1 val {val:.3f} vs test {test:.3f}: gap {val - test:+.3f} "
