@@ -84,9 +84,12 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
             run_config=tune.RunConfig(storage_path=str(run.tune_dir), name="fusion", verbose=0),
         )
         results = tuner.fit()
-    equal = np.ones(len(members))
+    # Equal weights and each member alone are always candidates, so the fusion is never worse
+    # on validation than its best member.
+    fixed = [np.ones(len(members)), *np.eye(len(members))]
     candidates = [
-        (score_weights(aligned, equal, rule, "val", n_classes)[config.metric], rule, equal)
+        (score_weights(aligned, w, rule, "val", n_classes)[config.metric], rule, w)
+        for w in fixed
         for rule in RULES
     ]
     for result in results:
@@ -105,7 +108,11 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
         "members": members,
         "rule": rule,
         "weights": dict(zip(members, best.round(4).tolist(), strict=True)),
-        "search": {"trials": len(candidates) - len(RULES), "metric": metric, "best": best_score},
+        "search": {
+            "trials": len(candidates) - len(fixed) * len(RULES),
+            "metric": metric,
+            "best": best_score,
+        },
         "scores": {
             split: score_weights(aligned, best, rule, split, n_classes) for split in ("val", "test")
         },

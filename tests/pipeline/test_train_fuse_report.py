@@ -1,0 +1,78 @@
+"""tune-classifiers -> fuse -> report on a store extracted from the demo set (shared Ray)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from raypipe.config import load_config
+from raypipe.errors import ConfigError
+from raypipe.job_configs import ExtractConfig, FuseConfig, TuneClassifiersConfig
+from raypipe.pipeline.extract import run_extract
+from raypipe.pipeline.fuse import run_fuse
+from raypipe.pipeline.tune_classifiers import run_tune_classifiers
+from raypipe.report import metrics_table, write_report
+from raypipe.run_store import RunFolder
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def run_folder(ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    store = str(root / "store")
+    run_extract(
+        load_config(ExtractConfig, None, ["video.fps=2"], {"manifest": demo_set, "out": store})
+    )
+    run = root / "run"
+    config = TuneClassifiersConfig(
+        store=store, run=run, logreg_c=[0.1, 1.0], lightgbm_num_leaves=[4], lightgbm_n_estimators=50
+    )
+    best = run_tune_classifiers(config)
+    assert set(best["modality"]) == {"visual", "audio"}
+    run_fuse(FuseConfig(run=run, num_samples=8))
+    return run
+
+
+def test_predictions_cover_every_split_with_probabilities(run_folder: Path) -> None:
+    folder = RunFolder(run_folder)
+    trials = folder.trials()
+    assert len(trials) == 3 * (2 + 1)  # 3 feature sets x (2 logreg + 1 lightgbm)
+    for model in folder.models():
+        predictions = folder.predictions(model)
+        assert set(predictions["split"]) == {"train", "val", "test"}
+        probs = np.stack(predictions["probs"])
+        assert probs.shape[1] == 7 and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+        assert not predictions["media_id"].str.startswith("broken").any()
+
+
+def test_fusion_is_never_worse_than_its_members_on_val(run_folder: Path) -> None:
+    folder = RunFolder(run_folder)
+    record = folder.fusion("fused.weighted")
+    assert abs(sum(record["weights"].values()) - 1) < 1e-3
+    table = metrics_table(folder)
+    val = table[table["split"] == "val"].set_index("model")["macro_f1"]
+    assert val["fused.weighted"] >= max(val[m] for m in record["members"]) - 1e-9
+
+
+def test_report_files_and_cli_json(run_folder: Path) -> None:
+    path = write_report(RunFolder(run_folder))
+    text = path.read_text()
+    assert "fused.weighted" in text and "gap" in text
+    pngs = list(path.parent.glob("confusion_*.png"))
+    assert len(pngs) == 3 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    result = subprocess.run(
+        ["raypipe", "report", str(run_folder), "--json"], capture_output=True, text=True, check=True
+    )
+    rows = json.loads(result.stdout[result.stdout.index("[") :])
+    assert {"model", "split", "accuracy", "macro_f1", "uar"} <= set(rows[0])
+    assert any(r["model"].startswith("fused") for r in rows)
+
+
+def test_fuse_with_unknown_model_is_a_clear_error(run_folder: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope.*known"):
+        run_fuse(FuseConfig(run=run_folder, models=["nope", "opensmile.logreg"]))

@@ -1,0 +1,69 @@
+"""The CLI as a user runs it: help for every command, one-sentence errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["raypipe", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["extract"], ["store", "status"], ["tune-classifiers"], ["fuse"], ["report"], ["demo"]],
+)
+def test_help(command: list[str]) -> None:
+    result = _run(*command, "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_bad_config_fails_before_work_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("video:\n  fps: 0\n")
+    result = _run(
+        "extract", "--manifest", "m.csv", "--out", str(tmp_path / "s"), "--config", str(config)
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "video.fps" in lines[0] and str(config) in lines[0]
+    assert not (tmp_path / "s").exists()
+
+
+def test_missing_manifest_is_named(tmp_path: Path) -> None:
+    result = _run(
+        "extract", "--manifest", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "s")
+    )
+    assert (
+        result.returncode == 2
+        and "absent.csv" in result.stderr
+        and "Traceback" not in result.stderr
+    )
+
+
+def test_store_status_on_a_non_store(tmp_path: Path) -> None:
+    result = _run("store", "status", str(tmp_path))
+    assert result.returncode == 2 and "not a raypipe feature store" in result.stderr
+
+
+def test_store_status_json_on_a_written_store(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from raypipe.store.feature_store import ExtractorRecord, FeatureStore
+
+    store = FeatureStore(str(tmp_path / "s"))
+    store.initialise()
+    store.register_extractors([ExtractorRecord("face_expression", "v", "frame", 128, "visual", {})])
+    store.write_manifest(pd.DataFrame({"media_id": ["a", "b"], "path": ["x", "y"]}))
+    store.write_result(
+        "face_expression", "v", "a", {"status": "failed", "error": "a.mp4: file is empty (0 bytes)"}
+    )
+    rows = json.loads(_run("store", "status", str(tmp_path / "s"), "--json").stdout)
+    by_id = {r["media_id"]: r for r in rows}
+    assert by_id["a"]["status"] == "failed" and "empty" in by_id["a"]["error"]
+    assert by_id["b"]["status"] == "missing"
+    assert {"media_id", "extractor", "status", "error", "frames", "face_frames"} <= set(rows[0])
