@@ -27,10 +27,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def ray_head(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     """Start a head node as a user would, with a token; yield (dashboard URL, client env)."""
-    token_file = tmp_path / "auth_token"
+    token_file = tmp_path_factory.mktemp("token") / "auth_token"
     token_file.write_text(secrets.token_hex(32))
     token_file.chmod(0o600)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
