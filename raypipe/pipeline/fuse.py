@@ -13,6 +13,8 @@ from raypipe.fusion import RULES, AlignedPredictions, align_predictions, weighte
 from raypipe.job_configs import FuseConfig
 from raypipe.metrics import classification_scores
 from raypipe.pipeline.tune_classifiers import best_per_modality
+from raypipe.pipeline.tune_progress import TrialProgress
+from raypipe.progress import progress_bar
 from raypipe.run_store import RunFolder
 from raypipe.runtime import cluster_cpus, ray_session
 
@@ -63,7 +65,7 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
     space: dict[str, Any] = {f"w{i}": tune.uniform(0.0, 1.0) for i in range(len(members))}
     space["rule"] = tune.choice(list(RULES))
     log.info("searching fusion weights of %s (%d samples)", ", ".join(members), config.num_samples)
-    with ray_session(config.ray):
+    with ray_session(config.ray), progress_bar("tune fusion", config.num_samples) as advance:
         trainable = tune.with_resources(
             tune.with_parameters(
                 _trial, aligned=aligned, n_classes=n_classes, metric=config.metric
@@ -81,7 +83,12 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
                 search_alg=tune.search.BasicVariantGenerator(random_state=config.seed),
                 reuse_actors=True,
             ),
-            run_config=tune.RunConfig(storage_path=str(run.tune_dir), name="fusion", verbose=0),
+            run_config=tune.RunConfig(
+                storage_path=str(run.tune_dir),
+                name="fusion",
+                verbose=0,
+                callbacks=[TrialProgress(advance)],
+            ),
         )
         results = tuner.fit()
     # Equal weights and each member alone are always candidates, so the fusion is never worse

@@ -7,6 +7,8 @@ probabilities on every split are written to the run's predictions store.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -18,6 +20,8 @@ from raypipe.errors import ConfigError
 from raypipe.feature_matrix import FeatureMatrix, load_feature_matrix
 from raypipe.job_configs import TuneClassifiersConfig
 from raypipe.labels import label_space
+from raypipe.pipeline.tune_progress import TrialProgress
+from raypipe.progress import progress_bar
 from raypipe.run_store import RunFolder
 from raypipe.runtime import cluster_cpus, ray_session
 from raypipe.store.feature_store import FeatureStore
@@ -94,15 +98,19 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
     metric = f"val_{config.metric}"
     log.info("searching %d configurations over %d feature set(s)", len(specs), len(matrices))
 
-    with ray_session(config.ray):
+    with ray_session(config.ray), progress_bar("tune classifiers", len(specs)) as advance:
         concurrent = config.max_concurrent_trials or cluster_cpus()
         trainable = tune.with_parameters(
             _trial, matrices=matrices, n_classes=n_classes, seed=config.seed
         )
         trainable = tune.with_resources(trainable, {"cpu": 1})
         run.tune_dir.mkdir(parents=True, exist_ok=True)
-        experiment = run.tune_dir / "classifiers"
+        # The experiment is named by its search space: a changed config starts a new search,
+        # the same config resumes (or returns) the one already there.
+        space_id = hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()[:8]
+        experiment = run.tune_dir / f"classifiers-{space_id}"
         if tune.Tuner.can_restore(str(experiment)):
+            # A search whose driver died goes on from its last saved state.
             log.info("resuming the search in %s", experiment)
             tuner = tune.Tuner.restore(
                 str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True
@@ -115,7 +123,10 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
                     metric=metric, mode="max", max_concurrent_trials=concurrent, reuse_actors=True
                 ),
                 run_config=tune.RunConfig(
-                    storage_path=str(run.tune_dir), name="classifiers", verbose=0
+                    storage_path=str(run.tune_dir),
+                    name=experiment.name,
+                    verbose=0,
+                    callbacks=[TrialProgress(advance)],
                 ),
             )
         results = tuner.fit()

@@ -88,3 +88,13 @@ def test_changed_config_recomputes_only_that_extractor(extracted, tmp_path: Path
     assert store.extractors()["opensmile"].version == old_audio
     assert store.extractors()["face_expression"].version != old_face
     assert len(store.done_media("face_expression", old_face)) == manifest_size
+
+
+def test_store_reads_with_ray_data_without_raypipe(extracted) -> None:
+    import ray
+
+    store, _ = extracted
+    dataset = ray.data.read_parquet(f"{store.root}/media/extractor=opensmile")
+    rows = dataset.take_all()
+    assert {"media_id", "status", "features", "version"} <= set(rows[0])
+    assert len(rows) == len(store.read_manifest())
