@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import ray
+import torch
 
 from raypipe.errors import ConfigError
 from raypipe.extraction import process_media
@@ -74,6 +75,10 @@ class ExtractionActor:
         self, specs: list[tuple[str, dict[str, Any]]], store_uri: str, video: dict[str, Any]
     ) -> None:
         logging.basicConfig(level=logging.INFO)
+        # One actor per CPU: torch's default of one thread per core would oversubscribe them.
+        torch.set_num_threads(
+            max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+        )
         self.extractors = {name: build_extractor(name, options) for name, options in specs}
         self.store = FeatureStore(store_uri)
         self.video = video
