@@ -80,7 +80,9 @@ class ExtractConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> ExtractConfig:
-        if not (self.face_expression.enabled or self.opensmile.enabled):
+        from raypipe.extractors.registry import EXTRACTORS
+
+        if not any(getattr(getattr(self, n, None), "enabled", False) for n in EXTRACTORS):
             raise ValueError("at least one extractor must be enabled")
         return self
 

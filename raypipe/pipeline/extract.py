@@ -15,7 +15,7 @@ import torch
 from raypipe.errors import ConfigError
 from raypipe.extraction import process_media
 from raypipe.extractors.base import Extractor
-from raypipe.extractors.registry import build_extractor
+from raypipe.extractors.registry import EXTRACTORS, build_extractor
 from raypipe.job_configs import ExtractConfig
 from raypipe.manifest import load_manifest
 from raypipe.media.context import MediaContext
@@ -47,13 +47,16 @@ class ExtractSummary:
 
 
 def extractor_specs(config: ExtractConfig) -> list[tuple[str, dict[str, Any]]]:
-    """The (name, options) of each enabled extractor in ``config``."""
+    """The (name, options) of each enabled extractor in ``config``.
+
+    Every field of :class:`ExtractConfig` named after a registered extractor holds that
+    extractor's settings; its ``enabled`` flag selects it and the other fields are its options.
+    """
     specs: list[tuple[str, dict[str, Any]]] = []
-    if config.face_expression.enabled:
-        options = config.face_expression.model_dump(exclude={"enabled"})
-        specs.append(("face_expression", options))
-    if config.opensmile.enabled:
-        specs.append(("opensmile", config.opensmile.model_dump(exclude={"enabled"})))
+    for name in EXTRACTORS:
+        settings = getattr(config, name, None)
+        if settings is not None and settings.enabled:
+            specs.append((name, settings.model_dump(exclude={"enabled"})))
     return specs
 
 
