@@ -1,35 +1,72 @@
 """Benchmark recipe: extraction throughput of raypipe against a sequential loop, same media.
 
-    python jobs/benchmark.py --manifest raypipe-demo/data/manifest.csv --limit 40
+    python jobs/benchmark.py --manifest raypipe-demo/data/manifest.csv --limit 40 --memory 60,600
+    python jobs/benchmark.py --demo-seconds 10 --limit 40
 
-Prints a Markdown table and a JSON line (machine, media/s, frames/s, speedup) for
-docs/benchmarks.md. Starts an embedded local Ray sized to the machine (or joins --address).
+--extractors (default face_expression) names the extractors to run; every other one is off.
+--demo-seconds S generates the demo clips (6 per class, S seconds each) into a temporary
+folder instead of reading --manifest.
+
+Prints Markdown tables and a JSON line (machine, load, media/s, frames/s, ratios to the
+sequential loop, each stage alone; with --memory, the peak memory of one worker extracting
+generated clips of those lengths in seconds) for docs/benchmarks.md. Starts an embedded local
+Ray sized to the machine (or joins --address).
 """
 
 import argparse
 import json
 import logging
+import tempfile
 from pathlib import Path
 
-from raypipe.benchmark import as_markdown, benchmark_extraction
+from raypipe.benchmark import as_markdown, benchmark_extraction, memory_by_length
 from raypipe.config import load_config
+from raypipe.extractors.registry import EXTRACTORS
 from raypipe.job_configs import ExtractConfig
 from raypipe.runtime import ray_session
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--manifest", type=Path, default=None)
+    parser.add_argument("--demo-seconds", type=float, default=None, help="generate demo clips")
     parser.add_argument("--limit", type=int, default=None, help="use the first N media")
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--address", default=None)
+    parser.add_argument("--extractors", default="face_expression", help="comma-separated names")
+    parser.add_argument(
+        "--memory", default="", help="comma-separated clip lengths in seconds, e.g. 60,600"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.demo_seconds:
+        from raypipe.demo_data import make_demo_dataset
+
+        folder = Path(tempfile.mkdtemp(prefix="raypipe-bench-"))
+        args.manifest = make_demo_dataset(folder, clips_per_class=6, duration_s=args.demo_seconds)
+    if args.manifest is None:
+        parser.error("give --manifest or --demo-seconds")
     flags = {"manifest": args.manifest, "out": "unused"}
-    overrides = [*args.overrides, *([f"ray.address={args.address}"] if args.address else [])]
+    chosen = set(args.extractors.split(","))
+    only = [
+        f"{name}.enabled={str(name in chosen).lower()}"
+        for name in EXTRACTORS
+        if name in ExtractConfig.model_fields
+    ]
+    overrides = [
+        *only,
+        *args.overrides,
+        *([f"ray.address={args.address}"] if args.address else []),
+    ]
     config = load_config(ExtractConfig, args.config, overrides, flags)
+    report = logging.getLogger("benchmark")
     with ray_session(config.ray):
         results = benchmark_extraction(config, args.limit)
-    logging.getLogger("benchmark").info("machine: %s", results["machine"])
-    for line in (as_markdown(results), json.dumps(results)):
-        logging.getLogger("benchmark").info("\n%s", line)
+    report.info("machine: %s", results["machine"])
+    report.info("\n%s", as_markdown(results))
+    if args.memory:
+        lengths = tuple(int(v) for v in args.memory.split(","))
+        results["memory"] = memory_by_length(config, lengths)
+        for length, row in results["memory"].items():
+            report.info("%d s clip: %s", length, row)
+    report.info("\n%s", json.dumps(results))

@@ -95,7 +95,8 @@ def store_status(
     store: Annotated[str, typer.Argument(help="Feature store path or URI.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """One row per (media, extractor): status ok | failed | missing, error, frames, face_frames."""
+    """One row per (media, extractor): status ok | failed | missing, error, frames, face_frames,
+    and for visual extractors tracks, mean face score and seconds per stage."""
     from raypipe.store.feature_store import FeatureStore
 
     try:
@@ -174,6 +175,34 @@ def fuse(
         _fail(exc)
     typer.echo(json.dumps(record["weights"]))
     typer.echo(f"next: raypipe report {cfg.run}")
+
+
+@app.command()
+def train(
+    run: Annotated[Path | None, typer.Option(help="Run folder for checkpoints and export.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Image folder (or, with --set data.source=store, a store).")
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Fine-tune a backbone with Ray Train (resumable), then export it as a face_backbone."""
+    from raypipe.job_configs import TrainConfig
+    from raypipe.pipeline.train import run_train
+
+    _setup_logging()
+    try:
+        overrides, flags = _merge({"run": run, **_ray_flags(address)}, set_)
+        cfg = load_config(TrainConfig, config, overrides, flags)
+        if data is not None:
+            key = "store" if cfg.data.source == "store" else "root"
+            cfg.data = cfg.data.model_copy(update={key: data})
+        summary = run_train(cfg)
+    except RaypipeError as exc:
+        _fail(exc)
+    typer.echo(summary.line())
+    typer.echo(f"next: raypipe extract --config {summary.extract_config}")
 
 
 @app.command()

@@ -38,7 +38,18 @@ def run_demo(config: DemoConfig) -> tuple[Path, list[str]]:
     store = str(out / "store")
     run = out / "run"
     with ray_session(config.ray):
-        summary = run_extract(ExtractConfig(manifest=manifest, out=store, ray=config.ray))
+        # The demo's classifiers read faces, openSMILE functionals and transcript embeddings;
+        # the extractors they do not read are left out to keep the demo short.
+        extract = ExtractConfig.model_validate(
+            {
+                "manifest": manifest,
+                "out": store,
+                "ray": config.ray,
+                "opensmile_lld": {"enabled": False},
+                "whisper_embedding": {"enabled": False},
+            }
+        )
+        summary = run_extract(extract)
         log.info("extract: %s", summary.line())
         best = run_tune_classifiers(
             TuneClassifiersConfig(store=store, run=run, seed=config.seed, ray=config.ray)

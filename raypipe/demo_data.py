@@ -1,7 +1,7 @@
 """A small, deterministic, labelled multimodal demo set (face video + speech) for ``raypipe demo``.
 
 Every clip shows the same real face (``skimage.data.astronaut()``) over a tinted background and
-says a neutral English sentence. Each modality carries only part of the 7-class EmotiW label
+says a short English sentence. Each modality carries only part of the 7-class EmotiW label
 (class index ``c`` in ``Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral``):
 
 * **face** -- visual group ``c // 2`` ({Angry, Disgust}, {Fear, Happy}, {Sad, Surprise},
@@ -12,9 +12,15 @@ says a neutral English sentence. Each modality carries only part of the 7-class 
   (espeak-ng ``-p`` 15 / 50 / 85, median f0 about 72 / 99 / 143 Hz; pitch jittered by +-5
   per clip).
 
-So the face alone can reach about 4/7 accuracy, the voice about 3/7, and both together close
-to 1. Nuisances per clip: the face drifts and zooms slightly across frames, the background tint,
-pixel noise, loudness, speaking rate (175 +- 15 words per minute) and the sentence.
+* **words** -- text group :func:`text_group` (negative: Angry, Disgust, Fear, Sad; positive:
+  Happy, Surprise; neutral) picks the sentence: negative and positive sentences share most of
+  their words ("I feel so sad" / "I feel so happy"), and 30% of the non-neutral clips say a
+  neutral sentence instead, so the words alone are an imperfect cue (and the transcript adds
+  recognition errors on top).
+
+So the face alone can reach about 4/7 accuracy, the voice about 3/7, the words less, and all
+together close to 1. Nuisances per clip: the face drifts and zooms slightly across frames, the
+background tint, pixel noise, loudness and speaking rate (175 +- 15 words per minute).
 
 The output is byte-for-byte reproducible for a seed: every clip draws from its own random
 generator, seeded by ``(seed, class, clip)``.
@@ -42,19 +48,25 @@ from raypipe.media.writer import video_codec, write_clip
 
 log = logging.getLogger(__name__)
 
-#: Neutral English sentences the demo speakers say (one is drawn per clip).
+#: Neutral English sentences (short enough for a two-second clip at the demo's speaking rates).
 DEMO_SENTENCES: tuple[str, ...] = (
-    "The meeting starts at nine tomorrow",
-    "Please close the door behind you",
-    "The train leaves from platform four",
-    "I put the keys on the table",
-    "We are having pasta for dinner",
-    "The report is due on Friday",
-    "It will rain later this afternoon",
-    "She parked the car outside",
     "The shop opens at eight",
     "He called me this morning",
+    "She parked the car outside",
+    "The train leaves at noon",
+    "I put the keys away",
 )
+
+#: Sentences of each text group: 0 negative, 1 positive, 2 neutral. The negative and positive
+#: ones share their frames ("this is", "I feel so", "what a") and differ in one or two words.
+TEXT_GROUP_SENTENCES: tuple[tuple[str, ...], ...] = (
+    ("This is terrible", "I hate this place", "I feel so sad", "What a horrible day"),
+    ("This is wonderful", "I love this place", "I feel so happy", "What a lovely day"),
+    DEMO_SENTENCES,
+)
+
+#: Probability that a clip of a negative or positive class says a neutral sentence instead.
+TEXT_NEUTRAL_RATE = 0.3
 
 #: espeak-ng pitch (0-99) of each audio group: low, middle, high voice.
 AUDIO_GROUP_PITCH: tuple[int, ...] = (15, 50, 85)
@@ -81,6 +93,22 @@ def visual_group(class_index: int) -> int:
 def audio_group(class_index: int) -> int:
     """Audio (pitch) group of an EmotiW class index: ``c % 2`` for c < 6, 2 for Neutral."""
     return 2 if class_index == 6 else class_index % 2
+
+
+def text_group(class_index: int) -> int:
+    """Text (word) group of an EmotiW class index: 1 (positive) for Happy and Surprise,
+    2 for Neutral, 0 (negative) for Angry, Disgust, Fear and Sad."""
+    return {3: 1, 5: 1, 6: 2}.get(class_index, 0)
+
+
+def demo_sentence(class_index: int, rng: np.random.Generator) -> str:
+    """The sentence a clip of class ``class_index`` says: from its text group, or (with
+    probability :data:`TEXT_NEUTRAL_RATE`) a neutral one."""
+    group = text_group(class_index)
+    if group != 2 and rng.random() < TEXT_NEUTRAL_RATE:
+        group = 2
+    sentences = TEXT_GROUP_SENTENCES[group]
+    return sentences[int(rng.integers(len(sentences)))]
 
 
 @dataclass(frozen=True)
@@ -221,7 +249,7 @@ def _fit(audio: np.ndarray, n_samples: int) -> np.ndarray:
 
 def _render_audio(class_index: int, duration_s: float, rng: np.random.Generator) -> np.ndarray:
     """Mono float32 speech at 16 kHz, ``duration_s`` seconds long, for class ``class_index``."""
-    sentence = DEMO_SENTENCES[int(rng.integers(len(DEMO_SENTENCES)))]
+    sentence = demo_sentence(class_index, rng)
     pitch = AUDIO_GROUP_PITCH[audio_group(class_index)] + int(rng.integers(-5, 6))
     words_per_minute = _BASE_WPM + int(rng.integers(-15, 16))
     speech, _ = speak_with_fallback(sentence, pitch, words_per_minute, rng=rng)

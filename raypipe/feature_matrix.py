@@ -96,3 +96,15 @@ def _label_index(manifest: pd.DataFrame, media_id: str, labels: LabelSpace) -> i
     name = _text(manifest, media_id, "label")
     canonical = labels.canonical(name) if name else None
     return labels.index(canonical) if canonical else -1
+
+
+def model_features(store: FeatureStore, record: dict, labels: LabelSpace) -> FeatureMatrix:
+    """Media-level features of ``store`` in the form a saved model (``RunFolder.load_model``)
+    was fitted on: its feature set, pooled the same way.
+
+    This is the one place that turns a model record back into its input matrix, so prediction
+    on new media and refits during a search read features identically.
+    """
+    feature_set = str(record["spec"]["feature_set"])
+    extractor, _, pooling = feature_set.partition(".")
+    return load_feature_matrix(store, extractor, pooling or None, labels)

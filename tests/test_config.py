@@ -4,6 +4,7 @@ import pytest
 
 from raypipe.config import apply_overrides, load_config
 from raypipe.errors import ConfigError
+from raypipe.extractors.registry import EXTRACTORS
 from raypipe.job_configs import CONFIG_MODELS, ExtractConfig
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
@@ -67,6 +68,4 @@ def test_apply_overrides_does_not_mutate() -> None:
 
 def test_all_extractors_disabled_is_rejected() -> None:
     with pytest.raises(ConfigError, match="at least one extractor"):
-        load_config(
-            ExtractConfig, None, ["face_expression.enabled=false", "opensmile.enabled=false"]
-        )
+        load_config(ExtractConfig, None, [f"{name}.enabled=false" for name in EXTRACTORS])

@@ -14,9 +14,12 @@ import pytest
 
 from raypipe.demo_data import (
     BROKEN_IDS,
+    TEXT_GROUP_SENTENCES,
     audio_group,
+    demo_sentence,
     make_broken_media,
     make_demo_dataset,
+    text_group,
     visual_group,
 )
 from raypipe.labels import EMOTIW7
@@ -224,3 +227,16 @@ def test_rejects_bad_arguments(tmp_path: Path) -> None:
         make_demo_dataset(tmp_path, splits=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="frame_size"):
         make_demo_dataset(tmp_path, frame_size=(241, 320))
+
+
+def test_text_groups_carry_part_of_the_label_in_shared_words() -> None:
+    assert [text_group(c) for c in range(7)] == [0, 0, 0, 1, 0, 1, 2]
+    negative, positive = (set(" ".join(g).lower().split()) for g in TEXT_GROUP_SENTENCES[:2])
+    assert negative & positive  # shared frames ("this is", "i feel so", "what a")
+    assert negative - positive and positive - negative
+    rng = np.random.default_rng(0)
+    said = {c: [demo_sentence(c, rng) for _ in range(400)] for c in range(7)}
+    assert set(said[6]) <= set(TEXT_GROUP_SENTENCES[2])
+    for c in (0, 3):
+        own = np.mean([s in TEXT_GROUP_SENTENCES[text_group(c)] for s in said[c]])
+        assert 0.6 < own < 0.8  # 30% of non-neutral clips say a neutral sentence

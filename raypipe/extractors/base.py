@@ -26,6 +26,8 @@ class ExtractionResult:
     media_row: dict[str, Any]
     frame_rows: pa.Table | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: Aligned face crops (store CROP_SCHEMA), kept only when an extractor is asked to.
+    crop_rows: pa.Table | None = None
 
 
 class Extractor(ABC):

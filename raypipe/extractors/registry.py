@@ -28,10 +28,55 @@ EXTRACTORS: dict[str, ExtractorEntry] = {
         "FaceExpressionExtractor",
         "MTCNN faces + FER2013 mini-Xception embedding per sampled frame",
     ),
+    "face_tracks": ExtractorEntry(
+        "raypipe.extractors.face_tracks",
+        "FaceTracksExtractor",
+        "every face per sampled frame: box, 5 landmarks, score, track; optional aligned crops",
+    ),
+    "face_backbone": ExtractorEntry(
+        "raypipe.extractors.face_backbone",
+        "FaceBackboneExtractor",
+        "torchvision backbone (local checkpoint) on aligned faces or whole frames",
+    ),
+    "face_hog": ExtractorEntry(
+        "raypipe.extractors.handcrafted",
+        "FaceHogExtractor",
+        "HOG descriptor of each aligned grey face",
+    ),
+    "face_lbp": ExtractorEntry(
+        "raypipe.extractors.handcrafted",
+        "FaceLbpExtractor",
+        "uniform LBP histograms over a grid of each aligned grey face",
+    ),
     "opensmile": ExtractorEntry(
         "raypipe.extractors.opensmile_functionals",
         "OpenSmileExtractor",
         "openSMILE functionals (eGeMAPSv02 by default) per media",
+    ),
+    "opensmile_lld": ExtractorEntry(
+        "raypipe.extractors.opensmile_lld",
+        "OpenSmileLldExtractor",
+        "openSMILE low-level descriptors, one row per 10 ms frame with start/end seconds",
+    ),
+    "vad": ExtractorEntry(
+        "raypipe.extractors.vad",
+        "VadExtractor",
+        "Silero voice activity: speech segments with start/end seconds",
+    ),
+    "whisper_transcript": ExtractorEntry(
+        "raypipe.extractors.whisper_transcript",
+        "WhisperTranscriptExtractor",
+        "Whisper transcript of the speech (faster-whisper by default): segments, words, language",
+    ),
+    "whisper_embedding": ExtractorEntry(
+        "raypipe.extractors.whisper_embedding",
+        "WhisperEmbeddingExtractor",
+        "Whisper encoder states pooled per media, per window and per speech segment",
+    ),
+    "text_embedding": ExtractorEntry(
+        "raypipe.extractors.text_embedding",
+        "TextEmbeddingExtractor",
+        "transformer sentence embedding of the transcript and of each segment",
     ),
 }
 

@@ -1,21 +1,28 @@
 """One media file as the extractors see it: probed, decoded and analysed once, lazily.
 
 Several extractors share a single :class:`MediaContext`, so a video is probed once, decoded
-once and its faces detected once, however many extractors read it.
+once and its faces detected once, however many extractors read it. Probing and decoding run in
+the worker's decoder child process (:mod:`raypipe.media.decoder_process`), so a file that hangs
+or crashes a native decoder fails alone. Frames arrive in windows (:meth:`MediaContext.windows`)
+so memory stays bounded by one window; :attr:`MediaContext.frames` joins them for short media.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from raypipe.errors import MediaError
 from raypipe.media.audio import SAMPLE_RATE, load_audio
-from raypipe.media.probe import MediaInfo, probe
-from raypipe.media.video import SampledFrames, decode_frames
+from raypipe.media.decoder_process import DecoderProcess, shared_decoder
+from raypipe.media.prefetch import Prefetched
+from raypipe.media.probe import MediaInfo
+from raypipe.media.video import SampledFrames, decode_size
 
 
 class MediaContext:
@@ -26,7 +33,12 @@ class MediaContext:
         path: the media file.
         fps: frame sampling rate in Hz.
         max_side: longest side of decoded frames, pixels.
-        max_frames: at most this many frames are sampled (evenly thinned beyond).
+        max_frames: at most this many frames are sampled (evenly thinned beyond); None: all.
+        window_frames: frames per decoded window (bounds memory), frames.
+        decode_timeout_s: seconds the decoder may stay silent before it counts as hung.
+        decoder: the decoder child to use; default: this process's shared one.
+        prefetched: probe and frames computed ahead by a decode task
+            (:func:`raypipe.media.prefetch.prefetch`); used instead of probing and decoding.
     """
 
     def __init__(
@@ -35,16 +47,29 @@ class MediaContext:
         path: str | Path,
         fps: float = 5.0,
         max_side: int = 320,
-        max_frames: int = 300,
+        max_frames: int | None = 300,
+        window_frames: int = 64,
+        decode_timeout_s: float = 120.0,
+        decoder: DecoderProcess | None = None,
+        prefetched: Prefetched | None = None,
     ) -> None:
         self.media_id = media_id
         self.path = str(path)
         self.fps = fps
         self.max_side = max_side
         self.max_frames = max_frames
+        self.window_frames = window_frames
+        self.decoder = decoder or shared_decoder(decode_timeout_s)
         self._cache: dict[str, Any] = {}
         #: Seconds spent per stage (probe, decode, audio, faces...), for the quality summary.
         self.seconds: dict[str, float] = defaultdict(float)
+        self._prefetched = prefetched
+        if prefetched is not None:
+            self.seconds.update(prefetched.seconds)
+            if prefetched.probe_error is not None:
+                self._cache["probe"] = ("error", MediaError(prefetched.probe_error))
+            elif prefetched.info is not None:
+                self._cache["probe"] = ("ok", prefetched.info)
 
     def _cached(self, key: str, compute: Any) -> Any:
         if key not in self._cache:
@@ -63,14 +88,46 @@ class MediaContext:
     @property
     def info(self) -> MediaInfo:
         """Probe result (raises MediaError for unreadable files)."""
-        return self._cached("probe", lambda: probe(self.path))
+        return self._cached("probe", lambda: self.decoder.probe(self.path))
+
+    def windows(self) -> Iterator[SampledFrames]:
+        """Sampled frames in windows of at most ``window_frames`` (decoded afresh per call).
+
+        Time spent waiting for the decoder is added to ``seconds["decode"]``.
+
+        Raises:
+            MediaError: the file has no video stream, cannot be decoded, or hangs or crashes
+                the decoder.
+        """
+        info = self.info
+        ahead = self._prefetched
+        if ahead is not None and ahead.windows is not None:
+            if ahead.decode_error is not None:
+                raise MediaError(ahead.decode_error)
+            yield from ahead.windows
+            return
+        stream = self.decoder.windows(
+            info, self.fps, self.max_side, self.max_frames, self.window_frames
+        )
+        while True:
+            start = time.perf_counter()
+            try:
+                part = next(stream)
+            except StopIteration:
+                return
+            finally:
+                self.seconds["decode"] += time.perf_counter() - start
+            yield part
 
     @property
     def frames(self) -> SampledFrames:
-        """Frames sampled by timestamp (raises MediaError when undecodable)."""
-        return self._cached(
-            "decode", lambda: decode_frames(self.info, self.fps, self.max_side, self.max_frames)
-        )
+        """All sampled frames at once (short media; long ones should use :meth:`windows`)."""
+
+        def join() -> SampledFrames:
+            width, height = decode_size(self.info.width, self.info.height, self.max_side)
+            return SampledFrames.concatenate(list(self.windows()), height, width)
+
+        return self._cached("frames", join)
 
     @property
     def audio(self) -> np.ndarray:

@@ -1,8 +1,15 @@
-"""`raypipe extract` on Ray Data: manifest rows -> actor pool of extractors -> feature store."""
+"""`raypipe extract` on Ray Data: manifest rows -> actor pool of extractors -> feature store.
+
+Each actor holds the models once (on CPU, or a fraction of a GPU each) and processes batches of
+``batch_size`` media. Its decoder child process (:mod:`raypipe.media.decoder_process`) probes and
+decodes beside it, one window ahead, so decoding overlaps detection and embedding, and a file
+that hangs or crashes a native decoder fails alone without taking the actor down.
+"""
 
 from __future__ import annotations
 
 import logging
+import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +26,7 @@ from raypipe.extractors.registry import EXTRACTORS, build_extractor
 from raypipe.job_configs import ExtractConfig
 from raypipe.manifest import load_manifest
 from raypipe.media.context import MediaContext
+from raypipe.media.prefetch import prefetch
 from raypipe.progress import progress_bar
 from raypipe.runtime import cluster_cpus, ray_session
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
@@ -60,6 +68,19 @@ def extractor_specs(config: ExtractConfig) -> list[tuple[str, dict[str, Any]]]:
     return specs
 
 
+def default_workers(
+    cpus_per_worker: float, gpus_per_worker: float, media: int, decode_tasks: int = 0
+) -> int:
+    """Actors that fit the connected cluster: by GPUs when they use GPUs, else by the CPUs
+    left after ``decode_tasks`` decode tasks."""
+    if gpus_per_worker > 0:
+        total = float(ray.cluster_resources().get("GPU", 0.0))
+        fit = int(total / gpus_per_worker) if total else 1
+    else:
+        fit = int((cluster_cpus() - decode_tasks) / cpus_per_worker)
+    return max(1, min(fit, media))
+
+
 def _record(extractor: Extractor) -> ExtractorRecord:
     return ExtractorRecord(
         name=extractor.name,
@@ -78,7 +99,8 @@ class ExtractionActor:
         self, specs: list[tuple[str, dict[str, Any]]], store_uri: str, video: dict[str, Any]
     ) -> None:
         logging.basicConfig(level=logging.INFO)
-        # One actor per CPU: torch's default of one thread per core would oversubscribe them.
+        # Torch threads follow the CPUs this actor holds: its default of one thread per core
+        # would oversubscribe them. Decoding runs beside it in the actor's decoder child.
         torch.set_num_threads(
             max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
         )
@@ -88,10 +110,12 @@ class ExtractionActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {"media_id": [], "extractor": [], "status": [], "error": []}
-        for media_id, path, todo in zip(
-            batch["media_id"], batch["path"], batch["todo"], strict=True
+        ahead = batch.get("prefetched", [None] * len(batch["media_id"]))
+        for media_id, path, todo, packed in zip(
+            batch["media_id"], batch["path"], batch["todo"], ahead, strict=True
         ):
-            media = MediaContext(str(media_id), str(path), **self.video)
+            prefetched = pickle.loads(packed) if packed is not None else None
+            media = MediaContext(str(media_id), str(path), prefetched=prefetched, **self.video)
             chosen = [self.extractors[name] for name in str(todo).split(",")]
             for outcome in process_media(media, chosen, self.store):
                 out["media_id"].append(outcome.media_id)
@@ -99,6 +123,27 @@ class ExtractionActor:
                 out["status"].append(outcome.status)
                 out["error"].append(outcome.error or "")
         return out
+
+
+def prefetch_batch(
+    batch: dict[str, np.ndarray], video: dict[str, Any], max_frames: int, visual: list[str]
+) -> dict[str, Any]:
+    """Ray Data task: probe each media and decode short visual ones ahead of the actors."""
+    packed = []
+    for path, todo in zip(batch["path"], batch["todo"], strict=True):
+        needs_frames = any(name in visual for name in str(todo).split(","))
+        ahead = prefetch(
+            str(path),
+            video["fps"],
+            video["max_side"],
+            video["max_frames"],
+            video["window_frames"],
+            video["decode_timeout_s"],
+            max_frames,
+            decode=needs_frames,
+        )
+        packed.append(pickle.dumps(ahead, protocol=5))
+    return {**batch, "prefetched": packed}
 
 
 def _record_manifest_issues(
@@ -168,8 +213,20 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
         log.info("nothing to compute: every (media, extractor) is up to date")
         return summary
 
+    gpus = max((e.resources.get("num_gpus", 0.0) for e in extractors), default=0.0)
     with ray_session(config.ray):
-        workers = config.workers or min(cluster_cpus(), len(items))
+        workers = config.workers or default_workers(
+            config.cpus_per_worker, gpus, len(items), config.decode_tasks
+        )
+        if workers * config.cpus_per_worker + config.decode_tasks > cluster_cpus():
+            log.warning(
+                "%d actor(s) x %g CPU + %d decode task(s) need more CPUs than the cluster's %d; "
+                "lower workers or decode_tasks if the job stalls",
+                workers,
+                config.cpus_per_worker,
+                config.decode_tasks,
+                cluster_cpus(),
+            )
         log.info(
             "extracting %d media with %d actor(s): %s",
             len(items),
@@ -179,6 +236,18 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
+        if config.decode_tasks:
+            dataset = dataset.map_batches(
+                prefetch_batch,
+                fn_kwargs={
+                    "video": config.video.model_dump(),
+                    "max_frames": config.prefetch_max_frames,
+                    "visual": [e.name for e in extractors if e.modality == "visual"],
+                },
+                batch_size=1,
+                num_cpus=1,
+                concurrency=config.decode_tasks,
+            )
         results = dataset.map_batches(
             ExtractionActor,
             fn_constructor_kwargs={
@@ -188,7 +257,8 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
             },
             batch_size=config.batch_size,
             compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=1,
+            num_cpus=config.cpus_per_worker,
+            num_gpus=gpus,
         )
         with progress_bar("extract", total=len(items) * len(extractors)) as advance:
             for row in results.iter_rows():

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from raypipe.errors import RaypipeError
 from raypipe.store import layout
 from raypipe.store.schema import (
+    CROP_SCHEMA,
     FRAME_SCHEMA,
     MANIFEST_SCHEMA,
     MEDIA_SCHEMA,
@@ -34,6 +35,24 @@ from raypipe.store.schema import (
 )
 
 log = logging.getLogger(__name__)
+
+
+#: Columns of :meth:`FeatureStore.status`, in order.
+STATUS_COLUMNS = (
+    "media_id",
+    "extractor",
+    "version",
+    "status",
+    "error",
+    "frames",
+    "face_frames",
+    "tracks",
+    "face_score",
+    "probe_s",
+    "decode_s",
+    "faces_s",
+    "embed_s",
+)
 
 
 @dataclass(frozen=True)
@@ -191,8 +210,11 @@ class FeatureStore:
         media_id: str,
         media_row: Mapping[str, Any],
         frame_rows: pa.Table | None = None,
+        crop_rows: pa.Table | None = None,
     ) -> None:
-        """Write one media's result: frame rows first, then the media row that marks it done."""
+        """Write one media's result: crops and frame rows first, then the media row (done)."""
+        if crop_rows is not None:
+            self.write_table(layout.media_file("crops", extractor, version, media_id), crop_rows)
         if frame_rows is not None:
             self.write_table(layout.media_file("frames", extractor, version, media_id), frame_rows)
         row = {field.name: media_row.get(field.name) for field in MEDIA_SCHEMA}
@@ -213,6 +235,12 @@ class FeatureStore:
         table = self.read_table(layout.partition_dir("frames", extractor, version), FRAME_SCHEMA)
         return table.to_pandas()
 
+    def crop_table(self, extractor: str, version: str | None = None) -> pd.DataFrame:
+        """Aligned face crops of one extractor (docs/store.md: ``crops`` table)."""
+        version = version or self._current_version(extractor)
+        table = self.read_table(layout.partition_dir("crops", extractor, version), CROP_SCHEMA)
+        return table.to_pandas()
+
     def _current_version(self, extractor: str) -> str:
         registry = self.extractors()
         if extractor not in registry:
@@ -227,13 +255,15 @@ class FeatureStore:
         """One row per (media id, extractor) for the current version of every extractor.
 
         Columns: media_id, extractor, version, status (ok | failed | missing), error, frames,
-        face_frames. Media listed in the store's manifest without a row are ``missing``.
+        face_frames, and the quality summary of visual extractors: tracks, face_score (mean
+        detector confidence), probe_s, decode_s, faces_s, embed_s (seconds per stage). Media
+        listed in the store's manifest without a row are ``missing``.
         """
         manifest = self.read_manifest()
         frames = []
         for name, record in sorted(self.extractors().items()):
             rows = self.media_table(name, record.version)
-            rows = rows[["media_id", "status", "error", "frames", "face_frames"]].copy()
+            rows = rows.reindex(columns=["media_id", *STATUS_COLUMNS[3:]]).copy()
             known = set(rows["media_id"])
             absent = [m for m in manifest["media_id"] if m not in known]
             if absent:
@@ -244,14 +274,18 @@ class FeatureStore:
             rows.insert(1, "extractor", name)
             rows.insert(2, "version", record.version)
             if record.level != "frame":
-                rows["frames"] = None
-                rows["face_frames"] = None
+                for column in STATUS_COLUMNS[5:]:
+                    rows[column] = None
             frames.append(rows)
-        columns = ["media_id", "extractor", "version", "status", "error", "frames", "face_frames"]
+        columns = list(STATUS_COLUMNS)
         if not frames:
             return pd.DataFrame(columns=columns)
         result = pd.concat(frames, ignore_index=True)[columns]
-        order = {STATUS_FAILED: 0, STATUS_MISSING: 1, STATUS_OK: 2}
+        order = {STATUS_FAILED: 0, STATUS_MISSING: 1, STATUS_OK: 2, "no_audio": 3}
         result["_order"] = result["status"].map(order)
         result = result.sort_values(["_order", "media_id", "extractor"]).drop(columns="_order")
+        for column in ("frames", "face_frames", "tracks"):
+            result[column] = pd.to_numeric(result[column]).astype("Int64")
+        # Plain Python values, None where absent: what tables and JSON show.
+        result = result.astype(object).where(result.notna(), None)
         return result.reset_index(drop=True)

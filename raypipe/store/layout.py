@@ -7,6 +7,7 @@ STORE/
   extractors.json                          latest version of each extractor, with its config
   media/extractor=<name>/version=<v>/<key>.parquet    one row per media: status + media features
   frames/extractor=<name>/version=<v>/<key>.parquet   one row per sampled frame (visual only)
+  crops/extractor=<name>/version=<v>/<key>.parquet    aligned face crops (when asked for)
 ```
 ``<key>`` is derived from the media id only, so re-writing a media's result replaces its file
 and can never duplicate rows. Hive-style folder names make ``pandas.read_parquet(STORE/media)``
@@ -22,7 +23,7 @@ FORMAT_VERSION = 1
 MARKER = "raypipe_store.json"
 MANIFEST = "manifest.parquet"
 EXTRACTORS = "extractors.json"
-LEVEL_DIRS = ("media", "frames")
+LEVEL_DIRS = ("media", "frames", "crops")
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -35,7 +36,7 @@ def media_key(media_id: str) -> str:
 
 
 def partition_dir(level: str, extractor: str, version: str) -> str:
-    """Relative folder of one extractor version's table at ``level`` ('media' or 'frames')."""
+    """Relative folder of one extractor version's table at ``level`` (media, frames, crops)."""
     if level not in LEVEL_DIRS:
         raise ValueError(f"level must be one of {LEVEL_DIRS}, got {level!r}")
     return f"{level}/extractor={extractor}/version={version}"

@@ -7,6 +7,8 @@ import pyarrow as pa
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_MISSING = "missing"
+#: Audio and text extractors on a media without an audio stream: done, nothing to extract.
+STATUS_NO_AUDIO = "no_audio"
 
 #: One row per (media, extractor version): status, counts and media-level features.
 MEDIA_SCHEMA = pa.schema(
@@ -20,6 +22,13 @@ MEDIA_SCHEMA = pa.schema(
         pa.field("features", pa.list_(pa.float32())),
         pa.field("seconds", pa.float32()),
         pa.field("written_at", pa.timestamp("ms", tz="UTC")),
+        # Quality summary of visual extractors (null for the others).
+        pa.field("tracks", pa.int32()),
+        pa.field("face_score", pa.float32()),
+        pa.field("probe_s", pa.float32()),
+        pa.field("decode_s", pa.float32()),
+        pa.field("faces_s", pa.float32()),
+        pa.field("embed_s", pa.float32()),
     ]
 )
 
@@ -43,5 +52,55 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("path", pa.string()),
         pa.field("label", pa.string()),
         pa.field("split", pa.string()),
+    ]
+)
+
+#: Frame rows of face extractors: FRAME_SCHEMA plus which face, which track, its landmarks.
+FACE_FRAME_SCHEMA = pa.schema(
+    [
+        *FRAME_SCHEMA,
+        pa.field("face_index", pa.int16()),
+        pa.field("track_id", pa.int32()),
+        pa.field("main_track", pa.bool_()),
+        pa.field("landmarks", pa.list_(pa.float32(), 10)),
+    ]
+)
+
+#: Aligned face crops (optional, for training): raw RGB pixels, row-major (size, size, 3).
+CROP_SCHEMA = pa.schema(
+    [
+        pa.field("media_id", pa.string(), nullable=False),
+        pa.field("frame_index", pa.int32(), nullable=False),
+        pa.field("timestamp_s", pa.float32(), nullable=False),
+        pa.field("face_index", pa.int16(), nullable=False),
+        pa.field("track_id", pa.int32(), nullable=False),
+        pa.field("main_track", pa.bool_(), nullable=False),
+        pa.field("size", pa.int16(), nullable=False),
+        pa.field("pixels", pa.binary(), nullable=False),
+    ]
+)
+
+#: Frame rows of audio and text extractors: one row per time span (an openSMILE LLD frame, a
+#: voice-activity segment, a window, a transcript segment or word), with start and end seconds.
+SPAN_SCHEMA = pa.schema(
+    [
+        pa.field("media_id", pa.string(), nullable=False),
+        pa.field("frame_index", pa.int32(), nullable=False),
+        pa.field("timestamp_s", pa.float32(), nullable=False),
+        pa.field("end_s", pa.float32(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("features", pa.list_(pa.float32())),
+    ]
+)
+
+#: Transcript rows: SPAN_SCHEMA (kind 'segment' or 'word') plus text and decoder scores.
+TRANSCRIPT_SCHEMA = pa.schema(
+    [
+        *SPAN_SCHEMA,
+        pa.field("segment_index", pa.int32()),
+        pa.field("text", pa.string()),
+        pa.field("probability", pa.float32()),
+        pa.field("no_speech_prob", pa.float32()),
+        pa.field("language", pa.string()),
     ]
 )

@@ -16,14 +16,25 @@ from raypipe.store.feature_store import FeatureStore
 pytestmark = pytest.mark.integration
 
 
+def _only(*names: str) -> list[str]:
+    """Overrides that switch off every registered extractor but ``names``."""
+    from raypipe.extractors.registry import EXTRACTORS
+
+    return [
+        f"{name}.enabled=false"
+        for name in EXTRACTORS
+        if name not in names and name in ExtractConfig.model_fields
+    ]
+
+
 @pytest.fixture(scope="module")
 def extracted(
     ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[FeatureStore, ExtractConfig]:
     store = tmp_path_factory.mktemp("extract") / "store"
-    config = load_config(
-        ExtractConfig, None, ["video.fps=3"], {"manifest": demo_set, "out": str(store)}
-    )
+    # The visual and openSMILE paths; other extractors have tests of their own.
+    overrides = ["video.fps=3", *_only("face_expression", "opensmile")]
+    config = load_config(ExtractConfig, None, overrides, {"manifest": demo_set, "out": str(store)})
     summary = run_extract(config)
     assert summary.computed["ok"] + summary.computed["failed"] > 0
     return FeatureStore(str(store)), config
@@ -98,3 +109,65 @@ def test_store_reads_with_ray_data_without_raypipe(extracted) -> None:
     rows = dataset.take_all()
     assert {"media_id", "status", "features", "version"} <= set(rows[0])
     assert len(rows) == len(store.read_manifest())
+
+
+def test_status_reports_the_visual_quality_summary(extracted) -> None:
+    store, _ = extracted
+    status = store.status()
+    faces = status[(status["extractor"] == "face_expression") & (status["status"] == "ok")]
+    assert (faces["tracks"] >= 1).all() and (faces["face_score"] > 0.5).all()
+    assert (faces["decode_s"] > 0).all() and (faces["faces_s"] > 0).all()
+    audio = status[status["extractor"] == "opensmile"]
+    assert audio["tracks"].isna().all()
+
+
+def test_new_backbone_checkpoint_recomputes_only_that_extractor(extracted, tmp_path: Path) -> None:
+    import torch
+
+    from raypipe.models.backbones import build_backbone
+
+    store, config = extracted
+    checkpoints = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        path = tmp_path / f"resnet18-{seed}.pt"
+        torch.save(build_backbone("resnet18").net.state_dict(), path)
+        checkpoints.append(path)
+    versions = []
+    for checkpoint in checkpoints:
+        backbone = {"enabled": True, "checkpoint": str(checkpoint), "input": "frame"}
+        changed = config.model_copy(
+            update={
+                "face_backbone": config.face_backbone.model_copy(
+                    update={**backbone, "crop_size": 32}
+                )
+            }
+        )
+        summary = run_extract(changed)
+        assert summary.computed["ok"] + summary.computed["failed"] == summary.media
+        versions.append(store.extractors()["face_backbone"].version)
+    assert versions[0] != versions[1]
+    frames = store.frame_table("face_backbone")
+    assert np.stack(frames["features"]).shape[1] == 512
+
+
+def test_cpu_decode_tasks_feed_the_actors_with_the_same_results(
+    ray_local: None, demo_set: Path, tmp_path: Path
+) -> None:
+    manifest = pd.read_csv(demo_set)
+    subset = pd.concat([manifest.head(3), manifest[manifest["media_id"].str.startswith("broken")]])
+    subset["path"] = [str((demo_set.parent / p).resolve()) for p in subset["path"]]
+    path = tmp_path / "subset.csv"
+    subset.to_csv(path, index=False)
+    config = load_config(
+        ExtractConfig,
+        None,
+        ["video.fps=3", "decode_tasks=1", "workers=1", *_only("face_expression")],
+        {"manifest": path, "out": str(tmp_path / "store")},
+    )
+    summary = run_extract(config)
+    assert summary.computed == {"ok": 3, "failed": 3}
+    status = FeatureStore(str(tmp_path / "store")).status().set_index("media_id")
+    assert "empty (0 bytes)" in status.loc["broken_empty", "error"]
+    good = status[status["status"] == "ok"]
+    assert (good["face_frames"] >= 5).all() and (good["decode_s"] > 0).all()

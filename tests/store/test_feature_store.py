@@ -120,3 +120,55 @@ def test_not_a_store_and_unknown_extractor(tmp_path: Path, store: FeatureStore) 
 def test_media_key_is_safe_and_distinct() -> None:
     assert "/" not in media_key("train/Angry/001")
     assert media_key("a/b") != media_key("a_b")
+
+
+def test_status_carries_the_visual_quality_summary(store: FeatureStore) -> None:
+    store.write_result(
+        "vis",
+        "v1",
+        "m/1",
+        {
+            "status": "ok",
+            "frames": 3,
+            "face_frames": 2,
+            "tracks": 1,
+            "face_score": 0.97,
+            "probe_s": 0.01,
+            "decode_s": 0.2,
+            "faces_s": 0.5,
+            "embed_s": 0.1,
+        },
+        _frames("m/1", 3),
+    )
+    store.write_result("aud", "a1", "m/1", {"status": "ok", "features": [1.0, 2.0, 3.0]})
+    status = store.status().set_index(["media_id", "extractor"])
+    row = status.loc[("m/1", "vis")]
+    assert row["tracks"] == 1 and row["face_score"] == pytest.approx(0.97)
+    assert row["decode_s"] == pytest.approx(0.2) and row["faces_s"] == pytest.approx(0.5)
+    assert pd.isna(status.loc[("m/1", "aud"), "tracks"])
+    assert pd.isna(status.loc[("m/3", "vis"), "decode_s"])  # missing rows have no summary
+
+
+def test_crops_are_written_before_the_media_row_and_read_back(store: FeatureStore) -> None:
+    from raypipe.store.schema import CROP_SCHEMA
+
+    pixels = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    crops = pa.Table.from_pylist(
+        [
+            {
+                "media_id": "m/1",
+                "frame_index": 0,
+                "timestamp_s": 0.0,
+                "face_index": 0,
+                "track_id": 0,
+                "main_track": True,
+                "size": 4,
+                "pixels": pixels.tobytes(),
+            }
+        ],
+        schema=CROP_SCHEMA,
+    )
+    store.write_result("vis", "v1", "m/1", {"status": "ok"}, _frames("m/1", 1), crops)
+    table = store.crop_table("vis")
+    back = np.frombuffer(table["pixels"].iloc[0], np.uint8).reshape(4, 4, 3)
+    np.testing.assert_array_equal(back, pixels)

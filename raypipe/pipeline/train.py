@@ -1,0 +1,435 @@
+"""`raypipe train`: fine-tune a backbone with Ray Train, report, export as an extractor version.
+
+Each Ray Train worker runs :func:`train_worker`: it reads the labelled images itself (paths or
+store crops), trains its shard of every epoch (DistributedDataParallel across workers), checks
+the whole validation split, and reports metrics with a checkpoint every epoch to the run's
+storage (``<run>/ray/<name>``). A worker that dies is replaced and the group resumes from the
+last checkpoint (``max_failures``); a driver that dies resumes the same way when the command is
+run again, because the Ray Train run is named by the training settings and restored by name.
+
+With ``search`` lists set, Ray Tune runs one TorchTrainer per hyperparameter combination
+(Tune + Train together) and the best run is exported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from raypipe.errors import ConfigError
+from raypipe.job_configs import TrainConfig
+from raypipe.models.classifier import build_classifier
+from raypipe.runtime import ray_session
+from raypipe.train.augment import build_transform
+from raypipe.train.dataset import ImageDataset, ShardedWeightedSampler
+from raypipe.train.export import export_backbone, extract_snippet, write_extract_config
+from raypipe.train.images import LabelledImages, image_folder, store_crops
+from raypipe.train.loop import (
+    MODEL_FILE,
+    STATE_FILE,
+    TrainingState,
+    evaluate,
+    load_checkpoint,
+    save_checkpoint,
+    train_epoch,
+)
+from raypipe.train.report import write_training_report
+
+log = logging.getLogger(__name__)
+
+#: Called on every worker as ``hook(epoch, rank)`` before each epoch starts.
+EpochHook = Callable[[int, int], None]
+
+#: Settings that do not change what is learnt: a run differing only in these resumes.
+_NOT_IN_RUN_NAME = {
+    "run",
+    "epochs",
+    "early_stop_patience",
+    "num_workers",
+    "use_gpu",
+    "cpus_per_worker",
+    "loader_workers",
+    "max_failures",
+    "keep_checkpoints",
+    "search",
+    "ray",
+}
+
+
+@dataclass
+class TrainSummary:
+    """What a training run produced."""
+
+    run: Path
+    best_epoch: int
+    best_score: float
+    epochs_done: int
+    export_model: Path
+    extract_config: Path
+    report: Path
+
+    def line(self) -> str:
+        """One line for people."""
+        return (
+            f"best epoch {self.best_epoch} of {self.epochs_done} "
+            f"(val score {self.best_score:.3f}); exported {self.export_model}; report {self.report}"
+        )
+
+
+def load_images(config: TrainConfig) -> LabelledImages:
+    """The labelled images of ``config.data`` (an image folder or a store's crops)."""
+    data = config.data
+    if data.source == "folder":
+        if not data.root:
+            raise ConfigError("data.root is not set: give the image folder to train on.")
+        return image_folder(data.root, data.classes, data.val_fraction, config.seed)
+    if not data.store:
+        raise ConfigError("data.store is not set: give the feature store whose crops to train on.")
+    return store_crops(
+        data.store,
+        data.crops_extractor,
+        data.crops_version,
+        data.classes,
+        data.main_track_only,
+        data.max_per_media,
+        data.val_fraction,
+        config.seed,
+    )
+
+
+def check_images(images: LabelledImages) -> None:
+    """Fail early, in one sentence, on data a run cannot learn or validate from."""
+    counts = images.class_counts("train")
+    if (counts > 0).sum() < 2:
+        raise ConfigError(
+            "the training split holds fewer than 2 classes; check data.root/data.store and "
+            "data.classes."
+        )
+    if len(images.indices("val")) == 0:
+        raise ConfigError("no validation images: add a val split or set data.val_fraction above 0.")
+
+
+def run_name(config: TrainConfig) -> str:
+    """Name of the Ray Train run: a hash of the settings that change what is learnt."""
+    settings = config.model_dump(mode="json", exclude=_NOT_IN_RUN_NAME)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"train-{digest}"
+
+
+def _loaders(
+    config: TrainConfig, images: LabelledImages, rank: int, world: int
+) -> tuple[DataLoader, DataLoader]:
+    import ray.train.torch
+
+    augment = config.augment.model_dump()
+    train_set = ImageDataset(
+        images, "train", build_transform(config.data.image_size, True, **augment)
+    )
+    val_set = ImageDataset(images, "val", build_transform(config.data.image_size, False))
+    common = {"num_workers": config.loader_workers, "pin_memory": config.use_gpu}
+    if config.balanced:
+        sampler = ShardedWeightedSampler(
+            train_set.labels, len(images.classes), rank, world, config.seed
+        )
+        train = DataLoader(train_set, config.batch_size, sampler=sampler, **common)
+        train = ray.train.torch.prepare_data_loader(train, add_dist_sampler=False)
+    else:
+        train = DataLoader(train_set, config.batch_size, shuffle=True, **common)
+        train = ray.train.torch.prepare_data_loader(train)  # DistributedSampler over workers
+    # Every worker scores the whole validation split, so all take the same decisions.
+    val = DataLoader(val_set, config.batch_size * 2, shuffle=False, **common)
+    val = ray.train.torch.prepare_data_loader(val, add_dist_sampler=False)
+    return train, val
+
+
+def _agree(flag: bool) -> bool:
+    """Rank 0's ``flag`` on every worker (so all stop at the same epoch)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    tensor = torch.tensor([int(flag)])
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """The training loop of one Ray Train worker (see module docstring)."""
+    import ray.train
+    import ray.train.torch
+
+    config = TrainConfig.model_validate(loop_config["config"])
+    hook: EpochHook | None = loop_config.get("epoch_hook")
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(max(1, int(config.cpus_per_worker)))
+    torch.manual_seed(config.seed + rank)
+    device = ray.train.torch.get_device()
+    amp = config.mixed_precision and device.type == "cuda"
+
+    images = load_images(config)
+    n_classes = len(images.classes)
+    model = build_classifier(config.arch, n_classes, config.init_checkpoint, config.dropout)
+    model.to(device)
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            model.parameters(), config.lr, momentum=0.9, weight_decay=config.weight_decay
+        )
+    else:
+        optimizer = torch.optim.AdamW(
+            model.parameters(), config.lr, weight_decay=config.weight_decay
+        )
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    state = TrainingState()
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = load_checkpoint(Path(folder), model, optimizer, scheduler, scaler)
+        if rank == 0:
+            logging.getLogger(__name__).warning("resuming after epoch %d", state.epoch)
+    model = ray.train.torch.prepare_model(model)
+    train_loader, val_loader = _loaders(config, images, rank, world)
+    meta = {
+        "arch": config.arch,
+        "classes": list(images.classes),
+        "image_size": config.data.image_size,
+    }
+    if state.stopped_early:
+        return
+    for epoch in range(state.epoch + 1, config.epochs + 1):
+        if hook is not None:
+            hook(epoch, rank)
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        start = time.perf_counter()
+        trained = train_epoch(model, train_loader, optimizer, device, scaler, amp)
+        seconds = time.perf_counter() - start
+        scores = evaluate(model, val_loader, device, n_classes, amp)
+        score = scores[config.metric]
+        scheduler.step(score if math.isfinite(score) else -math.inf)
+        metrics = {
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss": trained["loss"],
+            "train_accuracy": trained["accuracy"],
+            "images_per_s": trained["images"] * world / max(seconds, 1e-9),
+            **{f"val_{name}": value for name, value in scores.items()},
+        }
+        stop = _agree(state.record(metrics, score, config.early_stop_patience))
+        state.stopped_early = stop
+        with tempfile.TemporaryDirectory() as folder:
+            saved = None
+            if rank == 0:
+                save_checkpoint(Path(folder), model, optimizer, scheduler, scaler, state, meta)
+                saved = ray.train.Checkpoint.from_directory(folder)
+            ray.train.report(metrics, checkpoint=saved, checkpoint_dir_name=f"epoch_{epoch:04d}")
+        if stop:
+            break
+
+
+def build_trainer(
+    config: TrainConfig,
+    storage: Path,
+    name: str,
+    epoch_hook: EpochHook | None = None,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """A TorchTrainer for ``config`` whose run lives in ``storage/name`` (restored by name)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    resources = {"CPU": config.cpus_per_worker}
+    if config.use_gpu:
+        resources["GPU"] = 1.0
+    return TorchTrainer(
+        train_worker,
+        train_loop_config={"config": config.model_dump(mode="json"), "epoch_hook": epoch_hook},
+        scaling_config=ScalingConfig(
+            num_workers=config.num_workers,
+            use_gpu=config.use_gpu,
+            resources_per_worker=resources,
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=config.keep_checkpoints,
+                checkpoint_score_attribute=f"val_{config.metric}",
+                checkpoint_score_order="max",
+            ),
+            callbacks=callbacks or [],
+        ),
+    )
+
+
+def _trial(params: dict[str, Any], base: dict[str, Any] | None = None) -> None:
+    """One Tune trial: a whole Ray Train run with ``params`` replacing fields of ``base``."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    config = TrainConfig.model_validate({**(base or {}), **params})
+    trial = tune.get_context().get_trial_id()
+    storage = Path(config.run) / "tune" / "runs"
+    # Every epoch's metrics stream to Tune; a last row names the trial's best checkpoint.
+    result = build_trainer(
+        config, storage, f"trial-{trial}", callbacks=[TuneReportCallback()]
+    ).fit()
+    metric = f"val_{config.metric}"
+    latest, best = _latest_and_best(result, metric)
+    score = max(metrics.get(metric, -math.inf) for _, metrics in result.best_checkpoints)
+    tune.report({"best_score": score, "best_checkpoint": best, "latest_checkpoint": latest})
+
+
+def _search(config: TrainConfig) -> tuple[TrainConfig, str, str]:
+    """Ray Tune grid over ``config.search``; returns the best trial's config and the paths of
+    its latest and best checkpoints. An interrupted search resumes when run again."""
+    from ray import tune
+
+    space = {
+        key: tune.grid_search(values)
+        for key in ("lr", "weight_decay", "batch_size", "dropout")
+        if (values := getattr(config.search, key))
+    }
+    base = config.model_dump(mode="json")
+    # The trial function only waits on its Ray Train run, whose workers hold the resources
+    # (Tune refuses an empty request, hence a sliver of a CPU).
+    trainable = tune.with_resources(tune.with_parameters(_trial, base=base), {"cpu": 0.05})
+    experiment = Path(config.run) / "tune" / f"search-{run_name(config)}"
+    if tune.Tuner.can_restore(str(experiment)):
+        log.info("resuming the search in %s", experiment)
+        tuner = tune.Tuner.restore(
+            str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(max_concurrent_trials=config.search.max_concurrent_trials),
+            run_config=tune.RunConfig(storage_path=str(experiment.parent), name=experiment.name),
+        )
+    results = tuner.fit()
+    best, best_score, best_path, latest_path = None, -math.inf, "", ""
+    for result in results:
+        metrics = result.metrics or {}
+        if result.error is not None or "best_checkpoint" not in metrics:
+            log.warning("a training trial failed: %s", result.error)
+            continue
+        log.info("trial %s: best val %s %.3f", result.config, config.metric, metrics["best_score"])
+        if metrics["best_score"] > best_score:
+            best, best_score = result, metrics["best_score"]
+            best_path, latest_path = metrics["best_checkpoint"], metrics["latest_checkpoint"]
+    if best is None:
+        raise RuntimeError("every training trial failed; see the logs above")
+    return TrainConfig.model_validate({**base, **best.config}), latest_path, best_path
+
+
+def _latest_and_best(result: Any, metric: str) -> tuple[str, str]:
+    """Paths of the latest checkpoint and of the best one by ``metric`` of a Train result."""
+    latest = result.checkpoint
+    if latest is None:
+        raise RuntimeError("the training run reported no checkpoint")
+    best = max(result.best_checkpoints, key=lambda pair: pair[1].get(metric, -math.inf))[0]
+    return latest.path, best.path
+
+
+def _absolute(path: str | None) -> str | None:
+    return path if path is None or "://" in path else str(Path(path).resolve())
+
+
+def absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with local paths made absolute (Ray Train workers run in other folders)."""
+    data = config.data.model_copy(
+        update={"root": _absolute(config.data.root), "store": _absolute(config.data.store)}
+    )
+    return config.model_copy(
+        update={
+            "run": Path(config.run).resolve() if config.run else None,
+            "data": data,
+            "init_checkpoint": _absolute(config.init_checkpoint),
+        }
+    )
+
+
+def run_train(config: TrainConfig, epoch_hook: EpochHook | None = None) -> TrainSummary:
+    """Fine-tune (or search, then fine-tune) as configured; write report and export.
+
+    ``epoch_hook(epoch, rank)`` runs on every worker before each epoch.
+    """
+    if config.run is None:
+        raise ConfigError("train needs a run folder (--run) for checkpoints, report and export.")
+    config = absolute_paths(config)
+    images = load_images(config)
+    check_images(images)
+    log.info(
+        "training %s on %d train / %d val images, classes %s",
+        config.arch,
+        len(images.indices("train")),
+        len(images.indices("val")),
+        images.classes,
+    )
+    run = Path(config.run)
+    metric = f"val_{config.metric}"
+    with ray_session(config.ray):
+        if config.search.active():
+            config, latest_path, best_path = _search(config)
+        else:
+            result = build_trainer(config, run / "ray", run_name(config), epoch_hook).fit()
+            latest_path, best_path = _latest_and_best(result, metric)
+    from ray.train import Checkpoint
+
+    with Checkpoint(latest_path).as_directory() as folder:
+        history_state = torch.load(Path(folder) / STATE_FILE, weights_only=False)["state"]
+    state = TrainingState(**history_state)
+    with Checkpoint(best_path).as_directory() as folder:
+        model_file = export_backbone(Path(folder) / MODEL_FILE, config.arch, run / "export")
+    snippet = extract_snippet(
+        model_file,
+        config.arch,
+        config.data.image_size,
+        store=config.data.store if config.data.source == "store" else None,
+        manifest=_store_manifest(config),
+    )
+    extract_config = write_extract_config(run / "export", snippet, run)
+    summary_lines = {
+        "architecture": config.arch,
+        "classes": ", ".join(images.classes),
+        "best epoch": f"{state.best_epoch} ({config.metric} {state.best_score:.4f})",
+        "epochs run": f"{state.epoch}" + (" (stopped early)" if state.stopped_early else ""),
+        "exported backbone": str(model_file),
+        "re-extract with": f"raypipe extract --config {extract_config}",
+    }
+    report = write_training_report(state.history, run / "report", config.metric, summary_lines)
+    summary = TrainSummary(
+        run, state.best_epoch, state.best_score, state.epoch, model_file, extract_config, report
+    )
+    (run / "train_summary.json").write_text(
+        json.dumps({k: str(v) for k, v in summary.__dict__.items()}, indent=1)
+    )
+    return summary
+
+
+def _store_manifest(config: TrainConfig) -> str | None:
+    """The store's own manifest file when training read a local store (for re-extraction)."""
+    if config.data.source != "store" or not config.data.store or "://" in config.data.store:
+        return None
+    path = Path(config.data.store) / "manifest.parquet"
+    return str(path.resolve()) if path.is_file() else None

@@ -1,0 +1,1 @@
+"""Text features of transcripts: TF-IDF fitted on training transcripts, transcript loading."""
