@@ -57,8 +57,14 @@ class Extractor(ABC):
 
     @property
     def resources(self) -> dict[str, float]:
-        """Ray resources one copy of this extractor needs (num_cpus, num_gpus)."""
-        return {"num_cpus": 1.0, "num_gpus": 0.0}
+        """Ray resources one copy of this extractor needs (num_cpus, num_gpus).
+
+        One CPU; on a CUDA ``device`` attribute also ``gpu_fraction`` of a GPU (extractors
+        without those attributes are CPU-only).
+        """
+        device = str(getattr(self, "device", "cpu"))
+        fraction = float(getattr(self, "gpu_fraction", 0.0))
+        return {"num_cpus": 1.0, "num_gpus": fraction if device.startswith("cuda") else 0.0}
 
     @property
     def version(self) -> str:

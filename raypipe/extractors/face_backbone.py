@@ -99,11 +99,6 @@ class FaceBackboneExtractor(VisualExtractor):
     def dim(self) -> int:
         return int(self.model.dim)
 
-    @property
-    def resources(self) -> dict[str, float]:
-        gpus = self.gpu_fraction if self.device.startswith("cuda") else 0.0
-        return {"num_cpus": 1.0, "num_gpus": gpus}
-
     def config_dict(self) -> dict[str, Any]:
         config = {
             "arch": self.arch,

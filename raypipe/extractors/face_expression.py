@@ -71,11 +71,6 @@ class FaceExpressionExtractor(VisualExtractor):
     def dim(self) -> int:
         return self.embedder.dim if self.output == "features" else 7
 
-    @property
-    def resources(self) -> dict[str, float]:
-        gpus = self.gpu_fraction if self.device.startswith("cuda") else 0.0
-        return {"num_cpus": 1.0, "num_gpus": gpus}
-
     def config_dict(self) -> dict[str, Any]:
         return {
             "output": self.output,

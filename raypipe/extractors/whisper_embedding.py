@@ -77,11 +77,6 @@ class WhisperEmbeddingExtractor(Extractor):
     def dim(self) -> int:
         return self.model.dim
 
-    @property
-    def resources(self) -> dict[str, float]:
-        gpus = self.gpu_fraction if self.device.startswith("cuda") else 0.0
-        return {"num_cpus": 1.0, "num_gpus": gpus}
-
     def config_dict(self) -> dict[str, Any]:
         return {
             "backend": self.backend,

@@ -1,0 +1,43 @@
+"""The extractor contract: resources follow the device, versions follow config and weights."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from raypipe.extractors.base import ExtractionResult, Extractor
+from raypipe.media.context import MediaContext
+
+
+class _Probe(Extractor):
+    name: ClassVar[str] = "probe"
+    modality: ClassVar[str] = "visual"
+    level: ClassVar[str] = "media"
+
+    def __init__(self, device: str = "cpu", gpu_fraction: float = 0.5, size: int = 3) -> None:
+        self.device = device
+        self.gpu_fraction = gpu_fraction
+        self.size = size
+
+    @property
+    def dim(self) -> int:
+        return self.size
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"size": self.size}
+
+    def weights_digest(self) -> str:
+        return "w1"
+
+    def extract(self, media: MediaContext) -> ExtractionResult:
+        raise NotImplementedError
+
+
+def test_gpu_share_only_on_a_cuda_device() -> None:
+    assert _Probe("cpu", 0.5).resources == {"num_cpus": 1.0, "num_gpus": 0.0}
+    assert _Probe("cuda", 0.25).resources == {"num_cpus": 1.0, "num_gpus": 0.25}
+    assert _Probe("cuda:1", 1.0).resources["num_gpus"] == 1.0
+
+
+def test_version_changes_with_config_but_not_with_device() -> None:
+    assert _Probe(size=3).version == _Probe("cuda", size=3).version
+    assert _Probe(size=3).version != _Probe(size=4).version
