@@ -41,6 +41,9 @@ class Extractor(ABC):
     level: ClassVar[str]
     #: Bumped when the code changes what the extractor outputs.
     revision: ClassVar[int] = 1
+    #: Frame sampling a visual extractor runs under (fps, max_side, max_frames), set by
+    #: ``registry.build_extractor``; part of the version when set.
+    sampling: dict[str, Any] | None = None
 
     @property
     @abstractmethod
@@ -75,6 +78,7 @@ class Extractor(ABC):
                 "revision": self.revision,
                 "config": self.config_dict(),
                 "weights": self.weights_digest(),
+                **({"sampling": self.sampling} if self.sampling is not None else {}),
             },
             sort_keys=True,
         )

@@ -86,8 +86,22 @@ def available_extractors() -> dict[str, str]:
     return {name: entry.description for name, entry in EXTRACTORS.items()}
 
 
-def build_extractor(name: str, options: dict[str, Any] | None = None) -> Extractor:
-    """Instantiate the extractor ``name`` with keyword ``options``."""
+#: Video settings that change which frames a visual extractor sees (part of its version).
+SAMPLING_FIELDS = ("fps", "max_side", "max_frames")
+
+
+def build_extractor(
+    name: str, options: dict[str, Any] | None = None, video: dict[str, Any] | None = None
+) -> Extractor:
+    """Instantiate the extractor ``name`` with keyword ``options``.
+
+    ``video`` (fields of the extract config's ``video`` section) gives visual extractors the
+    frame sampling they run under, so a change of fps, decode size or frame cap makes a new
+    version of them and only of them.
+    """
     entry = EXTRACTORS[name]
     cls = getattr(importlib.import_module(entry.module), entry.cls)
-    return cls(**dict(options or {}))
+    extractor = cls(**dict(options or {}))
+    if video is not None and extractor.modality == "visual":
+        extractor.sampling = {key: video[key] for key in SAMPLING_FIELDS}
+    return extractor

@@ -15,7 +15,8 @@ from raypipe.weights import file_sha256, package_file
 
 log = logging.getLogger(__name__)
 
-#: Key under which a media's speech segments are shared with other extractors.
+#: Prefix of the keys under which a media's speech segments are shared with other extractors
+#: (the settings complete the key, so extractors with different VAD settings never share).
 SHARED_KEY = "vad_segments"
 
 
@@ -50,6 +51,10 @@ class VoiceActivity:
         """SHA-256 prefix of the ONNX weights."""
         return self._digest
 
+    def settings_key(self) -> str:
+        """The settings that change the segments, as text."""
+        return f"{self.threshold}/{self.min_speech_s}/{self.min_silence_s}/{self.pad_s}"
+
     def segments(self, signal: np.ndarray) -> list[tuple[float, float]]:
         """Speech segments of ``signal`` (mono float32, 16 kHz) as (start, end) seconds."""
         import torch
@@ -71,8 +76,9 @@ class VoiceActivity:
 
 
 def speech_segments(media: MediaContext, vad: VoiceActivity) -> list[tuple[float, float]]:
-    """A media's speech segments, computed once and shared by every extractor that needs them."""
-    return media.shared(SHARED_KEY, lambda: vad.segments(media.audio))
+    """A media's speech segments, computed once per VAD setting and shared by every extractor
+    that asks with the same settings."""
+    return media.shared(f"{SHARED_KEY}:{vad.settings_key()}", lambda: vad.segments(media.audio))
 
 
 class VadExtractor(Extractor):

@@ -88,7 +88,12 @@ def _record(extractor: Extractor) -> ExtractorRecord:
         level=extractor.level,
         dim=extractor.dim,
         modality=extractor.modality,
-        config=extractor.config_dict(),
+        # The sampling is kept beside the options so a later job (predict) can rebuild the
+        # same version from the store alone.
+        config={
+            **extractor.config_dict(),
+            **({"sampling": extractor.sampling} if extractor.sampling else {}),
+        },
     )
 
 
@@ -104,7 +109,7 @@ class ExtractionActor:
         torch.set_num_threads(
             max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
         )
-        self.extractors = {name: build_extractor(name, options) for name, options in specs}
+        self.extractors = {name: build_extractor(name, options, video) for name, options in specs}
         self.store = FeatureStore(store_uri)
         self.video = video
 
@@ -179,7 +184,9 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
         raise ConfigError("extract needs both a manifest (--manifest) and a store (--out).")
     manifest, issues = load_manifest(config.manifest)
     specs = extractor_specs(config)
-    extractors = [build_extractor(name, options) for name, options in specs]
+    extractors = [
+        build_extractor(name, options, config.video.model_dump()) for name, options in specs
+    ]
     store = FeatureStore(config.out)
     store.initialise()
     valid_ids = set(manifest["media_id"])

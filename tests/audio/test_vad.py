@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raypipe.extractors.vad import VadExtractor, VoiceActivity
+from raypipe.extractors.vad import VadExtractor, VoiceActivity, speech_segments
 from raypipe.media.audio import load_audio
 from raypipe.media.context import MediaContext
 from raypipe.media.speech import speak
@@ -36,3 +36,13 @@ def test_silence_and_noise_have_no_speech(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "noise.wav", noise)
     assert vad.segments(load_audio(path)) == []
     assert vad.segments(np.zeros(100, np.float32)) == []
+
+
+@needs_espeak
+def test_segments_are_shared_only_between_equal_settings(speech_wavs) -> None:
+    media = MediaContext("s", speech_wavs[0][0])
+    tight, padded = VoiceActivity(pad_s=0.03), VoiceActivity(pad_s=0.3)
+    first = speech_segments(media, tight)
+    assert speech_segments(media, VoiceActivity(pad_s=0.03)) is first  # computed once
+    wide = speech_segments(media, padded)
+    assert wide == padded.segments(media.audio) and wide != first

@@ -41,3 +41,18 @@ def test_gpu_share_only_on_a_cuda_device() -> None:
 def test_version_changes_with_config_but_not_with_device() -> None:
     assert _Probe(size=3).version == _Probe("cuda", size=3).version
     assert _Probe(size=3).version != _Probe(size=4).version
+
+
+def test_frame_sampling_versions_visual_extractors_only() -> None:
+    from raypipe.extractors.registry import build_extractor
+
+    video = {"fps": 5.0, "max_side": 320, "max_frames": 300, "window_frames": 64}
+    slower = {**video, "fps": 2.0}
+    hog = build_extractor("face_hog", {}, video)
+    assert hog.version != build_extractor("face_hog", {}, slower).version
+    assert hog.version != build_extractor("face_hog", {}, {**video, "max_side": 640}).version
+    # Window size changes memory, not output: same version.
+    assert hog.version == build_extractor("face_hog", {}, {**video, "window_frames": 8}).version
+    smile = build_extractor("opensmile", {}, video)
+    assert smile.sampling is None
+    assert smile.version == build_extractor("opensmile", {}, slower).version
