@@ -341,6 +341,10 @@ class ExtractConfig(StrictModel):
     inside each actor's decoder child, overlapped with its compute."""
     prefetch_max_frames: int = Field(default=600, ge=1)
     """Media sampling more frames than this are left to the actors, which stream them."""
+    retry_failed: bool = False
+    """Recompute media whose row for the current version is failed (after replacing broken
+    files, or when a failure was transient). Rows that failed because of their manifest row
+    (missing file, unknown label) are retried whenever that row is now valid."""
     ray: RayConfig = RayConfig()
     """Ray connection."""
 
@@ -363,8 +367,16 @@ class ExtractConfig(StrictModel):
         return self
 
 
-Pooling = Literal["mean", "max", "std", "meanstd"]
-ClassifierName = Literal["logreg", "lightgbm"]
+Pooling = Literal["mean", "max", "std", "meanstd", "pct", "fisher", "vlad", "seq"]
+ClassifierName = Literal[
+    "logreg", "linsvc", "rbfsvc", "rf", "lightgbm", "mlp", "lstm", "gru", "attention", "netvlad"
+]
+SEQUENCE_CLASSIFIER_NAMES = ("lstm", "gru", "attention", "netvlad")
+TASK_METRIC_NAMES = {
+    "classification": ("macro_f1", "accuracy", "uar"),
+    "multilabel": ("mean_f1",),
+    "regression": ("ccc",),
+}
 
 
 class FeatureSetConfig(StrictModel):
@@ -373,7 +385,10 @@ class FeatureSetConfig(StrictModel):
     extractor: str
     """Extractor name in the store (e.g. face_expression, opensmile)."""
     pooling: list[Pooling] = ["meanstd"]
-    """Frame-to-media pooling(s) to try for frame-level extractors (ignored for media-level)."""
+    """Frame-to-media pooling(s) to try for frame-level extractors (ignored for media-level):
+    mean, max, std, meanstd, pct (10/50/90th percentiles), fisher (Fisher vectors of a diagonal
+    GMM fitted on train), vlad (VLAD over k-means centres fitted on train), seq (window
+    sequences, read only by the sequence heads lstm, gru, attention, netvlad)."""
 
 
 class TuneClassifiersConfig(StrictModel):
@@ -389,37 +404,193 @@ class TuneClassifiersConfig(StrictModel):
         FeatureSetConfig(extractor="text_embedding"),
     ]
     """Feature sets to train on."""
+    task: Literal["classification", "multilabel", "regression"] = "classification"
+    """classification (the manifest's label), multilabel (0/1 columns of targets, e.g. action
+    units; a threshold per label chosen on val) or regression (real columns of targets, e.g.
+    valence and arousal; scored by CCC)."""
+    targets: Path | None = None
+    """Table (csv or parquet) with media_id and the target_columns; needed for multilabel and
+    regression (empty cells: media not labelled)."""
+    target_columns: list[str] = []
+    """Label or target columns of targets used by multilabel and regression tasks."""
     classifiers: list[ClassifierName] = ["logreg", "lightgbm"]
-    """Classifiers to search."""
+    """Classifiers to search: logreg, linsvc, rbfsvc, rf, lightgbm, mlp (vector per media) and
+    lstm, gru, attention, netvlad (sequence heads over 'seq' pooling)."""
     logreg_c: list[float] = [0.01, 0.1, 1.0, 10.0]
     """Inverse regularisation strengths tried for logistic regression."""
     lightgbm_num_leaves: list[int] = [4, 15]
     """Leaf counts tried for LightGBM."""
     lightgbm_n_estimators: int = Field(default=200, ge=10)
     """Boosting rounds for LightGBM."""
-    metric: Literal["macro_f1", "accuracy", "uar"] = "macro_f1"
-    """Validation metric that picks the best configuration."""
+    param_grid: dict[str, dict[str, list[Any]]] = {}
+    """Values tried per classifier and parameter, replacing that parameter's built-in values
+    (docs/classifiers.md), e.g. {rf: {max_depth: [4, null]}, mlp: {hidden: [64]}}."""
+    search: Literal["grid", "random"] = "grid"
+    """grid: every combination; random: num_samples combinations drawn (by seed) from it."""
+    num_samples: int = Field(default=24, ge=1)
+    """Trial budget of the random search (configurations drawn)."""
+    time_budget_s: float | None = Field(default=None, gt=0)
+    """Stop starting trials after this many seconds; a re-run goes on with the rest."""
+    early_stopping: Literal["asha", "none"] = "asha"
+    """asha: stop poor torch-head trials early by their per-epoch validation metric;
+    scikit-learn trials fit in one step and are never stopped."""
+    max_epochs: int = Field(default=30, ge=1)
+    """Epochs of the torch heads (mlp and sequence heads); ASHA's longest trial."""
+    grace_epochs: int = Field(default=5, ge=2)
+    """Epochs every torch-head trial runs before ASHA may stop it."""
+    pooling_components: int = Field(default=8, ge=1, le=256)
+    """Gaussians of the Fisher-vector GMM and centres of VLAD."""
+    seq_window: int = Field(default=4, ge=1)
+    """Frames per window of 'seq' pooling."""
+    seq_hop: int = Field(default=2, ge=1)
+    """Frames between window starts of 'seq' pooling."""
+    seq_steps: int = Field(default=8, ge=1)
+    """Windows kept per media by 'seq' pooling (padded when fewer)."""
+    balance: Literal["class_weight", "oversample", "none"] = "class_weight"
+    """Class imbalance: weight classes inversely to their frequency, oversample smaller
+    classes' train rows (classification), or neither."""
+    metric: Literal["macro_f1", "accuracy", "uar", "mean_f1", "ccc"] = "macro_f1"
+    """Validation metric that picks the best configuration (classification: macro_f1,
+    accuracy, uar; multilabel: mean_f1; regression: ccc). Left at macro_f1, multilabel and
+    regression tasks use their own."""
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    """CPUs Ray reserves for each trial."""
     max_concurrent_trials: int | None = Field(default=None, ge=1)
-    """Trials running at once; unset: one per CPU."""
+    """Trials running at once; unset: as many as the CPUs allow."""
     seed: int = 0
-    """Random seed of every model."""
+    """Random seed of every model and of the random search."""
     ray: RayConfig = RayConfig()
     """Ray connection."""
 
+    @model_validator(mode="after")
+    def _check(self) -> TuneClassifiersConfig:
+        allowed = TASK_METRIC_NAMES[self.task]
+        if self.task != "classification" and self.metric == "macro_f1":
+            # A multilabel or regression task left at the default metric takes its own.
+            self.metric = allowed[0]  # type: ignore[assignment]
+        if self.metric not in allowed:
+            raise ValueError(
+                f"metric '{self.metric}' does not fit task {self.task}; allowed: "
+                f"{', '.join(allowed)}"
+            )
+        if self.task != "classification" and (self.targets is None or not self.target_columns):
+            raise ValueError(f"task {self.task} needs targets (a table) and target_columns")
+        poolings = {p for f in self.feature_sets for p in f.pooling}
+        sequence = [c for c in self.classifiers if c in SEQUENCE_CLASSIFIER_NAMES]
+        if sequence and "seq" not in poolings:
+            raise ValueError(
+                f"classifiers {', '.join(sequence)} read window sequences; add 'seq' to a "
+                "feature set's pooling"
+            )
+        if "seq" in poolings and not sequence:
+            raise ValueError(
+                "pooling 'seq' is read only by lstm, gru, attention or netvlad; add one to "
+                "classifiers"
+            )
+        unknown = sorted(set(self.param_grid) - set(self.classifiers))
+        if unknown:
+            raise ValueError(
+                f"param_grid names {', '.join(unknown)}, not in classifiers "
+                f"({', '.join(self.classifiers)})"
+            )
+        return self
+
+
+FusionMethodName = Literal[
+    "weighted", "weighted_class", "greedy", "stacking_logreg", "stacking_svm", "cascade"
+]
+
+
+class CascadeConfig(StrictModel):
+    """Coarse-to-fine cascade: a coarse model picks the class group, a fine model the class."""
+
+    groups: dict[str, list[str]] = {}
+    """Class groups by name, e.g. {Negative: [Angry, Disgust, Fear, Sad]}; classes in no group
+    stand alone. Needed when methods lists 'cascade'."""
+    coarse: str | None = None
+    """Member model deciding the group; unset: the member with the best group macro-F1 on val."""
+    fine: str | None = None
+    """Member model deciding inside a group; unset: the member best within groups on val."""
+
+
+class SmoothingConfig(StrictModel):
+    """Temporal smoothing of frame/window predictions before media-level decisions."""
+
+    window_s: float = Field(default=1.0, ge=0)
+    """Smoothing window (mean, median) or time constant (ema), seconds; 0: no smoothing."""
+    method: Literal["mean", "median", "ema"] = "mean"
+    """Centred moving mean or median, or exponential moving average."""
+    decision: Literal["mean", "vote"] = "mean"
+    """Media-level decision: mean of the smoothed probabilities, or share of votes per class."""
+
 
 class FuseConfig(StrictModel):
-    """`raypipe fuse`: late fusion of stored predictions with weights searched by Ray Tune."""
+    """`raypipe fuse`: late fusion of stored predictions, fitted on val and chosen by CV."""
 
     run: Path | None = None
     """Run folder written by `raypipe tune-classifiers`."""
     models: list[str] | None = None
-    """Models to fuse; unset: the best model of each modality."""
-    num_samples: int = Field(default=48, ge=1)
-    """Weight vectors Ray Tune tries."""
+    """Models to fuse; unset: the best model of each modality (every stored model when the run
+    has no trials)."""
+    methods: list[FusionMethodName] = ["weighted", "weighted_class", "greedy", "stacking_logreg"]
+    """Fusion methods fitted; each is written as fused.<method>, and the one with the best
+    cross-validated val score is marked selected."""
+    rules: list[Literal["sum", "product"]] = ["sum", "product"]
+    """Fusion rules the weight searches try (weighted mean of probabilities, or of logs)."""
+    num_samples: int = Field(default=48, ge=0)
+    """Per-model weight vectors Ray Tune tries on the cluster; they join the vectorised
+    search's candidates for 'weighted'. 0: no Ray Tune."""
+    random_candidates: int = Field(default=20000, ge=0)
+    """Random weight vectors the vectorised search scores per rule (and per CV fold)."""
+    coordinate_sweeps: int = Field(default=3, ge=0)
+    """Coordinate-search sweeps refining the best random weights."""
+    greedy_rounds: int = Field(default=20, ge=1)
+    """Rounds of greedy ensemble selection (models added with replacement)."""
+    stacking_c: list[float] = [0.01, 0.1, 1.0, 10.0]
+    """Inverse regularisation strengths of the stacking meta-classifier, chosen by CV."""
+    cv_folds: int = Field(default=3, ge=2)
+    """Folds of the val media for cross-validating each fusion method."""
+    cascade: CascadeConfig = CascadeConfig()
+    """Class groups and members of the 'cascade' method."""
+    smoothing: SmoothingConfig = SmoothingConfig()
+    """Smoothing of members stored per frame/window (several rows per media, with start_s)."""
     metric: Literal["macro_f1", "accuracy", "uar"] = "macro_f1"
-    """Validation metric the weights maximise."""
+    """Validation metric the fusions maximise and the selection compares."""
     seed: int = 0
-    """Random seed of the search."""
+    """Random seed of the searches and of the CV folds."""
+    ray: RayConfig = RayConfig()
+    """Ray connection."""
+
+    @model_validator(mode="after")
+    def _check(self) -> FuseConfig:
+        if "cascade" in self.methods and not self.cascade.groups:
+            raise ValueError(
+                "methods lists 'cascade' but cascade.groups is empty; set e.g. "
+                "cascade.groups={Negative: [Angry, Disgust, Fear, Sad]}"
+            )
+        if not self.methods:
+            raise ValueError("methods must list at least one fusion method")
+        return self
+
+
+class PredictConfig(StrictModel):
+    """`raypipe predict`: a run's fitted models and fusion applied to new media."""
+
+    run: Path | None = None
+    """Run folder holding fitted models (tune-classifiers) and fusions (fuse)."""
+    manifest: Path | None = None
+    """Manifest of the new media (media_id, path; label and split optional)."""
+    out: Path | None = None
+    """Submission CSV written (media_id, label, one probability column per class); unset:
+    <run>/predict/submission.csv."""
+    store: str | None = None
+    """Feature store for the new media's features (only missing ones are extracted); unset:
+    <run>/predict/store."""
+    fusion: str | None = None
+    """Fused model applied (e.g. fused.weighted); unset: the one `raypipe fuse` selected."""
+    extract: Path | None = None
+    """Extract YAML of the training store, when its extractors' settings cannot be read back
+    from the store (predict then says so); unset: the training store's recorded settings."""
     ray: RayConfig = RayConfig()
     """Ray connection."""
 
@@ -570,5 +741,6 @@ CONFIG_MODELS: dict[str, type[StrictModel]] = {
     "tune_classifiers": TuneClassifiersConfig,
     "fuse": FuseConfig,
     "demo": DemoConfig,
+    "predict": PredictConfig,
     "train": TrainConfig,
 }

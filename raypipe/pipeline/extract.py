@@ -151,12 +151,17 @@ def prefetch_batch(
     return {**batch, "prefetched": packed}
 
 
+#: Start of the error of a row that failed because of its manifest row.
+MANIFEST_FAILURE = "manifest "
+
+
 def _record_manifest_issues(
     store: FeatureStore, issues: list, extractors: list[Extractor], manifest_path: str
 ) -> None:
     """Rows the manifest rejected become failed rows (ids that are not duplicates)."""
     seen: set[str] = set()
     for issue in issues:
+        where = f"{MANIFEST_FAILURE}'{manifest_path}' row {issue.row}"
         if not issue.media_id or issue.media_id == "nan" or "duplicate" in issue.message:
             continue
         if issue.media_id in seen:
@@ -169,7 +174,7 @@ def _record_manifest_issues(
                 issue.media_id,
                 {
                     "status": STATUS_FAILED,
-                    "error": f"manifest '{manifest_path}' row {issue.row}: {issue.message}",
+                    "error": f"{where}: {issue.message}",
                 },
             )
 
@@ -205,7 +210,12 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
     store.register_extractors(_record(e) for e in extractors)
     _record_manifest_issues(store, issues, extractors, str(config.manifest))
 
-    done = {e.name: store.done_media(e.name, e.version) for e in extractors}
+    # A failed row is final unless the user asks for retries, except a manifest problem: a row
+    # that is valid now (file added, label fixed) is computed.
+    def retry(error: str) -> bool:
+        return config.retry_failed or error.startswith(MANIFEST_FAILURE)
+
+    done = {e.name: store.done_media(e.name, e.version, retry) for e in extractors}
     items = []
     skipped = 0
     for row in manifest.itertuples(index=False):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -196,12 +196,24 @@ class FeatureStore:
         return {name: ExtractorRecord(**record) for name, record in payload.items()}
 
     # -- per-media results -------------------------------------------------------------------
-    def done_media(self, extractor: str, version: str) -> set[str]:
-        """Media ids with a result (ok or failed) for this extractor version."""
+    def done_media(
+        self, extractor: str, version: str, retry: Callable[[str], bool] | None = None
+    ) -> set[str]:
+        """Media ids with a result for this extractor version: ok, no_audio, or failed unless
+        ``retry(error)`` says the failure is worth another attempt."""
         table = self.read_table(layout.partition_dir("media", extractor, version), MEDIA_SCHEMA)
         if table.num_rows == 0:
             return set()
-        return set(table.column("media_id").to_pylist())
+        ids = table.column("media_id").to_pylist()
+        if retry is None:
+            return set(ids)
+        statuses = table.column("status").to_pylist()
+        errors = table.column("error").to_pylist()
+        return {
+            media_id
+            for media_id, status, error in zip(ids, statuses, errors, strict=True)
+            if status != STATUS_FAILED or not retry(error or "")
+        }
 
     def write_result(
         self,

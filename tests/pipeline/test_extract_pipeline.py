@@ -171,3 +171,39 @@ def test_cpu_decode_tasks_feed_the_actors_with_the_same_results(
     assert "empty (0 bytes)" in status.loc["broken_empty", "error"]
     good = status[status["status"] == "ok"]
     assert (good["face_frames"] >= 5).all() and (good["decode_s"] > 0).all()
+
+
+def test_fixed_manifest_rows_and_retried_failures_are_computed(
+    ray_local: None, demo_set: Path, tmp_path: Path
+) -> None:
+    manifest = pd.read_csv(demo_set)
+    good = manifest[~manifest["media_id"].str.startswith("broken")].head(2).copy()
+    good["path"] = [str((demo_set.parent / p).resolve()) for p in good["path"]]
+    broken = manifest[manifest["media_id"] == "broken_empty"].copy()
+    broken["path"] = [str((demo_set.parent / p).resolve()) for p in broken["path"]]
+    typo = good.iloc[1]["media_id"]
+    rows = pd.concat([good, broken])
+    rows.loc[rows["media_id"] == typo, "label"] = "Angryy"
+    path = tmp_path / "manifest.csv"
+    rows.to_csv(path, index=False)
+    overrides = _only("opensmile")
+    flags = {"manifest": path, "out": str(tmp_path / "store")}
+    first = run_extract(load_config(ExtractConfig, None, overrides, flags))
+    store = FeatureStore(str(tmp_path / "store"))
+    errors = store.status().set_index("media_id")["error"]
+    assert errors[typo].startswith(f"manifest '{path}' row 2") and "Angryy" in errors[typo]
+    assert (first.computed["ok"], first.computed["failed"]) == (
+        1,
+        1,
+    )  # the good clip and the empty file
+
+    rows.loc[rows["media_id"] == typo, "label"] = "Angry"  # the user fixes the label
+    rows.to_csv(path, index=False)
+    second = run_extract(load_config(ExtractConfig, None, overrides, flags))
+    assert (second.computed["ok"], second.computed["failed"], second.skipped) == (1, 0, 2)
+    assert store.status().set_index("media_id").loc[typo, "status"] == "ok"
+
+    retried = run_extract(
+        load_config(ExtractConfig, None, [*overrides, "retry_failed=true"], flags)
+    )
+    assert (retried.computed["ok"], retried.computed["failed"], retried.skipped) == (0, 1, 2)
