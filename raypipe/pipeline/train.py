@@ -67,6 +67,23 @@ _NOT_IN_RUN_NAME = {
 }
 
 
+def space_values(config: TrainConfig) -> dict[str, list[Any]]:
+    """The searched hyperparameters and their values (only those with values to try)."""
+    return {
+        key: list(values)
+        for key in ("lr", "weight_decay", "batch_size", "dropout")
+        if (values := getattr(config.search, key))
+    }
+
+
+def search_experiment(config: TrainConfig) -> Path:
+    """Folder of the Tune search of ``config``, named by its base run and the searched values:
+    the same search resumes, an edited grid starts a new experiment instead of restoring the
+    old space."""
+    grid = hashlib.sha256(json.dumps(space_values(config), sort_keys=True).encode()).hexdigest()
+    return Path(config.run) / "tune" / f"search-{run_name(config)}-{grid[:8]}"
+
+
 @dataclass
 class TrainSummary:
     """What a training run produced."""
@@ -304,16 +321,12 @@ def _search(config: TrainConfig) -> tuple[TrainConfig, str, str]:
     its latest and best checkpoints. An interrupted search resumes when run again."""
     from ray import tune
 
-    space = {
-        key: tune.grid_search(values)
-        for key in ("lr", "weight_decay", "batch_size", "dropout")
-        if (values := getattr(config.search, key))
-    }
+    space = {key: tune.grid_search(values) for key, values in space_values(config).items()}
     base = config.model_dump(mode="json")
     # The trial function only waits on its Ray Train run, whose workers hold the resources
     # (Tune refuses an empty request, hence a sliver of a CPU).
     trainable = tune.with_resources(tune.with_parameters(_trial, base=base), {"cpu": 0.05})
-    experiment = Path(config.run) / "tune" / f"search-{run_name(config)}"
+    experiment = search_experiment(config)
     if tune.Tuner.can_restore(str(experiment)):
         log.info("resuming the search in %s", experiment)
         tuner = tune.Tuner.restore(

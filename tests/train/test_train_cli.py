@@ -27,3 +27,20 @@ def test_missing_data_and_bad_values_fail_in_one_line(tmp_path: Path) -> None:
     result = _run("train", "--data", str(tmp_path / "absent"), "--run", str(tmp_path / "r"))
     assert result.returncode == 2 and "is not a folder" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_an_edited_search_grid_is_a_new_experiment(tmp_path: Path) -> None:
+    from raypipe.config import load_config
+    from raypipe.job_configs import TrainConfig
+    from raypipe.pipeline.train import search_experiment
+
+    def experiment(*overrides: str) -> Path:
+        flags = {"run": tmp_path / "run", "data": {"root": str(tmp_path)}}
+        return search_experiment(load_config(TrainConfig, None, list(overrides), flags))
+
+    first = experiment("search.lr=[0.001,0.0001]")
+    assert first == experiment("search.lr=[0.001,0.0001]")  # the same search resumes
+    assert first != experiment("search.lr=[0.01,0.003]")
+    assert first != experiment("search.lr=[0.001,0.0001]", "search.dropout=[0.2]")
+    # Settings that do not change what is learnt keep the experiment.
+    assert first == experiment("search.lr=[0.001,0.0001]", "epochs=9")
