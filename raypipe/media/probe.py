@@ -54,6 +54,8 @@ class MediaInfo:
     header_frames: int = 0
     fps_mode: str = "none"
     video_codec: str = ""
+    #: Presentation time of the last video packet, seconds on the stream's clock (-1: unknown).
+    last_frame_s: float = -1.0
 
 
 def open_container(path: str | Path) -> av.container.InputContainer:
@@ -188,7 +190,7 @@ def probe(path: str | Path) -> MediaInfo:
         rate = float((video.average_rate or video.base_rate or 0) if video is not None else 0)
         coded_w = int(video.codec_context.width or 0) if video is not None else 0
         coded_h = int(video.codec_context.height or 0) if video is not None else 0
-        rotation, count, mode, codec, header = 0, 0, "none", "", 0
+        rotation, count, mode, codec, header, last = 0, 0, "none", "", 0, -1.0
         if video is not None:
             codec = video.codec_context.name or ""
             header = int(video.frames or 0)
@@ -202,6 +204,7 @@ def probe(path: str | Path) -> MediaInfo:
             times = packet_times(again, again.streams.video[0])
         count = len(times)
         mode = fps_mode(times)
+        last = float(times[-1]) if count else -1.0
         if count >= 2:
             duration = max(duration, float(times[-1] - times[0]) + 1.0 / max(rate, 1e-6))
             if rate <= 0:
@@ -227,4 +230,5 @@ def probe(path: str | Path) -> MediaInfo:
         header_frames=header,
         fps_mode=mode,
         video_codec=codec,
+        last_frame_s=last,
     )

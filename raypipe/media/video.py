@@ -162,7 +162,9 @@ def _pyav_windows(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-        end = start + max(info.duration_s, 0.0)
+        # Targets run to the last frame's start, as decord's sample_indices does; the duration
+        # ends one frame period (or a longer audio track) later, where no frame starts.
+        end = info.last_frame_s if info.last_frame_s >= start else start + max(info.duration_s, 0.0)
         targets = sample_times(start, end, fps, max_frames)
         buffer: list[np.ndarray] = []
         stamps: list[float] = []
@@ -185,7 +187,9 @@ def _pyav_windows(
         try:
             for frame in container.decode(stream):
                 index += 1
-                time_s = float(frame.time) if frame.time is not None else index / max(fps, 1e-6)
+                time_s = (
+                    float(frame.time) if frame.time is not None else index / max(info.fps, 1e-6)
+                )
                 current = (frame, time_s, index)
                 while target < len(targets) and targets[target] + _TIME_TOLERANCE_S < time_s:
                     take(previous or current)

@@ -205,19 +205,21 @@ def test_images_grey_and_alpha_are_one_frame_rgb(tmp_path: Path, decoder) -> Non
         decoder.probe(tmp_path / "broken.png")
 
 
-def test_pyav_takes_over_when_decord_cannot(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("max_frames", [None, 3])
+def test_pyav_takes_over_when_decord_cannot(tmp_path: Path, monkeypatch, max_frames) -> None:
+    """Same frames from both decoders, also when the frame cap thins the time grid."""
     import decord
 
     path = tmp_path / "clip.mp4"
     write_clip(path, _pattern(10), fps=10)
     info = probe(path)
-    reference = decode_frames(info, fps=5, max_side=64)
+    reference = decode_frames(info, fps=5, max_side=64, max_frames=max_frames)
 
     def refuse(*args, **kwargs):
         raise decord.DECORDError("cannot open")
 
     monkeypatch.setattr(decord, "VideoReader", refuse)
-    fallback = decode_frames(info, fps=5, max_side=64)
+    fallback = decode_frames(info, fps=5, max_side=64, max_frames=max_frames)
     np.testing.assert_array_equal(fallback.source_indices, reference.source_indices)
     assert np.abs(fallback.frames.astype(int) - reference.frames.astype(int)).mean() < 2
 
