@@ -86,7 +86,9 @@ def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
 
-def _vectorizer(options: dict[str, Any]) -> TfidfVectorizer:
+def _vectorizer(
+    options: dict[str, Any], vocabulary: dict[str, int] | None = None
+) -> TfidfVectorizer:
     unknown = sorted(set(options) - ALLOWED_OPTIONS)
     if unknown:
         raise ConfigError(
@@ -96,7 +98,7 @@ def _vectorizer(options: dict[str, Any]) -> TfidfVectorizer:
     settings = dict(options)
     if "ngram_range" in settings:
         settings["ngram_range"] = tuple(settings["ngram_range"])
-    return TfidfVectorizer(dtype=np.float32, **settings)
+    return TfidfVectorizer(dtype=np.float32, vocabulary=vocabulary, **settings)
 
 
 def fit_tfidf(texts: list[str], **options: Any) -> TfidfModel:
@@ -140,8 +142,9 @@ def load_tfidf(path: str | Path) -> TfidfModel:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"{source}: not a TF-IDF model of format {FORMAT}; refit and save it.")
     options = payload["options"]
-    vectorizer = _vectorizer(options)
-    vectorizer.vocabulary_ = dict(payload["vocabulary"])
+    # Fitting with the saved vocabulary fixed only builds the transformer's state (an empty
+    # document teaches nothing); the saved idf weights then replace its own.
+    vectorizer = _vectorizer(options, dict(payload["vocabulary"])).fit([""])
     if "idf" in payload:
         vectorizer.idf_ = np.asarray(payload["idf"], dtype=np.float32)
     return TfidfModel(vectorizer, options)

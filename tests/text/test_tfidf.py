@@ -26,12 +26,15 @@ def test_matches_scikit_learn_and_ignores_unseen_words() -> None:
     assert model.transform(TEST).shape == (3, model.dim)
 
 
-def test_save_and_load_round_trip(tmp_path: Path) -> None:
-    model = fit_tfidf(TRAIN, min_df=1, max_features=6)
+@pytest.mark.parametrize(
+    "options", [{}, {"use_idf": False}, {"sublinear_tf": True, "ngram_range": (1, 2), "min_df": 2}]
+)
+def test_save_and_load_round_trip(tmp_path: Path, options: dict) -> None:
+    model = fit_tfidf(TRAIN, **{"min_df": 1, "max_features": 6, **options})
     path = tmp_path / "run" / "text" / "tfidf.json"
     model.save(path)
     loaded = load_tfidf(path)
-    assert loaded.vocabulary == model.vocabulary and loaded.dim == 6
+    assert loaded.vocabulary == model.vocabulary and loaded.dim == model.dim > 0
     np.testing.assert_array_equal(loaded.transform(TEST), model.transform(TEST))
 
 
