@@ -47,8 +47,8 @@ def process_media(
     Visual extractors share one windowed decode and face pass (:func:`run_visual_pass`); the
     others run one after another. A problem with the file (:class:`MediaError`, including a
     decoder that hangs or crashes) or an unexpected error inside an extractor becomes a
-    ``failed`` row with a one-line reason; errors writing to the store propagate so that Ray
-    can retry the task (an infrastructure fault, not a property of the file).
+    ``failed`` row with a one-line reason; errors writing to the store propagate and stop the
+    job (an infrastructure fault, not a property of the file; a re-run resumes).
     """
     outcomes = []
     visual = [e for e in extractors if isinstance(e, VisualExtractor)]
