@@ -1,10 +1,11 @@
 """One media file as the extractors see it: probed, decoded and analysed once, lazily.
 
 Several extractors share a single :class:`MediaContext`, so a video is probed once, decoded
-once and its faces detected once, however many extractors read it. Probing and decoding run in
-the worker's decoder child process (:mod:`raypipe.media.decoder_process`), so a file that hangs
-or crashes a native decoder fails alone. Frames arrive in windows (:meth:`MediaContext.windows`)
-so memory stays bounded by one window; :attr:`MediaContext.frames` joins them for short media.
+once and its faces detected once, however many extractors read it. Probing, decoding and audio
+demuxing run in the worker's decoder child process (:mod:`raypipe.media.decoder_process`), so a
+file that hangs or crashes a native decoder fails alone. Frames arrive in windows
+(:meth:`MediaContext.windows`) so memory stays bounded by one window; :attr:`MediaContext.frames`
+joins them for short media.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from raypipe.errors import MediaError
-from raypipe.media.audio import SAMPLE_RATE, load_audio
+from raypipe.media.audio import SAMPLE_RATE
 from raypipe.media.decoder_process import DecoderProcess, shared_decoder
 from raypipe.media.prefetch import Prefetched
 from raypipe.media.probe import MediaInfo
@@ -132,7 +133,7 @@ class MediaContext:
     @property
     def audio(self) -> np.ndarray:
         """Mono float32 audio at :data:`~raypipe.media.audio.SAMPLE_RATE` Hz."""
-        return self._cached("audio", lambda: load_audio(self.path, SAMPLE_RATE))
+        return self._cached("audio", lambda: self.decoder.audio(self.path, SAMPLE_RATE))
 
     def shared(self, key: str, compute: Any) -> Any:
         """Cache any derived result (e.g. face detections) under ``key`` for other extractors."""

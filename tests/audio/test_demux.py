@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from raypipe.errors import MediaError
 from raypipe.extraction import process_media
 from raypipe.extractors.opensmile_functionals import OpenSmileExtractor
 from raypipe.extractors.vad import VadExtractor
 from raypipe.media.audio import NoAudioError, has_audio, iter_audio, load_audio
 from raypipe.media.context import MediaContext
+from raypipe.media.decoder_process import FAULT_ENV, DecoderProcess
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.schema import STATUS_NO_AUDIO
 from tests.audio.conftest import write_multichannel, write_silent_video, write_wav
@@ -75,3 +77,30 @@ def test_video_without_audio_is_no_audio_not_failed(tmp_path: Path) -> None:
     status = store.status()
     assert set(status["status"]) == {STATUS_NO_AUDIO}
     assert status["error"].str.contains("no audio stream").all()
+
+
+@pytest.mark.parametrize("fault", ["hang", "crash"])
+def test_audio_that_hangs_or_crashes_the_demuxer_costs_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    good = write_wav(tmp_path / "good.wav", tone)
+    bad = write_wav(tmp_path / f"fault-{fault}.wav", tone)
+    monkeypatch.setenv(FAULT_ENV, f"{fault}:fault-{fault}")
+    process = DecoderProcess(timeout_s=3)
+    try:
+        np.testing.assert_array_equal(process.audio(good, 16000), load_audio(good, 16000))
+        message = "hung" if fault == "hang" else "crashed on this file"
+        with pytest.raises(MediaError, match=message):
+            process.audio(bad, 16000)
+        assert len(process.audio(good, 16000)) == 16000  # a fresh child serves the next file
+        # Through the extraction path: a failed row for the bad file, the worker goes on.
+        store = FeatureStore(str(tmp_path / "store"))
+        store.initialise()
+        vad = VadExtractor()
+        for path, status in ((bad, "failed"), (good, "ok")):
+            media = MediaContext(path.stem, path, decoder=process)
+            [outcome] = process_media(media, [vad], store)
+            assert outcome.status == status
+    finally:
+        process.close()
