@@ -81,6 +81,8 @@ class FaceTracksConfig(StrictModel):
     """Frames per face-detector call."""
     device: str = "cpu"
     """Torch device of the detector ('cpu', 'cuda')."""
+    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Share of a GPU each worker reserves when device is 'cuda' (MTCNN is small)."""
 
 
 class FaceBackboneConfig(StrictModel):
@@ -144,6 +146,8 @@ class FaceHogConfig(StrictModel):
     """Frames per face-detector call."""
     device: str = "cpu"
     """Torch device of the detector ('cpu', 'cuda')."""
+    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Share of a GPU each worker reserves when device is 'cuda' (MTCNN is small)."""
 
 
 class FaceLbpConfig(StrictModel):
@@ -169,6 +173,8 @@ class FaceLbpConfig(StrictModel):
     """Frames per face-detector call."""
     device: str = "cpu"
     """Torch device of the detector ('cpu', 'cuda')."""
+    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Share of a GPU each worker reserves when device is 'cuda' (MTCNN is small)."""
 
 
 class OpenSmileConfig(StrictModel):

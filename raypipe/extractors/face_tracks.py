@@ -36,6 +36,7 @@ class FaceTracksExtractor(VisualExtractor):
         min_face_size: smallest face the detector looks for, pixels.
         detect_batch: frames per detector call.
         device: torch device of the detector.
+        gpu_fraction: share of a GPU one worker reserves when ``device`` is 'cuda'.
     """
 
     name: ClassVar[str] = "face_tracks"
@@ -49,6 +50,7 @@ class FaceTracksExtractor(VisualExtractor):
         min_face_size: int = 20,
         detect_batch: int = 16,
         device: str = "cpu",
+        gpu_fraction: float = 0.25,
     ) -> None:
         if faces not in FACE_POLICIES:
             raise ValueError(f"faces must be one of {FACE_POLICIES}, got {faces!r}")
@@ -57,6 +59,7 @@ class FaceTracksExtractor(VisualExtractor):
         self.crop_size = crop_size
         self.margin = margin
         self.device = device
+        self.gpu_fraction = gpu_fraction
         self.settings = FaceSettings(
             min_face_size=min_face_size, detect_batch=detect_batch, device=device
         )

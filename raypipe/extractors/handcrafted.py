@@ -35,6 +35,7 @@ class _AlignedFaceDescriptor(VisualExtractor):
         faces: str = "main",
         detect_batch: int = 16,
         device: str = "cpu",
+        gpu_fraction: float = 0.25,
     ) -> None:
         if faces not in FACE_POLICIES:
             raise ValueError(f"faces must be one of {FACE_POLICIES}, got {faces!r}")
@@ -42,6 +43,7 @@ class _AlignedFaceDescriptor(VisualExtractor):
         self.margin = margin
         self.faces = faces
         self.device = device
+        self.gpu_fraction = gpu_fraction
         self.settings = FaceSettings(
             min_face_size=min_face_size, detect_batch=detect_batch, device=device
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from raypipe.extractors.base import ExtractionResult, Extractor
+from raypipe.extractors.registry import build_extractor
 from raypipe.media.context import MediaContext
 
 
@@ -44,7 +45,6 @@ def test_version_changes_with_config_but_not_with_device() -> None:
 
 
 def test_frame_sampling_versions_visual_extractors_only() -> None:
-    from raypipe.extractors.registry import build_extractor
 
     video = {"fps": 5.0, "max_side": 320, "max_frames": 300, "window_frames": 64}
     slower = {**video, "fps": 2.0}
@@ -56,3 +56,16 @@ def test_frame_sampling_versions_visual_extractors_only() -> None:
     smile = build_extractor("opensmile", {}, video)
     assert smile.sampling is None
     assert smile.version == build_extractor("opensmile", {}, slower).version
+
+
+def test_every_extractor_with_a_device_can_reserve_a_gpu_share() -> None:
+    from raypipe.extractors.registry import EXTRACTORS
+    from raypipe.job_configs import ExtractConfig
+
+    for name in EXTRACTORS:
+        fields = ExtractConfig.model_fields[name].annotation.model_fields
+        if "device" in fields:
+            assert "gpu_fraction" in fields, f"{name} has a device but no gpu_fraction"
+    tracks = build_extractor("face_tracks", {"gpu_fraction": 0.5})
+    tracks.device = "cuda"  # (no GPU here: the detector stays on the CPU)
+    assert tracks.resources["num_gpus"] == 0.5
