@@ -8,10 +8,11 @@ frame rows are written first, so a crash in between leaves nothing that a re-run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -161,17 +162,36 @@ class FeatureStore:
         return dataset.to_table()
 
     # -- manifest and extractor registry -----------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the store's lock while reading and rewriting a shared file (the manifest, the
+        extractor registry), so two jobs writing one local store at once both keep their
+        changes. Object stores have no lock: run one job at a time per store there."""
+        if not self._local:
+            yield
+            return
+        import fcntl
+
+        self.fs.create_dir(self.root, recursive=True)
+        with open(self.path(layout.LOCK), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def write_manifest(self, manifest: pd.DataFrame) -> None:
         """Merge manifest rows (upsert by media_id) into the store's manifest."""
         columns = [field.name for field in MANIFEST_SCHEMA]
         incoming = manifest.reindex(columns=columns).astype(object)
         incoming = incoming.where(pd.notna(incoming), None)
-        if self.exists(layout.MANIFEST):
-            current = self.read_manifest()
-            current = current[~current["media_id"].isin(incoming["media_id"])]
-            incoming = pd.concat([current, incoming], ignore_index=True)
-        table = pa.Table.from_pandas(incoming, schema=MANIFEST_SCHEMA, preserve_index=False)
-        self.write_table(layout.MANIFEST, table)
+        with self._locked():
+            if self.exists(layout.MANIFEST):
+                current = self.read_manifest()
+                current = current[~current["media_id"].isin(incoming["media_id"])]
+                incoming = pd.concat([current, incoming], ignore_index=True)
+            table = pa.Table.from_pandas(incoming, schema=MANIFEST_SCHEMA, preserve_index=False)
+            self.write_table(layout.MANIFEST, table)
 
     def read_manifest(self) -> pd.DataFrame:
         """The store's manifest (media_id, path, label, split)."""
@@ -182,11 +202,12 @@ class FeatureStore:
 
     def register_extractors(self, records: Iterable[ExtractorRecord]) -> None:
         """Record the current version of each extractor (the versions readers default to)."""
-        registry = self.extractors()
-        for record in records:
-            registry[record.name] = record
-        payload = {name: record.__dict__ for name, record in sorted(registry.items())}
-        self._write_bytes(layout.EXTRACTORS, json.dumps(payload, indent=2).encode())
+        with self._locked():
+            registry = self.extractors()
+            for record in records:
+                registry[record.name] = record
+            payload = {name: record.__dict__ for name, record in sorted(registry.items())}
+            self._write_bytes(layout.EXTRACTORS, json.dumps(payload, indent=2).encode())
 
     def extractors(self) -> dict[str, ExtractorRecord]:
         """The current version of each extractor, by name."""

@@ -5,6 +5,7 @@ STORE/
   raypipe_store.json                       format marker
   manifest.parquet                         media_id, path, label, split (merged over runs)
   extractors.json                          latest version of each extractor, with its config
+  .lock                                    held while the two files above are rewritten
   media/extractor=<name>/version=<v>/<key>.parquet    one row per media: status + media features
   frames/extractor=<name>/version=<v>/<key>.parquet   one row per sampled frame (visual only)
   crops/extractor=<name>/version=<v>/<key>.parquet    aligned face crops (when asked for)
@@ -23,6 +24,8 @@ FORMAT_VERSION = 1
 MARKER = "raypipe_store.json"
 MANIFEST = "manifest.parquet"
 EXTRACTORS = "extractors.json"
+#: Lock file taken while the manifest or the registry is rewritten (local stores).
+LOCK = ".lock"
 LEVEL_DIRS = ("media", "frames", "crops")
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
