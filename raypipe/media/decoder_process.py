@@ -74,6 +74,7 @@ class DecoderProcess:
                 "raypipe.media.decoder_process",
                 str(to_child_r),
                 str(from_child_w),
+                str(os.getpid()),
             ],
             pass_fds=(to_child_r, from_child_w),
             env=env,
@@ -272,9 +273,24 @@ def serve(inbox: Connection, outbox: Connection) -> None:
             outbox.send(("error", _describe(exc)))
 
 
+def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """Exit when process ``parent`` is gone (even while a decoder hangs in code that releases
+    the GIL, as FFmpeg calls do): a killed actor leaves no child behind. The pid comes from the
+    parent itself, since it may die before this process has finished starting."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main() -> None:
-    """Entry point of the child: ``python -m raypipe.media.decoder_process IN_FD OUT_FD``."""
+    """Entry point of the child: ``python -m raypipe.media.decoder_process IN_FD OUT_FD PID``."""
     logging.basicConfig(level=logging.WARNING, format="decoder %(levelname)s: %(message)s")
+    _exit_with_parent(int(sys.argv[3]))
     inbox = Connection(int(sys.argv[1]), writable=False)
     outbox = Connection(int(sys.argv[2]), readable=False)
     serve(inbox, outbox)

@@ -267,3 +267,47 @@ def test_fps_mode_and_sample_indices_units() -> None:
     # Decoders report float32 times: 10 minutes at 5 fps must still give every frame once.
     rounded = (np.arange(3000) / 5).astype(np.float32).astype(np.float64)
     assert len(sample_indices(rounded, 5, None)) == 3000
+
+
+_ORPHAN_PARENT = """
+import sys, time
+from raypipe.media.decoder_process import DecoderProcess
+process = DecoderProcess(timeout_s=600)
+process._request(("probe", sys.argv[1]))  # the child hangs on this file
+print(process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_parent_leaves_no_decoder_child(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "fault-hang.mp4"
+    write_clip(path, _pattern(5), fps=10)
+    env = {**os.environ, FAULT_ENV: "hang:fault-hang"}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_PARENT, str(path)],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)  # as when Ray kills an actor
+    parent.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child}/stat") as stat:  # reaped by init once it exits
+            if stat.read().split()[2] == "Z":
+                break
+        time.sleep(0.2)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the decoder child outlived its killed parent by 30 s")
