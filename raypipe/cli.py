@@ -162,7 +162,10 @@ def fuse(
     set_: SetOpt = None,
     address: AddressOpt = None,
 ) -> None:
-    """Late-fuse stored predictions with weights searched by Ray Tune on validation."""
+    """Late-fuse stored predictions (weights, stacking, greedy selection, cascade) fitted on
+    validation; the method with the best cross-validated val score is selected."""
+    import pandas as pd
+
     from raypipe.job_configs import FuseConfig
     from raypipe.pipeline.fuse import run_fuse
 
@@ -173,7 +176,19 @@ def fuse(
         record = run_fuse(cfg)
     except RaypipeError as exc:
         _fail(exc)
-    typer.echo(json.dumps(record["weights"]))
+    rows = [
+        {
+            "model": r["name"],
+            "selected": "yes" if r["selected"] else "",
+            **{
+                f"{split}_{cfg.metric}": r["scores"][split][cfg.metric]
+                for split in ("val", "val_cv", "test")
+            },
+        }
+        for r in record["methods"].values()
+    ]
+    _print_table(pd.DataFrame(rows), "fusion methods (val: fitted, val_cv: out-of-fold)")
+    typer.echo(f"selected: {record['name']}")
     typer.echo(f"next: raypipe report {cfg.run}")
 
 
@@ -227,6 +242,33 @@ def report(
         return
     _print_table(table, f"metrics: {run}")
     typer.echo(f"report: {path}")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path | None, typer.Option(help="Run folder with models and fusion.")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="Manifest of the new media.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Submission CSV to write.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Apply a run's fitted models and fusion to new media (extracting what is missing) and
+    write a submission CSV: media_id, label, one probability column per class."""
+    from raypipe.job_configs import PredictConfig
+    from raypipe.pipeline.predict import run_predict
+
+    _setup_logging()
+    try:
+        overrides, flags = _merge(
+            {"run": run, "manifest": manifest, "out": out, **_ray_flags(address)}, set_
+        )
+        cfg = load_config(PredictConfig, config, overrides, flags)
+        summary = run_predict(cfg)
+    except RaypipeError as exc:
+        _fail(exc)
+    typer.echo(summary.line())
+    typer.echo(f"submission: {summary.submission}")
 
 
 @app.command()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from raypipe.smoothing import media_predictions
+
 
 @dataclass
 class AlignedPredictions:
@@ -30,9 +32,37 @@ class AlignedPredictions:
         """Boolean mask of labelled media in ``split``."""
         return (self.splits == split) & (self.labels >= 0)
 
+    def subset(self, mask: np.ndarray) -> AlignedPredictions:
+        """The media selected by a boolean (N,) mask."""
+        return AlignedPredictions(
+            self.models,
+            self.media_ids[mask],
+            self.splits[mask],
+            self.labels[mask],
+            self.probs[:, mask],
+        )
 
-def align_predictions(predictions: dict[str, pd.DataFrame]) -> AlignedPredictions:
-    """Align per-model prediction tables (media_id, split, label, probs) by media id."""
+
+def align_predictions(
+    predictions: dict[str, pd.DataFrame],
+    window_s: float = 1.0,
+    smoothing: str = "mean",
+    decision: str = "mean",
+) -> AlignedPredictions:
+    """Align per-model prediction tables (media_id, split, label, probs) by media id.
+
+    A table with a ``start_s`` column (seconds) holds frame or window rows; they are smoothed
+    over ``window_s`` seconds and pooled into one row per media first
+    (:func:`raypipe.smoothing.media_predictions`).
+    """
+    predictions = {
+        model: (
+            media_predictions(table, window_s, smoothing, decision)
+            if "start_s" in table.columns
+            else table
+        )
+        for model, table in predictions.items()
+    }
     models = list(predictions)
     ids = sorted(set().union(*(set(t["media_id"]) for t in predictions.values())))
     index = {media_id: i for i, media_id in enumerate(ids)}

@@ -431,10 +431,11 @@ class TuneClassifiersConfig(StrictModel):
     param_grid: dict[str, dict[str, list[Any]]] = {}
     """Values tried per classifier and parameter, replacing that parameter's built-in values
     (docs/classifiers.md), e.g. {rf: {max_depth: [4, null]}, mlp: {hidden: [64]}}."""
-    search: Literal["grid", "random"] = "grid"
-    """grid: every combination; random: num_samples combinations drawn (by seed) from it."""
+    search: Literal["grid", "random", "optuna"] = "grid"
+    """grid: every combination; random: num_samples combinations drawn (by seed) from it;
+    optuna: num_samples trials chosen by Optuna's TPE sampler from the same combinations."""
     num_samples: int = Field(default=24, ge=1)
-    """Trial budget of the random search (configurations drawn)."""
+    """Trial budget of the random and optuna searches."""
     time_budget_s: float | None = Field(default=None, gt=0)
     """Stop starting trials after this many seconds; a re-run goes on with the rest."""
     early_stopping: Literal["asha", "none"] = "asha"

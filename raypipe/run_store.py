@@ -4,12 +4,22 @@
 RUN/
   run.json                   store URI, label space, what produced the run
   trials.parquet             every Ray Tune trial with its validation scores
-  models/<model>.pkl         fitted scikit-learn pipelines
+  models/<model>.pkl         model records: pipeline, spec, modality, task (+ pooler, thresholds)
   predictions/<model>.parquet  media_id, split, label (class index, -1 unlabelled), probs
-  fusion/<model>.json        fused models' members and weights
+                             (+ start_s, seconds, for frame/window-level models)
+  trial_predictions/<trial>.parquet  the same for every finished search trial (trials.trial_id)
+  trial_models/<trial>.pkl   the model record of the best trial so far of each model name
+  fusion/<model>.json        fused models' method, members, weights, val / val CV / test scores
+  fusion/<model>.pkl         the fitted fusion, applied by `raypipe predict`
+  fusion_trials.parquet      Ray Tune fusion trials (weights, val score) in trial order
   tune/                      Ray Tune's own experiment folders (restorable)
   report/                    report.md, metrics.json, confusion-matrix PNGs
 ```
+
+Multilabel and regression models (``task`` in their record and in trials.parquet) use the same
+prediction columns: ``label`` is -1, ``probs`` holds per-label probabilities (multilabel, (L,))
+or predicted values (regression, (K,)), and an extra column ``target`` holds the truth
+((L,) 0/1 or (K,) values, NaN where missing). Classification files have no ``target`` column.
 """
 
 from __future__ import annotations
@@ -35,6 +45,38 @@ PREDICTION_SCHEMA = pa.schema(
         pa.field("probs", pa.list_(pa.float32())),
     ]
 )
+
+
+TARGET_FIELD = pa.field("target", pa.list_(pa.float32()))
+
+
+def prediction_table(
+    media_ids: np.ndarray,
+    splits: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    targets: np.ndarray | None = None,
+    start_s: np.ndarray | None = None,
+) -> pa.Table:
+    """The Arrow table of one model's predictions (module docstring: columns and layouts).
+
+    With ``start_s`` (N,) seconds the rows are frames or windows (several per media, each
+    starting at ``start_s``); fusion smooths them into one row per media.
+    """
+    columns: dict[str, Any] = {
+        "media_id": [str(m) for m in media_ids],
+        "split": [str(s) for s in splits],
+        "label": np.asarray(labels, dtype=np.int32),
+        "probs": [row.astype(np.float32) for row in np.asarray(probs)],
+    }
+    schema = PREDICTION_SCHEMA
+    if targets is not None:
+        columns["target"] = [row.astype(np.float32) for row in np.asarray(targets)]
+        schema = schema.append(TARGET_FIELD)
+    if start_s is not None:
+        columns["start_s"] = np.asarray(start_s, dtype=np.float64)
+        schema = schema.append(pa.field("start_s", pa.float64()))
+    return pa.Table.from_pydict(columns, schema=schema)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -106,20 +148,43 @@ class RunFolder:
         splits: np.ndarray,
         labels: np.ndarray,
         probs: np.ndarray,
+        targets: np.ndarray | None = None,
+        start_s: np.ndarray | None = None,
     ) -> None:
-        """Store class probabilities (N, C) of one model for every media it scored."""
-        table = pa.Table.from_pydict(
-            {
-                "media_id": [str(m) for m in media_ids],
-                "split": [str(s) for s in splits],
-                "label": np.asarray(labels, dtype=np.int32),
-                "probs": [row.astype(np.float32) for row in np.asarray(probs)],
-            },
-            schema=PREDICTION_SCHEMA,
-        )
+        """Store class probabilities (N, C) of one model for every media it scored (for
+        multilabel/regression models: outputs and ``targets``, see the module docstring; for
+        frame/window-level models: ``start_s`` seconds per row)."""
+        table = prediction_table(media_ids, splits, labels, probs, targets, start_s)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         _atomic_write(self.root / "predictions" / f"{model}.parquet", sink.getvalue().to_pybytes())
+
+    def write_trial_predictions(self, trial_id: str, data: bytes) -> None:
+        """Store one search trial's predictions (Parquet bytes of :func:`prediction_table`)."""
+        _atomic_write(self.root / "trial_predictions" / f"{trial_id}.parquet", data)
+
+    def write_trial_model(self, trial_id: str, data: bytes) -> None:
+        """Store one search trial's pickled model record."""
+        _atomic_write(self.root / "trial_models" / f"{trial_id}.pkl", data)
+
+    def drop_trial_model(self, trial_id: str) -> None:
+        """Remove a trial's model record (a better trial of the same model replaced it)."""
+        (self.root / "trial_models" / f"{trial_id}.pkl").unlink(missing_ok=True)
+
+    def has_trial_model(self, trial_id: str) -> bool:
+        """Whether a trial's model record is stored."""
+        return (self.root / "trial_models" / f"{trial_id}.pkl").exists()
+
+    def promote_trial(self, trial_id: str, name: str) -> None:
+        """Make a trial's stored model record and predictions those of model ``name``."""
+        model = (self.root / "trial_models" / f"{trial_id}.pkl").read_bytes()
+        predictions = (self.root / "trial_predictions" / f"{trial_id}.parquet").read_bytes()
+        _atomic_write(self.root / "models" / f"{name}.pkl", model)
+        _atomic_write(self.root / "predictions" / f"{name}.parquet", predictions)
+
+    def trial_predictions(self, trial_id: str) -> pd.DataFrame:
+        """Predictions of one search trial (``trial_id`` as in trials.parquet)."""
+        return pd.read_parquet(self.root / "trial_predictions" / f"{trial_id}.parquet")
 
     def models(self) -> list[str]:
         """Names of every model with stored predictions (fused ones included)."""
@@ -146,3 +211,33 @@ class RunFolder:
     def fusion(self, name: str) -> dict[str, Any]:
         """A fused model's description."""
         return json.loads((self.root / "fusion" / f"{name}.json").read_text())
+
+    def save_fused_model(self, name: str, fitted: Any) -> None:
+        """Pickle a fitted fusion (what `raypipe predict` applies to new media)."""
+        _atomic_write(self.root / "fusion" / f"{name}.pkl", pickle.dumps(fitted))
+
+    def load_fused_model(self, name: str) -> Any:
+        """Load a fitted fusion written by :meth:`save_fused_model`."""
+        path = self.root / "fusion" / f"{name}.pkl"
+        if not path.exists():
+            raise RaypipeError(
+                f"Run '{self.root}' has no fitted fusion '{name}' ({path} is missing); run "
+                f"`raypipe fuse --run {self.root}` first."
+            )
+        return pickle.loads(path.read_bytes())
+
+    def fusions(self) -> list[str]:
+        """Names of every fused model with a description."""
+        folder = self.root / "fusion"
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+
+    def write_fusion_trials(self, trials: pd.DataFrame) -> None:
+        """Store the table of Ray Tune fusion trials (one row per weight vector, in order)."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pandas(trials, preserve_index=False), sink)
+        _atomic_write(self.root / "fusion_trials.parquet", sink.getvalue().to_pybytes())
+
+    def fusion_trials(self) -> pd.DataFrame:
+        """The table of Ray Tune fusion trials (empty if none)."""
+        path = self.root / "fusion_trials.parquet"
+        return pd.read_parquet(path) if path.exists() else pd.DataFrame()

@@ -35,3 +35,18 @@ def demo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("demo")
     return make_demo_dataset(root, clips_per_class=4, seed=1, include_broken=True)
+
+
+@pytest.fixture(scope="session")
+def demo_store(ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The demo set extracted once per session (fps 2) with the extractors the classifier and
+    fusion tests read: faces, openSMILE functionals, transcripts and their embeddings
+    (openSMILE LLDs and Whisper embeddings are left out, as `raypipe demo` does)."""
+    from raypipe.config import load_config
+    from raypipe.job_configs import ExtractConfig
+    from raypipe.pipeline.extract import run_extract
+
+    store = str(tmp_path_factory.mktemp("demo_store") / "store")
+    overrides = ["video.fps=2", "opensmile_lld.enabled=false", "whisper_embedding.enabled=false"]
+    run_extract(load_config(ExtractConfig, None, overrides, {"manifest": demo_set, "out": store}))
+    return store

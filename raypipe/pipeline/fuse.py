@@ -1,26 +1,35 @@
-"""`raypipe fuse`: late fusion of stored predictions, weights searched by Ray Tune on val."""
+"""`raypipe fuse`: late fusion of stored predictions, each method fitted on val and compared by
+cross-validation on val; Ray Tune adds per-model weight candidates on the cluster."""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from ray import tune
 
+from raypipe.cascade_fusion import CascadeFusion, group_index
+from raypipe.ensemble_selection import GreedySelection
 from raypipe.errors import ConfigError
 from raypipe.fusion import RULES, AlignedPredictions, align_predictions, weighted_fusion
+from raypipe.fusion_cv import FusionMethod, out_of_fold, stratified_folds
+from raypipe.fusion_search import WeightSearch
 from raypipe.job_configs import FuseConfig
 from raypipe.metrics import classification_scores
 from raypipe.pipeline.tune_classifiers import best_per_modality
 from raypipe.pipeline.tune_progress import TrialProgress
 from raypipe.progress import progress_bar
 from raypipe.run_store import RunFolder
-from raypipe.runtime import cluster_cpus, ray_session
+from raypipe.runtime import ray_session
+from raypipe.stacking import StackingFusion
 
 log = logging.getLogger(__name__)
 
 FUSED_NAME = "fused.weighted"
+"""Name of the per-model weighted fusion (the fusion every run has by default)."""
 
 
 def score_weights(
@@ -43,33 +52,22 @@ def _trial(
     tune.report({f"val_{k}": v for k, v in scores.items()})
 
 
-def run_fuse(config: FuseConfig) -> dict[str, Any]:
-    """Search fusion weights on val, store the fused predictions; return the fusion record."""
-    if config.run is None:
-        raise ConfigError("fuse needs a run folder (--run).")
-    run = RunFolder(config.run)
-    meta = run.meta()
-    n_classes = len(meta["classes"])
-    members = config.models or best_per_modality(run, config.metric)
-    known = set(run.models())
-    unknown = [m for m in members if m not in known]
-    if unknown:
-        raise ConfigError(
-            f"models {unknown} have no predictions in run '{run.root}'; "
-            f"known: {', '.join(sorted(known))}."
-        )
-    if len(members) < 2:
-        raise ConfigError(f"fusion needs at least two models, got {members}.")
-    aligned = align_predictions({m: run.predictions(m) for m in members})
+def tune_weight_candidates(
+    aligned: AlignedPredictions, run: RunFolder, config: FuseConfig, n_classes: int
+) -> np.ndarray:
+    """Per-model weight vectors tried by Ray Tune (random search on val), as (K, M).
+
+    Their trial table (weights, rule, val scores, seconds since the start) is stored in the
+    run for the report's search curve.
+    """
+    n_models = len(aligned.models)
+    space: dict[str, Any] = {f"w{i}": tune.uniform(0.0, 1.0) for i in range(n_models)}
+    space["rule"] = tune.choice(list(config.rules))
     metric = f"val_{config.metric}"
-    space: dict[str, Any] = {f"w{i}": tune.uniform(0.0, 1.0) for i in range(len(members))}
-    space["rule"] = tune.choice(list(RULES))
-    log.info("searching fusion weights of %s (%d samples)", ", ".join(members), config.num_samples)
-    with ray_session(config.ray), progress_bar("tune fusion", config.num_samples) as advance:
+    started = time.time()
+    with progress_bar("tune fusion", config.num_samples) as advance:
         trainable = tune.with_resources(
-            tune.with_parameters(
-                _trial, aligned=aligned, n_classes=n_classes, metric=config.metric
-            ),
+            tune.with_parameters(_trial, aligned=aligned, n_classes=n_classes),
             {"cpu": 1},
         )
         tuner = tune.Tuner(
@@ -79,7 +77,6 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
                 metric=metric,
                 mode="max",
                 num_samples=config.num_samples,
-                max_concurrent_trials=cluster_cpus(),
                 search_alg=tune.search.BasicVariantGenerator(random_state=config.seed),
                 reuse_actors=True,
             ),
@@ -91,46 +88,205 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
             ),
         )
         results = tuner.fit()
-    # Equal weights and each member alone are always candidates, so the fusion is never worse
-    # on validation than its best member.
-    fixed = [np.ones(len(members)), *np.eye(len(members))]
-    candidates = [
-        (score_weights(aligned, w, rule, "val", n_classes)[config.metric], rule, w)
-        for w in fixed
-        for rule in RULES
-    ]
+    rows = []
     for result in results:
         if result.error is None and result.metrics:
-            weights = np.array([result.config[f"w{i}"] for i in range(len(members))])
-            candidates.append((result.metrics[metric], result.config["rule"], weights))
-    # Ties go to the flattest weights: the least tuned fusion is the least overfitted.
-    best_score, rule, best = max(
-        candidates, key=lambda c: (c[0], -np.ptp(c[2] / max(c[2].sum(), 1e-9)))
+            row = {f"w{i}": float(result.config[f"w{i}"]) for i in range(n_models)}
+            row["rule"] = result.config["rule"]
+            row.update({k: v for k, v in result.metrics.items() if k.startswith("val_")})
+            row["finished_s"] = float(result.metrics.get("timestamp", started)) - started
+            rows.append(row)
+    trials = pd.DataFrame(rows)
+    if trials.empty:
+        log.warning("every Ray Tune fusion trial failed; fusing without them")
+        return np.zeros((0, n_models))
+    trials = trials.sort_values("finished_s", kind="stable").reset_index(drop=True)
+    trials.insert(0, "trial", np.arange(len(trials)))
+    run.write_fusion_trials(trials)
+    return trials[[f"w{i}" for i in range(n_models)]].to_numpy()
+
+
+def fusion_methods(
+    config: FuseConfig, members: list[str], classes: list[str], tune_candidates: np.ndarray
+) -> list[FusionMethod]:
+    """The configured fusion methods, ready to fit."""
+    methods: list[FusionMethod] = []
+    rules = tuple(config.rules)
+    for name in config.methods:
+        if name in ("weighted", "weighted_class"):
+            per_class = name == "weighted_class"
+            methods.append(
+                WeightSearch(
+                    per_class=per_class,
+                    rules=rules,
+                    metric=config.metric,
+                    n_random=config.random_candidates,
+                    sweeps=config.coordinate_sweeps,
+                    extra=None if per_class else tune_candidates,
+                    seed=config.seed,
+                )
+            )
+        elif name == "greedy":
+            methods.append(GreedySelection(config.greedy_rounds, rules, config.metric))
+        elif name.startswith("stacking_"):
+            methods.append(
+                StackingFusion(
+                    meta=name.removeprefix("stacking_"),
+                    c_grid=tuple(config.stacking_c),
+                    folds=config.cv_folds,
+                    seed=config.seed,
+                )
+            )
+        elif name == "cascade":
+            methods.append(_cascade(config, members, classes))
+    return methods
+
+
+def _cascade(config: FuseConfig, members: list[str], classes: list[str]) -> CascadeFusion:
+    try:
+        groups = group_index(config.cascade.groups, classes)
+    except ValueError as exc:
+        raise ConfigError(f"cascade.groups: {exc}; fix the fuse config.") from None
+    chosen = []
+    for field in ("coarse", "fine"):
+        model = getattr(config.cascade, field)
+        if model is not None and model not in members:
+            raise ConfigError(
+                f"cascade.{field} '{model}' is not one of the fused models "
+                f"({', '.join(members)}); name one of them or leave it unset."
+            )
+        chosen.append(None if model is None else members.index(model))
+    return CascadeFusion(groups, chosen[0], chosen[1])
+
+
+def _members(run: RunFolder, config: FuseConfig) -> list[str]:
+    known = {m for m in run.models() if not m.startswith("fused")}
+    if config.models:
+        members = list(config.models)
+    elif run.trials().empty:
+        # Predictions written without a search (imported, or another tool's): fuse them all.
+        members = sorted(known)
+    else:
+        members = best_per_modality(run, config.metric)
+    unknown = [m for m in members if m not in known]
+    if unknown:
+        raise ConfigError(
+            f"models {unknown} have no predictions in run '{run.root}'; "
+            f"known: {', '.join(sorted(known))}."
+        )
+    if len(members) < 2:
+        raise ConfigError(f"fusion needs at least two models, got {members}.")
+    for member in members:
+        if "target" in run.predictions(member).columns:
+            raise ConfigError(
+                f"model '{member}' is a multilabel or regression model; fusion combines class "
+                "probabilities, so list classification models in models."
+            )
+    return members
+
+
+def run_fuse(config: FuseConfig) -> dict[str, Any]:
+    """Fit every configured fusion method on val, store each as ``fused.<method>``, mark the
+    one with the best cross-validated val score as selected; return the selected record
+    (with ``methods``: every record by name)."""
+    if config.run is None:
+        raise ConfigError("fuse needs a run folder (--run).")
+    run = RunFolder(config.run)
+    classes = list(run.meta()["classes"])
+    n_classes = len(classes)
+    members = _members(run, config)
+    aligned = align_predictions(
+        {m: run.predictions(m) for m in members},
+        config.smoothing.window_s,
+        config.smoothing.method,
+        config.smoothing.decision,
     )
-    best = best / max(best.sum(), 1e-9)
-    fused = weighted_fusion(aligned.probs, best, rule)
-    run.write_predictions(FUSED_NAME, aligned.media_ids, aligned.splits, aligned.labels, fused)
-    record = {
-        "name": FUSED_NAME,
-        "members": members,
-        "rule": rule,
-        "weights": dict(zip(members, best.round(4).tolist(), strict=True)),
-        "search": {
-            "trials": len(candidates) - len(fixed) * len(RULES),
-            "metric": metric,
-            "best": best_score,
-        },
-        "scores": {
-            split: score_weights(aligned, best, rule, split, n_classes) for split in ("val", "test")
-        },
+    val = aligned.mask("val")
+    if val.sum() < config.cv_folds:
+        raise ConfigError(
+            f"run '{run.root}' has {int(val.sum())} labelled val media, fewer than cv_folds="
+            f"{config.cv_folds}; lower cv_folds or add val media."
+        )
+    candidates = np.zeros((0, len(members)))
+    if config.num_samples > 0 and "weighted" in config.methods:
+        log.info("Ray Tune: %d fusion weight vectors of %s", config.num_samples, members)
+        with ray_session(config.ray):
+            candidates = tune_weight_candidates(aligned, run, config, n_classes)
+    folds = stratified_folds(aligned.labels[val], config.cv_folds, config.seed)
+    records = {}
+    for method in fusion_methods(config, members, classes, candidates):
+        records[method.name] = _fit_method(method, aligned, folds, run, config, n_classes)
+    selected = max(
+        records.values(), key=lambda r: r["scores"]["val_cv"][config.metric]
+    )  # first listed method wins ties
+    for record in records.values():
+        record["selected"] = record is selected
+        record["candidates"] = sorted(records)
+        run.write_fusion(record["name"], record)
+    # Fusions of an earlier `raypipe fuse` whose method was not re-run stay, unselected.
+    current = {r["name"] for r in records.values()}
+    for name in run.fusions():
+        old = run.fusion(name)
+        if name not in current and old.get("selected"):
+            run.write_fusion(name, {**old, "selected": False})
+    return {**selected, "methods": records}
+
+
+def _fit_method(
+    method: FusionMethod,
+    aligned: AlignedPredictions,
+    folds: np.ndarray,
+    run: RunFolder,
+    config: FuseConfig,
+    n_classes: int,
+) -> dict[str, Any]:
+    val = aligned.mask("val")
+    probs, labels = aligned.probs[:, val], aligned.labels[val]
+    started = time.perf_counter()
+    oof = out_of_fold(method, probs, labels, folds)
+    fitted = method.fit(probs, labels)
+    seconds = time.perf_counter() - started
+    fused = fitted.predict(aligned.probs)
+    name = f"fused.{method.name}"
+    run.write_predictions(name, aligned.media_ids, aligned.splits, aligned.labels, fused)
+    run.save_fused_model(name, fitted)
+    scores = {
+        split: classification_scores(
+            aligned.labels[aligned.mask(split)],
+            fused[aligned.mask(split)].argmax(axis=1),
+            n_classes,
+        )
+        for split in ("val", "test")
     }
-    run.write_fusion(FUSED_NAME, record)
+    scores["val_cv"] = classification_scores(labels, oof.argmax(axis=1), n_classes)
+    record = {
+        "name": name,
+        "method": method.name,
+        "members": list(aligned.models),
+        **fitted.describe(list(aligned.models)),
+        "search": {
+            "metric": f"val_{config.metric}",
+            "cv_folds": config.cv_folds,
+            "trials": _tune_trials(method),
+            "candidates_scored": int(getattr(method, "last_scored", 0)),
+            "seconds": round(seconds, 3),
+        },
+        "scores": scores,
+    }
     log.info(
-        "fused %s (%s rule) with weights %s: val %s = %.3f",
-        members,
-        rule,
-        record["weights"],
+        "%-24s %s val %.3f, val CV %.3f, test %.3f",
+        name,
         config.metric,
-        best_score,
+        scores["val"][config.metric],
+        scores["val_cv"][config.metric],
+        scores["test"][config.metric],
     )
     return record
+
+
+def _tune_trials(method: FusionMethod) -> int:
+    extra = getattr(method, "extra", None)
+    return 0 if extra is None else len(extra)
+
+
+__all__ = ["FUSED_NAME", "RULES", "fusion_methods", "run_fuse", "score_weights"]

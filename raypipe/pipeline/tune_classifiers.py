@@ -1,8 +1,11 @@
 """`raypipe tune-classifiers`: Ray Tune over feature set x pooling x classifier x params.
 
-Each trial fits one configuration on the train split and reports validation scores. The best
-configuration of every (feature set, classifier) pair is then refitted and its class
-probabilities on every split are written to the run's predictions store.
+Each trial fits one configuration on the train split, reports validation scores (torch heads
+after every epoch, so ASHA can stop poor ones) and checkpoints its predictions on every split;
+the driver copies them to ``RUN/trial_predictions`` and records the trial in a ledger, which is
+what a re-run after a dead driver resumes from. The best configuration of every (feature set,
+classifier) pair is then refitted, saved as a model record and its predictions written to the
+run's predictions store.
 """
 
 from __future__ import annotations
@@ -10,44 +13,63 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 from ray import tune
 
-from raypipe.classifiers import predict_proba_full
+from raypipe.classifiers import NEURAL_CLASSIFIERS
 from raypipe.errors import ConfigError
 from raypipe.feature_matrix import FeatureMatrix, load_feature_matrix
 from raypipe.job_configs import TuneClassifiersConfig
 from raypipe.labels import label_space
+from raypipe.pipeline.trial_ledger import (
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    LedgerCallback,
+    TrialLedger,
+)
 from raypipe.pipeline.tune_progress import TrialProgress
 from raypipe.progress import progress_bar
-from raypipe.run_store import RunFolder
-from raypipe.runtime import cluster_cpus, ray_session
+from raypipe.run_store import RunFolder, prediction_table
+from raypipe.runtime import ray_session
+from raypipe.search_space import OptunaSpace, spec_from_sample, spec_key, trial_specs
 from raypipe.store.feature_store import FeatureStore
-from raypipe.training import fit_and_score, model_name
+from raypipe.tasks import read_targets
+from raypipe.training import fit_and_score, model_name, outputs
 
 log = logging.getLogger(__name__)
 
 
-def trial_specs(
-    config: TuneClassifiersConfig, matrices: dict[str, FeatureMatrix]
-) -> list[dict[str, Any]]:
-    """Every (feature set, classifier, params) combination of the search space."""
-    specs = []
-    for feature_set in matrices:
-        for classifier in config.classifiers:
-            if classifier == "logreg":
-                grid = [{"C": c} for c in config.logreg_c]
-            else:
-                grid = [
-                    {"num_leaves": n, "n_estimators": config.lightgbm_n_estimators}
-                    for n in config.lightgbm_num_leaves
-                ]
-            specs.extend(
-                {"feature_set": feature_set, "classifier": classifier, "params": p} for p in grid
-            )
-    return specs
+def _prediction_args(matrix: FeatureMatrix, out: Any) -> dict[str, Any]:
+    if matrix.task == "classification":
+        return {"labels": matrix.y, "probs": out}
+    return {"labels": [-1] * len(matrix.y), "probs": out, "targets": matrix.y}
+
+
+def model_record(matrix: FeatureMatrix, spec: dict[str, Any], model: Any) -> dict[str, Any]:
+    """The saved form of a fitted model (``RunFolder.save_model``): ``pipeline`` (with
+    ``predict_proba``; regression: ``predict``), ``spec``, ``modality``, ``task``, the fitted
+    ``pooler`` (None for media-level sets), ``trial_id``; multilabel and regression records add
+    ``targets`` (names), multilabel ones ``thresholds`` (per label, chosen on val)."""
+    record: dict[str, Any] = {
+        "pipeline": model,
+        "spec": spec,
+        "modality": matrix.modality,
+        "task": matrix.task,
+        "pooler": matrix.pooler,
+        "trial_id": spec_key(spec),
+    }
+    if matrix.task != "classification":
+        record["targets"] = list(matrix.target_names)
+    if matrix.task == "multilabel":
+        record["thresholds"] = [float(t) for t in model.thresholds]
+    return record
 
 
 def _trial(
@@ -55,119 +77,305 @@ def _trial(
     matrices: dict[str, FeatureMatrix] | None = None,
     n_classes: int = 7,
     seed: int = 0,
+    balance: str = "class_weight",
+    checkpoint_epochs: frozenset[int] = frozenset(),
+    search: TuneClassifiersConfig | None = None,
 ) -> None:
-    spec = config["spec"]
-    _, scores = fit_and_score(matrices[spec["feature_set"]], spec, n_classes, seed)
-    tune.report(scores)
+    # Ray logs every persisted checkpoint at INFO; one line per trial only clutters the run.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    # Grid and random searches hand over a spec, Optuna a flat sample of the same space.
+    spec = config["spec"] if "spec" in config else spec_from_sample(search, config)
+    matrix = matrices[spec["feature_set"]]
+    key = spec_key(spec)
+    started = time.time()
+
+    def report(epoch: int, model: Any, scores: dict[str, float]) -> None:
+        extra = {
+            "trial_key": key,
+            "spec_json": json.dumps(spec),
+            "epochs": epoch,
+            "started_at": started,
+            "seconds": time.time() - started,
+        }
+        if epoch and epoch not in checkpoint_epochs:
+            # Between ASHA's rungs a trial is never stopped, so no predictions are needed.
+            tune.report({**scores, **extra, "checkpointed": False})
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            out = outputs(model, matrix.task, matrix.x, n_classes)
+            table = prediction_table(
+                matrix.media_ids, matrix.split, **_prediction_args(matrix, out)
+            )
+            pq.write_table(table, str(Path(folder) / PREDICTIONS_FILE))
+            (Path(folder) / MODEL_FILE).write_bytes(pickle.dumps(model_record(matrix, spec, model)))
+            checkpoint = tune.Checkpoint.from_directory(folder)
+            tune.report({**scores, **extra, "checkpointed": True}, checkpoint=checkpoint)
+
+    if spec["classifier"] in NEURAL_CLASSIFIERS:
+        fit_and_score(matrix, spec, n_classes, seed, balance, on_epoch=report)
+    else:
+        report(0, *fit_and_score(matrix, spec, n_classes, seed, balance))
 
 
-def load_matrices(
-    config: TuneClassifiersConfig, store: FeatureStore, n_classes: int
-) -> dict[str, FeatureMatrix]:
-    """Media-level matrices of every configured feature set x pooling."""
+def load_matrices(config: TuneClassifiersConfig, store: FeatureStore) -> dict[str, FeatureMatrix]:
+    """Media-level matrices of every configured feature set x pooling (fitted poolings are
+    fitted on the train split here, once per feature set)."""
     labels = label_space()
+    targets = None
+    if config.task != "classification":
+        targets = read_targets(config.targets, list(config.target_columns))
+    params = {
+        "components": config.pooling_components,
+        "clusters": config.pooling_components,
+        "window": config.seq_window,
+        "hop": config.seq_hop,
+        "steps": config.seq_steps,
+    }
     matrices: dict[str, FeatureMatrix] = {}
     records = store.extractors()
     for feature_set in config.feature_sets:
         record = records.get(feature_set.extractor)
         poolings = feature_set.pooling if record and record.level == "frame" else [None]
         for pooling in poolings:
-            matrix = load_feature_matrix(store, feature_set.extractor, pooling, labels)
-            if (matrix.split == "train").sum() == 0 or (matrix.split == "val").sum() == 0:
-                raise ConfigError(
-                    f"Feature set '{matrix.name}' has no train or no val media; the manifest "
-                    "needs a 'split' column with train and val rows."
-                )
+            matrix = load_feature_matrix(
+                store,
+                feature_set.extractor,
+                pooling,
+                labels,
+                pooling_params=params,
+                task=config.task,
+                targets=targets,
+                seed=config.seed,
+            )
+            labelled = matrix.labelled()
+            for split in ("train", "val"):
+                if not ((matrix.split == split) & labelled).any():
+                    raise ConfigError(
+                        f"Feature set '{matrix.name}' has no labelled {split} media; the "
+                        "manifest needs a 'split' column with train and val rows (and, for "
+                        "multilabel or regression, targets for them)."
+                    )
             matrices[matrix.name] = matrix
     return matrices
 
 
-def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
-    """Search, refit the best per (feature set, classifier), store predictions; return the
-    table of best models with their validation scores."""
-    if config.store is None or config.run is None:
-        raise ConfigError("tune-classifiers needs a store (--store) and a run folder (--run).")
-    store = FeatureStore(config.store)
-    store.require()
-    labels = label_space()
-    n_classes = len(labels)
-    matrices = load_matrices(config, store, n_classes)
-    run = RunFolder(config.run)
-    run.create({"store": store.uri, "classes": list(labels.classes)})
-    specs = trial_specs(config, matrices)
+def search_id(config: TuneClassifiersConfig, specs: list[dict[str, Any]]) -> str:
+    """8 hex digits naming a search: its specs and every setting that changes their results.
+    The same config resumes the same search; a changed one starts a new search."""
+    settings = {
+        "specs": specs,
+        "task": config.task,
+        "targets": [str(config.targets), list(config.target_columns)],
+        "balance": config.balance,
+        "seed": config.seed,
+        "pooling": [config.pooling_components, config.seq_window, config.seq_hop],
+        "asha": [config.early_stopping, config.grace_epochs],
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _run_search(
+    config: TuneClassifiersConfig,
+    matrices: dict[str, FeatureMatrix],
+    pending: list[dict[str, Any]],
+    experiment: Path,
+    ledger: TrialLedger,
+    run: RunFolder,
+    n_classes: int,
+    trials_left: int = 0,
+) -> None:
+    """Run the pending specs (grid, random) or ``trials_left`` Optuna trials as one Tune
+    experiment (a new one per attempt)."""
     metric = f"val_{config.metric}"
-    log.info("searching %d configurations over %d feature set(s)", len(specs), len(matrices))
+    scheduler = None
+    checkpoint_epochs = {config.max_epochs}
+    neural = any(s["classifier"] in NEURAL_CLASSIFIERS for s in pending)
+    if config.early_stopping == "asha" and neural and config.max_epochs > config.grace_epochs:
+        from ray.tune.schedulers import ASHAScheduler
 
-    with ray_session(config.ray), progress_bar("tune classifiers", len(specs)) as advance:
-        concurrent = config.max_concurrent_trials or cluster_cpus()
-        trainable = tune.with_parameters(
-            _trial, matrices=matrices, n_classes=n_classes, seed=config.seed
+        # One-shot scikit-learn trials report once, below the first rung, so only torch heads
+        # are compared (and stopped) at the rungs: epochs grace * 3^k.
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=config.max_epochs,
+            grace_period=config.grace_epochs,
+            reduction_factor=3,
         )
-        trainable = tune.with_resources(trainable, {"cpu": 1})
-        run.tune_dir.mkdir(parents=True, exist_ok=True)
-        # The experiment is named by its search space: a changed config starts a new search,
-        # the same config resumes (or returns) the one already there.
-        space_id = hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()[:8]
-        experiment = run.tune_dir / f"classifiers-{space_id}"
-        if tune.Tuner.can_restore(str(experiment)):
-            # A search whose driver died goes on from its last saved state.
-            log.info("resuming the search in %s", experiment)
-            tuner = tune.Tuner.restore(
-                str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True
-            )
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space={"spec": tune.grid_search(specs)},
-                tune_config=tune.TuneConfig(
-                    metric=metric, mode="max", max_concurrent_trials=concurrent, reuse_actors=True
-                ),
-                run_config=tune.RunConfig(
-                    storage_path=str(run.tune_dir),
-                    name=experiment.name,
-                    verbose=0,
-                    callbacks=[TrialProgress(advance)],
-                ),
-            )
-        results = tuner.fit()
+        rung = config.grace_epochs
+        while rung < config.max_epochs:
+            checkpoint_epochs.add(rung)
+            rung *= 3
+    trainable = tune.with_parameters(
+        _trial,
+        matrices=matrices,
+        n_classes=n_classes,
+        seed=config.seed,
+        balance=config.balance,
+        checkpoint_epochs=frozenset(checkpoint_epochs),
+        search=config,
+    )
+    trainable = tune.with_resources(trainable, {"cpu": config.cpus_per_trial})
+    attempt = len(list(experiment.glob("attempt-*"))) + 1
+    searcher, samples = None, 1
+    param_space: dict[str, Any] = {"spec": tune.grid_search(pending)}
+    if config.search == "optuna":
+        from optuna.storages import RDBStorage
+        from ray.tune.search.optuna import OptunaSearch
 
+        experiment.mkdir(parents=True, exist_ok=True)
+        # Optuna's study lives in the experiment folder, so a resumed search keeps what TPE
+        # learnt from the trials before; the remaining budget is what the ledger lacks.
+        searcher = OptunaSearch(
+            space=OptunaSpace(config, matrices),
+            metric=metric,
+            mode="max",
+            seed=config.seed,
+            study_name="classifiers",
+            storage=RDBStorage(f"sqlite:///{experiment / 'optuna.db'}"),
+        )
+        param_space, samples = {}, trials_left
+    with progress_bar("tune classifiers", samples if searcher else len(pending)) as advance:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=metric,
+                mode="max",
+                search_alg=searcher,
+                num_samples=samples,
+                scheduler=scheduler,
+                max_concurrent_trials=config.max_concurrent_trials,
+                time_budget_s=config.time_budget_s,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                storage_path=str(experiment),
+                name=f"attempt-{attempt}",
+                verbose=0,
+                callbacks=[TrialProgress(advance), LedgerCallback(ledger, run, metric)],
+            ),
+        )
+        tuner.fit()
+
+
+def trials_table(
+    specs: list[dict[str, Any]], done: dict[str, dict[str, Any]], task: str
+) -> pd.DataFrame:
+    """One row per finished spec: model, feature_set, classifier, params,
+    trial_id, task, then its scores ('val_*', 'train_*') and started_at, seconds, epochs."""
     rows = []
-    for result in results:
-        if result.error is not None or not result.metrics:
-            log.warning("a trial failed: %s", result.error)
+    for spec in specs:
+        entry = done.get(spec_key(spec))
+        if entry is None:
             continue
-        spec = result.config["spec"]
         rows.append(
             {
                 "model": model_name(spec),
                 "feature_set": spec["feature_set"],
                 "classifier": spec["classifier"],
                 "params": str(spec["params"]),
-                **{k: v for k, v in result.metrics.items() if k.startswith(("val_", "train_"))},
+                "trial_id": spec_key(spec),
+                "task": task,
+                **entry["metrics"],
             }
         )
-    trials = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def _finished(done: dict[str, dict[str, Any]]) -> int:
+    """Trials finished so far (a spec Optuna proposed twice counts twice)."""
+    return sum(int(entry.get("count", 1)) for entry in done.values())
+
+
+def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
+    """Search (or resume the search), store every trial's predictions and the best model of
+    each (feature set, classifier) with its predictions; return the table of those best
+    models with their validation scores and modality."""
+    if config.store is None or config.run is None:
+        raise ConfigError("tune-classifiers needs a store (--store) and a run folder (--run).")
+    store = FeatureStore(config.store)
+    store.require()
+    labels = label_space()
+    n_classes = len(labels)
+    matrices = load_matrices(config, store)
+    run = RunFolder(config.run)
+    meta = {"store": store.uri, "classes": list(labels.classes), "task": config.task}
+    if config.task != "classification":
+        meta["targets"] = list(config.target_columns)
+    run.create(meta)
+    specs = trial_specs(config, matrices)
+    if not specs:
+        raise ConfigError(
+            "The search space is empty: no classifier in classifiers reads the configured "
+            "feature sets (sequence heads need 'seq' pooling, the others another pooling)."
+        )
+    metric = f"val_{config.metric}"
+    experiment = run.tune_dir / f"classifiers-{search_id(config, specs)}"
+    ledger = TrialLedger(experiment / "finished")
+    done = ledger.done()
+    pending = [s for s in specs if spec_key(s) not in done]
+    trials_left = (
+        config.num_samples - _finished(done) if config.search == "optuna" else len(pending)
+    )
+    log.info(
+        "%d configurations over %d feature set(s): %d done before, %d trial(s) to run",
+        len(specs),
+        len(matrices),
+        len(specs) - len(pending),
+        max(trials_left, 0),
+    )
+    if pending and trials_left > 0:
+        with ray_session(config.ray):
+            _run_search(config, matrices, pending, experiment, ledger, run, n_classes, trials_left)
+        done = ledger.done()
+    if config.search == "optuna":
+        missing = max(0, config.num_samples - _finished(done))
+    else:
+        missing = sum(spec_key(s) not in done for s in specs)
+    if missing:
+        log.warning(
+            "%d trial(s) did not finish (time budget or failures); re-run to go on", missing
+        )
+    trials = trials_table(specs, done, config.task)
     if trials.empty:
         raise RuntimeError("every Tune trial failed; see the logs above")
     run.write_trials(trials)
-    best = trials.sort_values(metric, ascending=False).groupby("model", sort=False).head(1)
+    # The best trial of each model name; among equal scores the one whose record was kept.
+    trials["_kept"] = [run.has_trial_model(t) for t in trials["trial_id"]]
+    ranked = trials.sort_values([metric, "_kept"], ascending=False, kind="stable")
+    best = ranked.groupby("model", sort=False).head(1).drop(columns="_kept")
 
     for row in best.itertuples(index=False):
-        matrix = matrices[row.feature_set]
-        spec = {
-            "feature_set": row.feature_set,
-            "classifier": row.classifier,
-            "params": eval_params(row.params),
-        }
-        model, _ = fit_and_score(matrix, spec, n_classes, config.seed)
-        run.save_model(row.model, {"pipeline": model, "spec": spec, "modality": matrix.modality})
-        labelled = matrix.y
-        probs = predict_proba_full(model, matrix.x, n_classes)
-        run.write_predictions(row.model, matrix.media_ids, matrix.split, labelled, probs)
+        if run.has_trial_model(row.trial_id):
+            run.promote_trial(row.trial_id, row.model)
+        else:
+            _refit(config, matrices[row.feature_set], row, run, n_classes)
         log.info("%-40s val %s = %.3f", row.model, config.metric, getattr(row, metric))
     summary = best[["model", "feature_set", "classifier", "params", metric]].copy()
     summary["modality"] = [matrices[f].modality for f in summary["feature_set"]]
     return summary.reset_index(drop=True)
+
+
+def _refit(
+    config: TuneClassifiersConfig, matrix: FeatureMatrix, row: Any, run: RunFolder, n_classes: int
+) -> None:
+    """Fit a best configuration again (its trial's record was lost, e.g. the driver died
+    between keeping it and recording the trial) and store its record and predictions."""
+    spec = {
+        "feature_set": row.feature_set,
+        "classifier": row.classifier,
+        "params": eval_params(row.params),
+    }
+    fit_spec = {**spec, "params": dict(spec["params"])}
+    if row.classifier in NEURAL_CLASSIFIERS:
+        # The epochs the trial ran (fewer when ASHA stopped it).
+        fit_spec["params"]["epochs"] = int(row.epochs)
+    model, _ = fit_and_score(matrix, fit_spec, n_classes, config.seed, config.balance)
+    run.save_model(row.model, model_record(matrix, spec, model))
+    out = outputs(model, matrix.task, matrix.x, n_classes)
+    run.write_predictions(
+        row.model, matrix.media_ids, matrix.split, **_prediction_args(matrix, out)
+    )
 
 
 def eval_params(text: str) -> dict[str, Any]:
@@ -192,4 +400,4 @@ def best_per_modality(run: RunFolder, metric: str = "macro_f1") -> list[str]:
     return [name for _, name in sorted(best.values(), key=lambda item: -item[0])]
 
 
-__all__ = ["best_per_modality", "run_tune_classifiers", "trial_specs"]
+__all__ = ["best_per_modality", "load_matrices", "run_tune_classifiers", "trial_specs"]

@@ -9,10 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raypipe.config import load_config
 from raypipe.errors import ConfigError
-from raypipe.job_configs import ExtractConfig, FuseConfig, TuneClassifiersConfig
-from raypipe.pipeline.extract import run_extract
+from raypipe.job_configs import FuseConfig, TuneClassifiersConfig
 from raypipe.pipeline.fuse import run_fuse
 from raypipe.pipeline.tune_classifiers import run_tune_classifiers
 from raypipe.report import metrics_table, write_report
@@ -22,18 +20,17 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def run_folder(ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("train")
-    store = str(root / "store")
-    run_extract(
-        load_config(ExtractConfig, None, ["video.fps=2"], {"manifest": demo_set, "out": store})
-    )
-    run = root / "run"
+def run_folder(demo_store: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("train") / "run"
     config = TuneClassifiersConfig(
-        store=store, run=run, logreg_c=[0.1, 1.0], lightgbm_num_leaves=[4], lightgbm_n_estimators=50
+        store=demo_store,
+        run=run,
+        logreg_c=[0.1, 1.0],
+        lightgbm_num_leaves=[4],
+        lightgbm_n_estimators=50,
     )
     best = run_tune_classifiers(config)
-    assert set(best["modality"]) == {"visual", "audio"}
+    assert set(best["modality"]) == {"visual", "audio", "text"}
     run_fuse(FuseConfig(run=run, num_samples=8))
     return run
 
@@ -41,7 +38,7 @@ def run_folder(ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPat
 def test_predictions_cover_every_split_with_probabilities(run_folder: Path) -> None:
     folder = RunFolder(run_folder)
     trials = folder.trials()
-    assert len(trials) == 3 * (2 + 1)  # 3 feature sets x (2 logreg + 1 lightgbm)
+    assert len(trials) == 4 * (2 + 1)  # 4 feature sets x (2 logreg + 1 lightgbm)
     for model in folder.models():
         predictions = folder.predictions(model)
         assert set(predictions["split"]) == {"train", "val", "test"}
@@ -62,9 +59,14 @@ def test_fusion_is_never_worse_than_its_members_on_val(run_folder: Path) -> None
 def test_report_files_and_cli_json(run_folder: Path) -> None:
     path = write_report(RunFolder(run_folder))
     text = path.read_text()
-    assert "fused.weighted" in text and "gap" in text
+    assert "fused.weighted" in text and "gap" in text and "val_cv_macro_f1" in text
+    assert (path.parent / "report.html").is_file()
+    assert (path.parent / "per_class_test.png").is_file()
+    assert (path.parent / "search_classifiers.png").is_file()
+    assert (path.parent / "search_fusion.png").is_file()  # num_samples=8 Ray Tune trials
     pngs = list(path.parent.glob("confusion_*.png"))
-    assert len(pngs) == 3 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    # One per fused member (visual, audio, text) and one for the fusion.
+    assert len(pngs) == 4 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
     result = subprocess.run(
         ["raypipe", "report", str(run_folder), "--json"], capture_output=True, text=True, check=True
     )

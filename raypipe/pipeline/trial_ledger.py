@@ -1,0 +1,94 @@
+"""The ledger of finished search trials: what makes a classifier search resumable.
+
+The driver writes one small JSON file per finished trial (atomically, named by the trial's
+spec key) as Ray Tune reports it complete, after copying the trial's predictions out of its
+checkpoint into the run folder. A driver killed mid-search loses only the trials that were
+running; a re-run of the same search reads the ledger and starts only the specs not in it
+(failed trials are not recorded, so a re-run tries them again).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from raypipe.run_store import RunFolder
+from raypipe.training import model_name
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.parquet"
+MODEL_FILE = "model.pkl"
+
+
+class TrialLedger:
+    """A folder of ``<key>.json`` files: ``{"spec", "metrics", "count"}`` per finished trial
+    spec (``count``: how often it finished; an Optuna search may propose a spec again)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def record(self, key: str, payload: dict[str, Any]) -> None:
+        """Write one trial's entry (atomic: temporary file, then rename)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temporary = self.folder / f".{key}.tmp"
+        temporary.write_text(json.dumps(payload, default=float))
+        temporary.replace(self.folder / f"{key}.json")
+
+    def done(self) -> dict[str, dict[str, Any]]:
+        """Every recorded trial by key."""
+        if not self.folder.exists():
+            return {}
+        return {path.stem: json.loads(path.read_text()) for path in self.folder.glob("*.json")}
+
+
+class LedgerCallback(Callback):
+    """Records finished trials in a :class:`TrialLedger`, copies their predictions (the
+    checkpoint's predictions.parquet) to ``RUN/trial_predictions/<key>.parquet`` and keeps the
+    model record (model.pkl) of the best trial so far of each model name (by ``metric``,
+    higher is better) in ``RUN/trial_models``, so the best models need no refit."""
+
+    def __init__(self, ledger: TrialLedger, run: RunFolder, metric: str) -> None:
+        self._ledger = ledger
+        self._run = run
+        self._metric = metric
+        self._best: dict[str, tuple[float, str]] = {}
+        self._counts = {key: int(e.get("count", 1)) for key, e in ledger.done().items()}
+        for key, entry in ledger.done().items():
+            if run.has_trial_model(key):
+                score = float(entry["metrics"].get(metric, float("-inf")))
+                self._best[model_name(entry["spec"])] = (score, key)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        key = result.get("trial_key")
+        if key is None or not result.get("checkpointed") or trial.checkpoint is None:
+            # Stopped (time budget) before its first report or between checkpoints: it counts
+            # as not finished and a re-run trains it again.
+            return
+        spec = json.loads(result["spec_json"])
+        name = model_name(spec)
+        score = float(result.get(self._metric, float("-inf")))
+        with trial.checkpoint.as_directory() as folder:
+            self._run.write_trial_predictions(key, (Path(folder) / PREDICTIONS_FILE).read_bytes())
+            if name not in self._best or score > self._best[name][0]:
+                self._run.write_trial_model(key, (Path(folder) / MODEL_FILE).read_bytes())
+                if name in self._best:
+                    self._run.drop_trial_model(self._best[name][1])
+                self._best[name] = (score, key)
+        metrics = {
+            k: v
+            for k, v in result.items()
+            if k.startswith(("val_", "train_")) or k in ("started_at", "seconds", "epochs")
+        }
+        self._counts[key] = self._counts.get(key, 0) + 1
+        self._ledger.record(key, {"spec": spec, "metrics": metrics, "count": self._counts[key]})
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        # A failed trial is not recorded, so a re-run tries it again (the fault may be gone).
+        spec = trial.config.get("spec", trial.config)
+        log.warning("trial %s failed; a re-run of the search tries it again", spec)

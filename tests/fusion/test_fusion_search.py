@@ -1,0 +1,96 @@
+"""Vectorised fusion-weight scoring and search against the reference fusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from raypipe.fusion import weighted_fusion
+from raypipe.fusion_search import CandidateScorer, WeightSearch, fixed_candidates
+from raypipe.metrics import classification_scores
+from tests.fusion.synthetic import column_experts, complementary
+
+
+@pytest.mark.parametrize("rule", ["sum", "product"])
+@pytest.mark.parametrize("per_class", [False, True])
+@pytest.mark.parametrize("metric", ["macro_f1", "accuracy", "uar"])
+def test_scores_equal_the_reference_fusion(rule: str, per_class: bool, metric: str) -> None:
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(5), (3, 80))
+    probs[1, :7] = np.nan  # a missing modality
+    probs[:, 7] = np.nan  # a media nobody scored
+    labels = rng.integers(0, 4, 80)  # class 4 never occurs: left out of macro averages
+    weights = rng.random((300, 3, 5) if per_class else (300, 3))
+    weights[:3] = 0.0  # all-zero weights: uniform fusion, predicts class 0
+    scores = CandidateScorer(probs, labels, rule, metric).scores(weights, chunk=64)
+    expected = [
+        classification_scores(labels, weighted_fusion(probs, w, rule).argmax(1), 5)[metric]
+        for w in weights
+    ]
+    np.testing.assert_array_equal(scores, expected)
+
+
+def test_search_finds_the_complementary_fusion() -> None:
+    probs, labels = complementary(seed=1)
+    singles = CandidateScorer(probs, labels, "sum", "accuracy").scores(np.eye(3))
+    assert singles.max() < 0.6
+    fitted = WeightSearch(metric="accuracy", n_random=500, seed=0).fit(probs, labels)
+    # Both informative models carry weight, the noise model (almost) none.
+    assert fitted.weights[0] > 0.2 and fitted.weights[1] > 0.2
+    assert fitted.weights[2] < min(fitted.weights[:2])
+    assert np.isclose(fitted.weights.sum(), 1.0)
+    test_probs, test_labels = complementary(seed=2)
+    assert np.mean(fitted.predict(test_probs).argmax(1) == test_labels) == 1.0
+
+
+def test_per_class_weights_trust_each_model_on_its_columns() -> None:
+    probs, labels = column_experts(seed=0)
+    # The sum rule only: the product rule solves this case with one weight per model too
+    # (a zero score vetoes a class).
+    per_model = WeightSearch(rules=("sum",), metric="accuracy", n_random=2000).fit(probs, labels)
+    per_class = WeightSearch(per_class=True, rules=("sum",), metric="accuracy", n_random=2000).fit(
+        probs, labels
+    )
+    assert per_class.weights.shape == (2, 6)
+    np.testing.assert_allclose(per_class.weights.sum(axis=0), 1.0)
+    test_probs, test_labels = column_experts(seed=1)
+    accuracy_model = np.mean(per_model.predict(test_probs).argmax(1) == test_labels)
+    accuracy_class = np.mean(per_class.predict(test_probs).argmax(1) == test_labels)
+    assert accuracy_class == 1.0 > accuracy_model
+    # Model 0 dominates columns 0-2, model 1 columns 3-5.
+    assert (per_class.weights[0, :3] > per_class.weights[1, :3]).all()
+    assert (per_class.weights[1, 3:] > per_class.weights[0, 3:]).all()
+
+
+def test_fit_is_never_worse_than_the_best_member_and_counts_what_it_scored() -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), (3, 50))
+    labels = rng.integers(0, 4, 50)
+    search = WeightSearch(n_random=100, sweeps=1, grid=5, rules=("sum",))
+    fitted = search.fit(probs, labels)
+    scorer = CandidateScorer(probs, labels)
+    assert scorer.scores(fitted.weights[None])[0] >= scorer.scores(np.eye(3)).max()
+    assert search.last_scored >= 100 + 4
+
+
+def test_ties_go_to_the_most_confident_then_the_flattest_weights() -> None:
+    # Both models are right on every media; model 1 is more confident.
+    probs = np.array([[[0.6, 0.4], [0.4, 0.6]], [[0.9, 0.1], [0.1, 0.9]]])
+    labels = np.array([0, 1])
+    scorer = CandidateScorer(probs, labels, "sum", "accuracy")
+    weights = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [0.0, 2.0]])
+    scores = scorer.scores(weights)
+    assert (scores == 1.0).all()
+    assert scorer.best(scores, weights) == 2  # most confident; [0, 2] is the same fusion
+    uniform = np.full((2, 2, 2), 0.5)
+    flat = CandidateScorer(uniform, labels, "sum", "accuracy")
+    assert flat.best(flat.scores(weights), weights) == 1  # equal likelihood: flattest
+    assert fixed_candidates(2, 3, per_class=True).shape == (3, 2, 3)
+
+
+def test_bad_rule_or_metric_is_one_clear_sentence() -> None:
+    probs, labels = complementary(n=12)
+    with pytest.raises(ValueError, match="unknown fusion rule 'max'"):
+        CandidateScorer(probs, labels, rule="max")
+    with pytest.raises(ValueError, match="unknown metric 'f2'"):
+        CandidateScorer(probs, labels, metric="f2")

@@ -1,0 +1,118 @@
+"""`raypipe predict` on new media: extraction of what is missing, members, fusion, CSV."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from raypipe.config import load_config
+from raypipe.errors import ConfigError
+from raypipe.feature_matrix import load_feature_matrix
+from raypipe.job_configs import ExtractConfig, FuseConfig, PredictConfig
+from raypipe.labels import EMOTIW7, label_space
+from raypipe.pipeline.extract import run_extract
+from raypipe.pipeline.fuse import run_fuse
+from raypipe.pipeline.predict import run_predict
+from raypipe.run_store import RunFolder
+
+pytestmark = pytest.mark.integration
+
+OPENSMILE_ONLY = [
+    f"{name}.enabled=false"
+    for name in (
+        "face_expression",
+        "opensmile_lld",
+        "vad",
+        "whisper_transcript",
+        "whisper_embedding",
+        "text_embedding",
+    )
+]
+
+
+@pytest.fixture(scope="module")
+def fused_run(
+    ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> RunFolder:
+    """A run of two logistic regressions on openSMILE functionals of the demo set, fused."""
+    root = tmp_path_factory.mktemp("predict")
+    store = str(root / "store")
+    run_extract(
+        load_config(ExtractConfig, None, OPENSMILE_ONLY, {"manifest": demo_set, "out": store})
+    )
+    from raypipe.store.feature_store import FeatureStore
+
+    matrix = load_feature_matrix(FeatureStore(store), "opensmile", None, label_space())
+    run = RunFolder(root / "run")
+    run.create({"store": store, "classes": list(EMOTIW7)})
+    train = (matrix.split == "train") & (matrix.y >= 0)
+    for c in (0.01, 1.0):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+        model.fit(np.nan_to_num(matrix.x[train]), matrix.y[train])
+        name = f"opensmile.logreg_c{c}"
+        spec = {"feature_set": "opensmile", "classifier": "logreg", "params": {"C": c}}
+        run.save_model(name, {"pipeline": model, "spec": spec, "modality": "audio"})
+        probs = model.predict_proba(np.nan_to_num(matrix.x))
+        run.write_predictions(name, matrix.media_ids, matrix.split, matrix.y, probs)
+    run_fuse(
+        FuseConfig(
+            run=run.root, num_samples=0, random_candidates=500, methods=["weighted", "greedy"]
+        )
+    )
+    return run
+
+
+def test_predict_writes_a_submission_matching_the_stored_fusion(
+    fused_run: RunFolder, demo_set: Path, tmp_path: Path
+) -> None:
+    source = pd.read_csv(demo_set)
+    test = source[source["split"] == "test"].head(6)
+    new = pd.DataFrame(
+        {
+            "media_id": "new_" + test["media_id"],
+            "path": [str((demo_set.parent / p).resolve()) for p in test["path"]],
+            "label": test["label"],
+        }
+    )
+    broken = source[source["media_id"].str.startswith("broken")]["path"].iloc[0]
+    row = {"media_id": "new_broken", "path": str((demo_set.parent / broken).resolve())}
+    new = pd.concat([new, pd.DataFrame([{**row, "label": ""}])], ignore_index=True)
+    manifest = tmp_path / "new.csv"
+    new.to_csv(manifest, index=False)
+    out = tmp_path / "submission.csv"
+    summary = run_predict(PredictConfig(run=fused_run.root, manifest=manifest, out=out))
+    assert summary.fusion == next(n for n in fused_run.fusions() if fused_run.fusion(n)["selected"])
+    with out.open() as handle:
+        header = next(csv.reader(handle))
+    assert header == ["media_id", "label", *[f"prob_{c}" for c in EMOTIW7]]
+    table = pd.read_csv(out)
+    assert table["media_id"].tolist() == new["media_id"].tolist()
+    probs = table[[f"prob_{c}" for c in EMOTIW7]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    # Same clips, same features, same models: the stored fused test predictions come back.
+    stored = fused_run.predictions(summary.fusion).set_index("media_id")
+    for row in table.itertuples(index=False):
+        if row.media_id == "new_broken":
+            continue
+        expected = np.asarray(stored.loc[row.media_id.removeprefix("new_"), "probs"])
+        np.testing.assert_allclose(probs[table["media_id"] == row.media_id][0], expected, atol=1e-4)
+    # The broken file gets a row, with the uniform fusion of no member.
+    np.testing.assert_allclose(probs[-1], 1 / 7, atol=1e-4)
+    assert summary.scored == {m: 6 for m in fused_run.fusion(summary.fusion)["members"]}
+    assert summary.scores is not None and 0.0 <= summary.scores["accuracy"] <= 1.0
+
+
+def test_predict_with_an_unknown_fusion_is_a_clear_error(
+    fused_run: RunFolder, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("media_id,path\na,a.mp4\n")
+    with pytest.raises(ConfigError, match=r"fusion 'fused\.nope' is not in run"):
+        run_predict(PredictConfig(run=fused_run.root, manifest=manifest, fusion="fused.nope"))
