@@ -100,7 +100,11 @@ def load_feature_matrix(
         )
     record = records[extractor]
     manifest = store.read_manifest().set_index("media_id")
-    if record.level == "frame":
+    modality = record.modality
+    if pooling == "tfidf":
+        vectors, pooler = _tfidf_vectors(store, extractor, manifest, pooler, pooling_params)
+        name, modality = f"{extractor}.tfidf", "text"
+    elif record.level == "frame":
         if pooling is None:
             raise RaypipeError(f"Feature set '{extractor}' is frame-level and needs a pooling.")
         sequences = frame_sequences(store, extractor)
@@ -131,8 +135,34 @@ def load_feature_matrix(
         else:
             y = targets.reindex([str(m) for m in ids]).to_numpy(np.float32)
     return FeatureMatrix(
-        name, record.modality, ids, x.astype(np.float32), y, split, pooler, task, target_names
+        name, modality, ids, x.astype(np.float32), y, split, pooler, task, target_names
     )
+
+
+def _tfidf_vectors(
+    store: FeatureStore,
+    extractor: str,
+    manifest: pd.DataFrame,
+    pooler: Any,
+    params: dict[str, Any] | None,
+) -> tuple[dict[str, np.ndarray], Any]:
+    """TF-IDF vectors of every transcribed media; the vocabulary is fitted on the train split's
+    transcripts only, unless a fitted ``pooler`` (from a saved model) is given."""
+    from raypipe.text.tfidf import TfidfPooler
+    from raypipe.text.transcripts import load_transcripts
+
+    try:
+        texts = load_transcripts(store, extractor)
+    except KeyError:
+        raise RaypipeError(
+            f"Feature set '{extractor}.tfidf' needs transcript text; '{extractor}' stores none. "
+            "Use pooling tfidf with a transcription extractor such as whisper_transcript."
+        ) from None
+    if pooler is None:
+        options = dict((params or {}).get("tfidf", {}))
+        train = [t for m, t in texts.items() if _text(manifest, m, "split") == "train"]
+        pooler = TfidfPooler(**options).fit(train)
+    return {m: pooler.encode(t) for m, t in texts.items()}, pooler
 
 
 def _text(manifest: pd.DataFrame, media_id: str, column: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from raypipe.config import StrictModel
 
@@ -373,7 +373,7 @@ class ExtractConfig(StrictModel):
         return self
 
 
-Pooling = Literal["mean", "max", "std", "meanstd", "pct", "fisher", "vlad", "seq"]
+Pooling = Literal["mean", "max", "std", "meanstd", "pct", "fisher", "vlad", "seq", "tfidf"]
 ClassifierName = Literal[
     "logreg", "linsvc", "rbfsvc", "rf", "lightgbm", "mlp", "lstm", "gru", "attention", "netvlad"
 ]
@@ -394,7 +394,9 @@ class FeatureSetConfig(StrictModel):
     """Frame-to-media pooling(s) to try for frame-level extractors (ignored for media-level):
     mean, max, std, meanstd, pct (10/50/90th percentiles), fisher (Fisher vectors of a diagonal
     GMM fitted on train), vlad (VLAD over k-means centres fitted on train), seq (window
-    sequences, read only by the sequence heads lstm, gru, attention, netvlad)."""
+    sequences, read only by the sequence heads lstm, gru, attention, netvlad); for a
+    transcription extractor (whisper_transcript) also tfidf: TF-IDF of each media's
+    transcript, vocabulary fitted on the train split and saved with the models."""
 
 
 class TuneClassifiersConfig(StrictModel):
@@ -408,6 +410,7 @@ class TuneClassifiersConfig(StrictModel):
         FeatureSetConfig(extractor="face_expression", pooling=["meanstd", "max"]),
         FeatureSetConfig(extractor="opensmile"),
         FeatureSetConfig(extractor="text_embedding"),
+        FeatureSetConfig(extractor="whisper_transcript", pooling=["tfidf"]),
     ]
     """Feature sets to train on."""
     task: Literal["classification", "multilabel", "regression"] = "classification"
@@ -453,6 +456,10 @@ class TuneClassifiersConfig(StrictModel):
     """Frames between window starts of 'seq' pooling."""
     seq_steps: int = Field(default=8, ge=1)
     """Windows kept per media by 'seq' pooling (padded when fewer)."""
+    tfidf: dict[str, Any] = {}
+    """Options of 'tfidf' pooling (scikit-learn TfidfVectorizer): ngram_range, min_df, max_df,
+    max_features, sublinear_tf, stop_words, norm, use_idf, smooth_idf, binary, lowercase,
+    analyzer. Fitted on the train split's transcripts."""
     balance: Literal["class_weight", "oversample", "none"] = "class_weight"
     """Class imbalance: weight classes inversely to their frequency, oversample smaller
     classes' train rows (classification), or neither."""
@@ -468,6 +475,19 @@ class TuneClassifiersConfig(StrictModel):
     """Random seed of every model and of the random search."""
     ray: RayConfig = RayConfig()
     """Ray connection."""
+
+    @field_validator("tfidf")
+    @classmethod
+    def _check_tfidf(cls, options: dict[str, Any]) -> dict[str, Any]:
+        from raypipe.text.tfidf import ALLOWED_OPTIONS
+
+        unknown = sorted(set(options) - ALLOWED_OPTIONS)
+        if unknown:
+            raise ValueError(
+                f"option(s) {', '.join(unknown)} are not supported; allowed: "
+                f"{', '.join(sorted(ALLOWED_OPTIONS))}"
+            )
+        return options
 
     @model_validator(mode="after")
     def _check(self) -> TuneClassifiersConfig:

@@ -15,7 +15,16 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     "command",
-    [["extract"], ["store", "status"], ["tune-classifiers"], ["fuse"], ["report"], ["demo"]],
+    [
+        ["extract"],
+        ["store", "status"],
+        ["tune-classifiers"],
+        ["fuse"],
+        ["predict"],
+        ["train"],
+        ["report"],
+        ["demo"],
+    ],
 )
 def test_help(command: list[str]) -> None:
     result = _run(*command, "--help")

@@ -130,12 +130,16 @@ def load_matrices(config: TuneClassifiersConfig, store: FeatureStore) -> dict[st
         "window": config.seq_window,
         "hop": config.seq_hop,
         "steps": config.seq_steps,
+        "tfidf": config.tfidf,
     }
     matrices: dict[str, FeatureMatrix] = {}
     records = store.extractors()
     for feature_set in config.feature_sets:
         record = records.get(feature_set.extractor)
-        poolings = feature_set.pooling if record and record.level == "frame" else [None]
+        if record and record.level == "frame":
+            poolings: list[str | None] = list(feature_set.pooling)
+        else:  # media-level sets are read as stored, or as TF-IDF of their transcripts
+            poolings = [p for p in feature_set.pooling if p == "tfidf"] or [None]
         for pooling in poolings:
             matrix = load_feature_matrix(
                 store,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,3 +20,10 @@ class TrialProgress(Callback):
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._advance(1)
+
+
+# raypipe takes every trial's scores from the trial itself (its callbacks and stored tables),
+# never from Ray Tune's per-trial result files; Tune's warning that it could not read those
+# files back after a search only alarms users, so it is silenced. Real trial errors are still
+# reported (trial results carry them and raypipe logs them).
+logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)

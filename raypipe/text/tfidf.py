@@ -148,3 +148,32 @@ def load_tfidf(path: str | Path) -> TfidfModel:
     if "idf" in payload:
         vectorizer.idf_ = np.asarray(payload["idf"], dtype=np.float32)
     return TfidfModel(vectorizer, options)
+
+
+class TfidfPooler:
+    """TF-IDF as a feature-set "pooling" of a transcript extractor: fitted on the train split's
+    transcripts, then one (vocabulary size,) vector per media transcript.
+
+    Saved inside a model record (like the GMM of Fisher vectors), so the vocabulary learnt on
+    train travels with the run's models and is reused unchanged by ``raypipe predict``.
+
+    Args:
+        **options: TfidfVectorizer options from :data:`ALLOWED_OPTIONS`.
+    """
+
+    name = "tfidf"
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self.model: TfidfModel | None = None
+
+    def fit(self, texts: list[str]) -> TfidfPooler:
+        """Fit the vocabulary and idf on training transcripts."""
+        self.model = fit_tfidf(list(texts), **self.options)
+        return self
+
+    def encode(self, text: str) -> np.ndarray:
+        """TF-IDF vector of one transcript (zeros for an empty one)."""
+        if self.model is None:
+            raise RuntimeError("TfidfPooler.encode before fit")
+        return self.model.transform([text])[0]

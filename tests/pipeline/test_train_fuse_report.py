@@ -38,7 +38,7 @@ def run_folder(demo_store: str, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def test_predictions_cover_every_split_with_probabilities(run_folder: Path) -> None:
     folder = RunFolder(run_folder)
     trials = folder.trials()
-    assert len(trials) == 4 * (2 + 1)  # 4 feature sets x (2 logreg + 1 lightgbm)
+    assert len(trials) == 5 * (2 + 1)  # 5 feature sets x (2 logreg + 1 lightgbm)
     for model in folder.models():
         predictions = folder.predictions(model)
         assert set(predictions["split"]) == {"train", "val", "test"}
