@@ -122,16 +122,22 @@ class RunFolder:
         """Where reports are written."""
         return self.root / "report"
 
+    def _write_frame(self, name: str, frame: pd.DataFrame) -> None:
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+        _atomic_write(self.root / name, sink.getvalue().to_pybytes())
+
+    def _read_frame(self, name: str) -> pd.DataFrame:
+        path = self.root / name
+        return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+
     def write_trials(self, trials: pd.DataFrame) -> None:
         """Store the table of Tune trials."""
-        sink = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pandas(trials, preserve_index=False), sink)
-        _atomic_write(self.root / "trials.parquet", sink.getvalue().to_pybytes())
+        self._write_frame("trials.parquet", trials)
 
     def trials(self) -> pd.DataFrame:
         """The table of Tune trials (empty if none)."""
-        path = self.root / "trials.parquet"
-        return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+        return self._read_frame("trials.parquet")
 
     def save_model(self, name: str, model: Any) -> None:
         """Pickle a fitted model."""
@@ -233,11 +239,8 @@ class RunFolder:
 
     def write_fusion_trials(self, trials: pd.DataFrame) -> None:
         """Store the table of Ray Tune fusion trials (one row per weight vector, in order)."""
-        sink = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pandas(trials, preserve_index=False), sink)
-        _atomic_write(self.root / "fusion_trials.parquet", sink.getvalue().to_pybytes())
+        self._write_frame("fusion_trials.parquet", trials)
 
     def fusion_trials(self) -> pd.DataFrame:
         """The table of Ray Tune fusion trials (empty if none)."""
-        path = self.root / "fusion_trials.parquet"
-        return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+        return self._read_frame("fusion_trials.parquet")
