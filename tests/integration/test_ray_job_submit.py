@@ -98,6 +98,21 @@ def test_unauthenticated_submission_is_refused(ray_head: tuple[str, dict[str, st
     assert result.returncode != 0
 
 
+#: What the job server answers while the head's job agent is still starting.
+NO_AGENT = "No available agent to submit job"
+
+
+def _submit(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``ray job submit``, tried again while the head's job agent is still starting: the job
+    server answers before its agent can take jobs, as a user right after `ray start` sees."""
+    deadline = time.monotonic() + 120
+    while True:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        if NO_AGENT not in result.stdout + result.stderr or time.monotonic() > deadline:
+            return result
+        time.sleep(3)
+
+
 def test_extract_job_submitted_to_a_ray_head(
     ray_head: tuple[str, dict[str, str]], demo_set: Path, tmp_path: Path
 ) -> None:
@@ -113,7 +128,7 @@ def test_extract_job_submitted_to_a_ray_head(
     small = tmp_path / "manifest.csv"
     chosen.to_csv(small, index=False)
     store = tmp_path / "store"
-    submit = subprocess.run(
+    submit = _submit(
         [
             "ray",
             "job",
@@ -137,10 +152,7 @@ def test_extract_job_submitted_to_a_ray_head(
             # extractors have their own tests and would only slow the submitted job down.
             *(arg for name in AUDIO_TEXT_OFF for arg in ("--set", f"{name}.enabled=false")),
         ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        env,
     )
     assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
     assert "succeeded" in submit.stdout + submit.stderr
