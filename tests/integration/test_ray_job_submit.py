@@ -55,6 +55,12 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard}",
             "--num-cpus=2",
+            # Another Ray on this machine (the suite's shared local one) already holds the
+            # default agent ports (52365...): a second node needs its own or it gets no job agent.
+            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--runtime-env-agent-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}",
             f"--temp-dir={temp_dir}",
             "--disable-usage-stats",
             "--include-dashboard=true",
