@@ -27,7 +27,7 @@ from raypipe.extractors.visual import (
     aligned_crops,
     vector_array,
 )
-from raypipe.faces.analysis import FaceSettings, FrameWindow, WindowFaces, shared_detector
+from raypipe.faces.analysis import FrameWindow, WindowFaces
 from raypipe.media.context import MediaContext
 from raypipe.weights import file_sha256
 
@@ -83,17 +83,13 @@ class FaceBackboneExtractor(VisualExtractor):
         self.input = input
         self.crop_size = crop_size
         self.margin = margin
-        self.faces = faces
-        self.batch_size = batch_size
-        self.device = device
-        self.gpu_fraction = gpu_fraction
-        self.settings = FaceSettings(
-            min_face_size=min_face_size, detect_batch=detect_batch, device=device
+        self.setup_faces(
+            faces, min_face_size, detect_batch, device, gpu_fraction, detect=input == "face"
         )
+        self.batch_size = batch_size
         self._weights_file = resolve_checkpoint(checkpoint)
         self._digest = file_sha256(Path(self._weights_file), length=16)
         self.model = build_backbone(arch, checkpoint).to(device).eval()
-        self.detector = shared_detector(min_face_size, device) if input == "face" else None
 
     @property
     def dim(self) -> int:

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from raypipe.extractors.visual import FACE_POLICIES, VisualExtractor, aligned_crops
-from raypipe.faces.analysis import FaceSettings, FrameWindow, WindowFaces, shared_detector
+from raypipe.extractors.visual import VisualExtractor, aligned_crops
+from raypipe.faces.analysis import FrameWindow, WindowFaces
 from raypipe.faces.crop import crop_face
 
 log = logging.getLogger(__name__)
@@ -52,19 +52,11 @@ class FaceExpressionExtractor(VisualExtractor):
 
         if output not in {"features", "logits", "probs"}:
             raise ValueError(f"output must be features, logits or probs, got {output!r}")
-        if faces not in FACE_POLICIES:
-            raise ValueError(f"faces must be one of {FACE_POLICIES}, got {faces!r}")
+        self.setup_faces(faces, min_face_size, detect_batch, device, gpu_fraction)
         self.output = output
         self.crop_size = crop_size
         self.margin = margin
         self.align = align
-        self.faces = faces
-        self.device = device
-        self.gpu_fraction = gpu_fraction
-        self.settings = FaceSettings(
-            min_face_size=min_face_size, detect_batch=detect_batch, device=device
-        )
-        self.detector = shared_detector(min_face_size, device)
         self.embedder = FerEmbedder(device=device)
 
     @property

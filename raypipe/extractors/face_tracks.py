@@ -15,13 +15,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from raypipe.extractors.visual import (
-    FACE_POLICIES,
     FaceRows,
     VisualExtractor,
     aligned_crops,
     pick_faces,
 )
-from raypipe.faces.analysis import FaceSettings, FrameWindow, WindowFaces, shared_detector
+from raypipe.faces.analysis import FrameWindow, WindowFaces
 from raypipe.media.context import MediaContext
 
 
@@ -52,18 +51,10 @@ class FaceTracksExtractor(VisualExtractor):
         device: str = "cpu",
         gpu_fraction: float = 0.25,
     ) -> None:
-        if faces not in FACE_POLICIES:
-            raise ValueError(f"faces must be one of {FACE_POLICIES}, got {faces!r}")
-        self.faces = faces
+        self.setup_faces(faces, min_face_size, detect_batch, device, gpu_fraction)
         self.store_crops = store_crops
         self.crop_size = crop_size
         self.margin = margin
-        self.device = device
-        self.gpu_fraction = gpu_fraction
-        self.settings = FaceSettings(
-            min_face_size=min_face_size, detect_batch=detect_batch, device=device
-        )
-        self.detector = shared_detector(min_face_size, device)
 
     @property
     def dim(self) -> int:

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from raypipe.extractors.visual import FACE_POLICIES, VisualExtractor, aligned_crops
-from raypipe.faces.analysis import FaceSettings, FrameWindow, WindowFaces, shared_detector
+from raypipe.extractors.visual import VisualExtractor, aligned_crops
+from raypipe.faces.analysis import FrameWindow, WindowFaces
 
 
 def grey(images: np.ndarray) -> np.ndarray:
@@ -37,17 +37,9 @@ class _AlignedFaceDescriptor(VisualExtractor):
         device: str = "cpu",
         gpu_fraction: float = 0.25,
     ) -> None:
-        if faces not in FACE_POLICIES:
-            raise ValueError(f"faces must be one of {FACE_POLICIES}, got {faces!r}")
+        self.setup_faces(faces, min_face_size, detect_batch, device, gpu_fraction)
         self.crop_size = crop_size
         self.margin = margin
-        self.faces = faces
-        self.device = device
-        self.gpu_fraction = gpu_fraction
-        self.settings = FaceSettings(
-            min_face_size=min_face_size, detect_batch=detect_batch, device=device
-        )
-        self.detector = shared_detector(min_face_size, device)
 
     def describe(self, face: np.ndarray) -> np.ndarray:
         """Descriptor of one grey face ``(S, S)`` in [0, 1]."""

@@ -32,6 +32,7 @@ from raypipe.faces.analysis import (
     FaceSettings,
     FrameWindow,
     WindowFaces,
+    shared_detector,
     stats_for,
     tracker_for,
     window_faces,
@@ -182,6 +183,32 @@ class VisualExtractor(Extractor):
     settings: FaceSettings = FaceSettings()
     #: Which faces become rows: 'main', 'largest' or 'all'.
     faces: str = "main"
+
+    def setup_faces(
+        self,
+        faces: str,
+        min_face_size: int,
+        detect_batch: int,
+        device: str,
+        gpu_fraction: float,
+        detect: bool = True,
+    ) -> None:
+        """Set the face policy, device, GPU share and detection settings every face extractor
+        shares, and take this process's shared MTCNN (``detect``: only when the extractor
+        looks for faces at all).
+
+        Raises:
+            ValueError: ``faces`` is not one of :data:`FACE_POLICIES`.
+        """
+        if faces not in FACE_POLICIES:
+            raise ValueError(f"faces must be one of {FACE_POLICIES}, got {faces!r}")
+        self.faces = faces
+        self.device = device
+        self.gpu_fraction = gpu_fraction
+        self.settings = FaceSettings(
+            min_face_size=min_face_size, detect_batch=detect_batch, device=device
+        )
+        self.detector = shared_detector(min_face_size, device) if detect else None
 
     def face_config(self) -> dict[str, Any]:
         """The detection, tracking and selection settings (part of the version)."""
