@@ -19,11 +19,11 @@ import logging
 import tempfile
 from pathlib import Path
 
-from raypipe.benchmark import as_markdown, benchmark_extraction, memory_by_length
-from raypipe.config import load_config
+from raypipe.config import ExtractConfig
+from raypipe.config.base import load_config
 from raypipe.extractors.registry import EXTRACTORS
-from raypipe.job_configs import ExtractConfig
-from raypipe.runtime import ray_session
+from raypipe.pipeline.benchmark import as_markdown, benchmark_extraction, memory_by_length
+from raypipe.pipeline.runtime import ray_session
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,7 +40,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.demo_seconds:
-        from raypipe.demo_data import make_demo_dataset
+        from raypipe.media.demo_set import make_demo_dataset
 
         folder = Path(tempfile.mkdtemp(prefix="raypipe-bench-"))
         args.manifest = make_demo_dataset(folder, clips_per_class=6, duration_s=args.demo_seconds)

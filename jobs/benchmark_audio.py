@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from raypipe.extractors.audio.whisper_models import load_backend, speech_clips
 from raypipe.extractors.registry import build_extractor
-from raypipe.extractors.whisper_models import load_backend, speech_clips
 from raypipe.media.audio import load_audio
 from raypipe.media.context import MediaContext
 from raypipe.media.speech import speak
@@ -106,7 +106,7 @@ def main() -> None:
             rows.append(("sentence encoder alone (the transcript's text)", seconds))
 
     signal = load_audio(wav)
-    from raypipe.extractors.vad import VoiceActivity
+    from raypipe.extractors.audio.vad import VoiceActivity
 
     clips = speech_clips(VoiceActivity().segments(signal))
     fast = load_backend("faster-whisper", None, None, "cpu", "default", args.threads, 1)

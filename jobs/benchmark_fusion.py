@@ -6,7 +6,7 @@
 On the same synthetic validation predictions (``--models`` models, ``--media`` labelled media,
 7 classes; AFEW's validation split has 383 clips) and the same random weight vectors it times:
 
-- the vectorised scorer (:class:`raypipe.fusion_search.CandidateScorer`) on one thread, with
+- the vectorised scorer (:class:`raypipe.fusion.weight_search.CandidateScorer`) on one thread, with
   one weight per model and per model x class;
 - a naive Python loop over the same candidates, one at a time: the reference fusion
   (``weighted_fusion``) then scikit-learn's scores, as the Ray Tune trial does, and the same
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from raypipe.fusion import AlignedPredictions, weighted_fusion
-from raypipe.fusion_search import CandidateScorer
+from raypipe.fusion.rules import AlignedPredictions, weighted_fusion
+from raypipe.fusion.weight_search import CandidateScorer
 from raypipe.metrics import classification_scores
 
 log = logging.getLogger("raypipe.benchmark_fusion")
@@ -74,9 +74,9 @@ def tune_rate(probs: np.ndarray, labels: np.ndarray, trials: int) -> tuple[float
     """(seconds, trials per second) of `raypipe fuse`'s Ray Tune stage, Ray already started."""
     import ray
 
-    from raypipe.job_configs import FuseConfig
+    from raypipe.config import FuseConfig
     from raypipe.pipeline.fuse import tune_weight_candidates
-    from raypipe.run_store import RunFolder
+    from raypipe.store.run_folder import RunFolder
 
     n_models, n_media, _ = probs.shape
     aligned = AlignedPredictions(

@@ -4,7 +4,7 @@
     ray job submit --working-dir . -- python jobs/benchmark_train.py --size 112 --workers 1,4 \
         --set use_gpu=true
 
-Generates a labelled face corpus (raypipe.train.sample_faces) into a temporary folder, times a
+Generates a labelled face corpus (raypipe.finetune.sample_faces) into a temporary folder, times a
 plain single-process torch loop (1 thread, then as many threads as the largest worker count),
 then `raypipe train` with each number of Ray Train workers (1 CPU each, or one GPU each with
 --set use_gpu=true), same model, batch size and augmentation. The first epoch of every run is a
@@ -23,13 +23,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from raypipe.config import load_config
-from raypipe.job_configs import TrainConfig
+from raypipe.config import TrainConfig
+from raypipe.config.base import load_config
+from raypipe.finetune.images import image_folder
+from raypipe.finetune.sample_faces import write_image_folder
+from raypipe.finetune.throughput import plain_loop_images_per_s
+from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.train import run_train
-from raypipe.runtime import ray_session
-from raypipe.train.images import image_folder
-from raypipe.train.sample_faces import write_image_folder
-from raypipe.train.throughput import plain_loop_images_per_s
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -9,7 +9,7 @@ process: first a naive loop (a plain Python for-loop that loads the matrices and
 configuration with its predictions, one after another), then `raypipe tune-classifiers` on
 Ray (one CPU per trial) at each --concurrency, a fresh run folder each so nothing is resumed.
 Both fit 3 feature sets x 3 poolings (mean, pct, fisher) x 4 classifiers (logreg, linsvc, rf,
-lightgbm) x 2 parameter values = 72 configurations with the same code (raypipe.training).
+lightgbm) x 2 parameter values = 72 configurations with the same code (raypipe.classify.fit).
 Prints a Markdown table and a JSON line for docs/benchmarks.md.
 """
 
@@ -25,15 +25,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from raypipe.config import load_config
-from raypipe.job_configs import TuneClassifiersConfig
+from raypipe.classify.fit import fit_and_score, outputs
+from raypipe.classify.search_space import trial_specs
+from raypipe.config import TuneClassifiersConfig
+from raypipe.config.base import load_config
 from raypipe.labels import EMOTIW7
+from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.tune_classifiers import load_matrices, run_tune_classifiers
-from raypipe.runtime import ray_session
-from raypipe.search_space import trial_specs
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
 from raypipe.store.schema import FRAME_SCHEMA, STATUS_OK
-from raypipe.training import fit_and_score, outputs
 
 SETS = {"face_sim": (64, "visual"), "voice_sim": (48, "audio"), "words_sim": (96, "text")}
 POOLED = ", ".join(f"{{extractor: {name}, pooling: [mean, pct, fisher]}}" for name in SETS)

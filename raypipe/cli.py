@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from raypipe.config import load_config
+from raypipe.config.base import load_config
 from raypipe.errors import RaypipeError
 
 log = logging.getLogger("raypipe")
@@ -76,7 +76,7 @@ def extract(
     address: AddressOpt = None,
 ) -> None:
     """Extract features of every media in a manifest into a versioned feature store."""
-    from raypipe.job_configs import ExtractConfig
+    from raypipe.config import ExtractConfig
     from raypipe.pipeline.extract import run_extract
 
     _setup_logging()
@@ -141,7 +141,7 @@ def tune_classifiers(
     address: AddressOpt = None,
 ) -> None:
     """Search feature set x pooling x classifier x params with Ray Tune; store predictions."""
-    from raypipe.job_configs import TuneClassifiersConfig
+    from raypipe.config import TuneClassifiersConfig
     from raypipe.pipeline.tune_classifiers import run_tune_classifiers
 
     _setup_logging()
@@ -166,7 +166,7 @@ def fuse(
     validation; the method with the best cross-validated val score is selected."""
     import pandas as pd
 
-    from raypipe.job_configs import FuseConfig
+    from raypipe.config import FuseConfig
     from raypipe.pipeline.fuse import run_fuse
 
     _setup_logging()
@@ -203,7 +203,7 @@ def train(
     address: AddressOpt = None,
 ) -> None:
     """Fine-tune a backbone with Ray Train (resumable), then export it as a face_backbone."""
-    from raypipe.job_configs import TrainConfig
+    from raypipe.config import TrainConfig
     from raypipe.pipeline.train import run_train
 
     _setup_logging()
@@ -226,8 +226,8 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """Metrics per model and split (fused rows start with 'fused'); writes report/report.md."""
-    from raypipe.report import metrics_table, write_report
-    from raypipe.run_store import RunFolder
+    from raypipe.report.writer import metrics_table, write_report
+    from raypipe.store.run_folder import RunFolder
 
     _setup_logging()
     try:
@@ -255,7 +255,7 @@ def predict(
 ) -> None:
     """Apply a run's fitted models and fusion to new media (extracting what is missing) and
     write a submission CSV: media_id, label, one probability column per class."""
-    from raypipe.job_configs import PredictConfig
+    from raypipe.config import PredictConfig
     from raypipe.pipeline.predict import run_predict
 
     _setup_logging()
@@ -279,8 +279,8 @@ def demo(
     address: AddressOpt = None,
 ) -> None:
     """Generate a small labelled face+voice set, then extract, tune, fuse and report."""
-    from raypipe.demo import run_demo
-    from raypipe.job_configs import DemoConfig
+    from raypipe.config import DemoConfig
+    from raypipe.pipeline.demo import run_demo
 
     _setup_logging()
     try:

@@ -31,7 +31,7 @@ def ray_local() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def demo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small demo set (4 clips per class, with the three broken files) shared by tests."""
-    from raypipe.demo_data import make_demo_dataset
+    from raypipe.media.demo_set import make_demo_dataset
 
     root = tmp_path_factory.mktemp("demo")
     return make_demo_dataset(root, clips_per_class=4, seed=1, include_broken=True)
@@ -42,8 +42,8 @@ def demo_store(ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPat
     """The demo set extracted once per session (fps 2) with the extractors the classifier and
     fusion tests read: faces, openSMILE functionals, transcripts and their embeddings
     (openSMILE LLDs and Whisper embeddings are left out, as `raypipe demo` does)."""
-    from raypipe.config import load_config
-    from raypipe.job_configs import ExtractConfig
+    from raypipe.config import ExtractConfig
+    from raypipe.config.base import load_config
     from raypipe.pipeline.extract import run_extract
 
     store = str(tmp_path_factory.mktemp("demo_store") / "store")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, NamedTuple
 
+from pydantic import BaseModel
+
 from raypipe.extractors.base import Extractor
 
 
@@ -24,57 +26,57 @@ class ExtractorEntry(NamedTuple):
 #: Built-in extractors by name (the name is also the ExtractConfig field holding its settings).
 EXTRACTORS: dict[str, ExtractorEntry] = {
     "face_expression": ExtractorEntry(
-        "raypipe.extractors.face_expression",
+        "raypipe.extractors.visual.face_expression",
         "FaceExpressionExtractor",
         "MTCNN faces + FER2013 mini-Xception embedding per sampled frame",
     ),
     "face_tracks": ExtractorEntry(
-        "raypipe.extractors.face_tracks",
+        "raypipe.extractors.visual.face_tracks",
         "FaceTracksExtractor",
         "every face per sampled frame: box, 5 landmarks, score, track; optional aligned crops",
     ),
     "face_backbone": ExtractorEntry(
-        "raypipe.extractors.face_backbone",
+        "raypipe.extractors.visual.face_backbone",
         "FaceBackboneExtractor",
         "torchvision backbone (local checkpoint) on aligned faces or whole frames",
     ),
     "face_hog": ExtractorEntry(
-        "raypipe.extractors.handcrafted",
+        "raypipe.extractors.visual.handcrafted",
         "FaceHogExtractor",
         "HOG descriptor of each aligned grey face",
     ),
     "face_lbp": ExtractorEntry(
-        "raypipe.extractors.handcrafted",
+        "raypipe.extractors.visual.handcrafted",
         "FaceLbpExtractor",
         "uniform LBP histograms over a grid of each aligned grey face",
     ),
     "opensmile": ExtractorEntry(
-        "raypipe.extractors.opensmile_functionals",
+        "raypipe.extractors.audio.opensmile_functionals",
         "OpenSmileExtractor",
         "openSMILE functionals (eGeMAPSv02 by default) per media",
     ),
     "opensmile_lld": ExtractorEntry(
-        "raypipe.extractors.opensmile_lld",
+        "raypipe.extractors.audio.opensmile_lld",
         "OpenSmileLldExtractor",
         "openSMILE low-level descriptors, one row per 10 ms frame with start/end seconds",
     ),
     "vad": ExtractorEntry(
-        "raypipe.extractors.vad",
+        "raypipe.extractors.audio.vad",
         "VadExtractor",
         "Silero voice activity: speech segments with start/end seconds",
     ),
     "whisper_transcript": ExtractorEntry(
-        "raypipe.extractors.whisper_transcript",
+        "raypipe.extractors.audio.whisper_transcript",
         "WhisperTranscriptExtractor",
         "Whisper transcript of the speech (faster-whisper by default): segments, words, language",
     ),
     "whisper_embedding": ExtractorEntry(
-        "raypipe.extractors.whisper_embedding",
+        "raypipe.extractors.audio.whisper_embedding",
         "WhisperEmbeddingExtractor",
         "Whisper encoder states pooled per media, per window and per speech segment",
     ),
     "text_embedding": ExtractorEntry(
-        "raypipe.extractors.text_embedding",
+        "raypipe.extractors.text.text_embedding",
         "TextEmbeddingExtractor",
         "transformer sentence embedding of the transcript and of each segment",
     ),
@@ -91,7 +93,9 @@ SAMPLING_FIELDS = ("fps", "max_side", "max_frames")
 
 
 def build_extractor(
-    name: str, options: dict[str, Any] | None = None, video: dict[str, Any] | None = None
+    name: str,
+    options: BaseModel | dict[str, Any] | None = None,
+    video: BaseModel | dict[str, Any] | None = None,
 ) -> Extractor:
     """Instantiate the extractor ``name`` with keyword ``options``.
 
@@ -99,6 +103,10 @@ def build_extractor(
     frame sampling they run under, so a change of fps, decode size or frame cap makes a new
     version of them and only of them.
     """
+    if isinstance(options, BaseModel):
+        options = options.model_dump(exclude={"enabled"})
+    if isinstance(video, BaseModel):
+        video = video.model_dump()
     entry = EXTRACTORS[name]
     cls = getattr(importlib.import_module(entry.module), entry.cls)
     extractor = cls(**dict(options or {}))

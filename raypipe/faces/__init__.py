@@ -1,0 +1,2 @@
+"""Faces in decoded frames: MTCNN detection, tracks across frames, five-point alignment,
+crops."""

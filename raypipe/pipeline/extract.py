@@ -19,16 +19,16 @@ import pandas as pd
 import ray
 import torch
 
+from raypipe.config import ExtractConfig
 from raypipe.errors import ConfigError
-from raypipe.extraction import process_media
 from raypipe.extractors.base import Extractor
+from raypipe.extractors.process import process_media
 from raypipe.extractors.registry import EXTRACTORS, build_extractor
-from raypipe.job_configs import ExtractConfig
-from raypipe.manifest import load_manifest
 from raypipe.media.context import MediaContext
+from raypipe.media.manifest import load_manifest
 from raypipe.media.prefetch import prefetch
+from raypipe.pipeline.runtime import cluster_cpus, ray_session
 from raypipe.progress import progress_bar
-from raypipe.runtime import cluster_cpus, ray_session
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
 from raypipe.store.schema import STATUS_FAILED
 

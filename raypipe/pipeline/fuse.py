@@ -11,20 +11,20 @@ import numpy as np
 import pandas as pd
 from ray import tune
 
-from raypipe.cascade_fusion import CascadeFusion, group_index
-from raypipe.ensemble_selection import GreedySelection
+from raypipe.config import FuseConfig
 from raypipe.errors import ConfigError
-from raypipe.fusion import RULES, AlignedPredictions, align_predictions, weighted_fusion
-from raypipe.fusion_cv import FusionMethod, out_of_fold, stratified_folds
-from raypipe.fusion_search import WeightSearch
-from raypipe.job_configs import FuseConfig
+from raypipe.fusion.cascade import CascadeFusion, group_index
+from raypipe.fusion.cross_validation import FusionMethod, out_of_fold, stratified_folds
+from raypipe.fusion.rules import RULES, AlignedPredictions, align_predictions, weighted_fusion
+from raypipe.fusion.selection import GreedySelection
+from raypipe.fusion.stacking import StackingFusion
+from raypipe.fusion.weight_search import WeightSearch
 from raypipe.metrics import classification_scores
+from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.tune_classifiers import best_per_modality
 from raypipe.pipeline.tune_progress import TrialProgress
 from raypipe.progress import progress_bar
-from raypipe.run_store import RunFolder
-from raypipe.runtime import ray_session
-from raypipe.stacking import StackingFusion
+from raypipe.store.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 

@@ -18,19 +18,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raypipe.classifiers import predict_proba_full
-from raypipe.config import load_config
+from raypipe.classify.classifiers import predict_proba_full
+from raypipe.classify.feature_matrix import model_features
+from raypipe.config import ExtractConfig, PredictConfig
+from raypipe.config.base import load_config
 from raypipe.errors import ConfigError
 from raypipe.extractors.registry import EXTRACTORS, build_extractor
-from raypipe.feature_matrix import model_features
-from raypipe.fusion import align_predictions
-from raypipe.job_configs import ExtractConfig, PredictConfig
+from raypipe.fusion.rules import align_predictions
 from raypipe.labels import label_space
-from raypipe.manifest import load_manifest
+from raypipe.media.manifest import load_manifest
 from raypipe.metrics import classification_scores
 from raypipe.pipeline.extract import extractor_specs, run_extract
-from raypipe.run_store import RunFolder
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
+from raypipe.store.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _member_predictions(
 
 def run_predict(config: PredictConfig) -> PredictSummary:
     """Extract what is missing for the new media, apply members and fusion, write the CSV."""
-    from raypipe.runtime import ray_session
+    from raypipe.pipeline.runtime import ray_session
 
     if config.run is None or config.manifest is None:
         raise ConfigError("predict needs a run folder (--run) and a manifest (--manifest).")

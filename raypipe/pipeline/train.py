@@ -27,15 +27,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from raypipe.config import TrainConfig
 from raypipe.errors import ConfigError
-from raypipe.job_configs import TrainConfig
-from raypipe.models.classifier import build_classifier
-from raypipe.runtime import ray_session
-from raypipe.train.augment import build_transform
-from raypipe.train.dataset import ImageDataset, ShardedWeightedSampler
-from raypipe.train.export import export_backbone, extract_snippet, write_extract_config
-from raypipe.train.images import LabelledImages, image_folder, store_crops
-from raypipe.train.loop import (
+from raypipe.finetune.augment import build_transform
+from raypipe.finetune.dataset import ImageDataset, ShardedWeightedSampler
+from raypipe.finetune.export import export_backbone, extract_snippet, write_extract_config
+from raypipe.finetune.images import LabelledImages, image_folder, store_crops
+from raypipe.finetune.loop import (
     MODEL_FILE,
     STATE_FILE,
     TrainingState,
@@ -44,7 +42,9 @@ from raypipe.train.loop import (
     save_checkpoint,
     train_epoch,
 )
-from raypipe.train.report import write_training_report
+from raypipe.finetune.summary import write_training_report
+from raypipe.models.classifier import build_classifier
+from raypipe.pipeline.runtime import ray_session
 
 log = logging.getLogger(__name__)
 

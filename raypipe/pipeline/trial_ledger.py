@@ -16,8 +16,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from raypipe.run_store import RunFolder
-from raypipe.training import model_name
+from raypipe.classify.fit import model_name
+from raypipe.store.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 

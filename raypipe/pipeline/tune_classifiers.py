@@ -23,11 +23,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 from ray import tune
 
-from raypipe.classifiers import NEURAL_CLASSIFIERS
+from raypipe.classify.classifiers import NEURAL_CLASSIFIERS
+from raypipe.classify.feature_matrix import FeatureMatrix, load_feature_matrix
+from raypipe.classify.fit import fit_and_score, model_name, outputs
+from raypipe.classify.search_space import OptunaSpace, spec_from_sample, spec_key, trial_specs
+from raypipe.classify.targets import read_targets
+from raypipe.config import TuneClassifiersConfig
 from raypipe.errors import ConfigError
-from raypipe.feature_matrix import FeatureMatrix, load_feature_matrix
-from raypipe.job_configs import TuneClassifiersConfig
 from raypipe.labels import label_space
+from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.trial_ledger import (
     MODEL_FILE,
     PREDICTIONS_FILE,
@@ -36,12 +40,8 @@ from raypipe.pipeline.trial_ledger import (
 )
 from raypipe.pipeline.tune_progress import TrialProgress
 from raypipe.progress import progress_bar
-from raypipe.run_store import RunFolder, prediction_table
-from raypipe.runtime import ray_session
-from raypipe.search_space import OptunaSpace, spec_from_sample, spec_key, trial_specs
 from raypipe.store.feature_store import FeatureStore
-from raypipe.tasks import read_targets
-from raypipe.training import fit_and_score, model_name, outputs
+from raypipe.store.run_folder import RunFolder, prediction_table
 
 log = logging.getLogger(__name__)
 

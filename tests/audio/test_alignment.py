@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from raypipe.alignment import rows_in_window, sliding_windows, window_contents
+from raypipe.extractors.windows import rows_in_window, sliding_windows, window_contents
 
 
 def test_sliding_windows_length_and_hop() -> None:

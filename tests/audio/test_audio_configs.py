@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from raypipe.config import load_config
+from raypipe.config import ExtractConfig
+from raypipe.config.base import load_config
 from raypipe.errors import ConfigError
-from raypipe.job_configs import ExtractConfig
 from raypipe.pipeline.extract import extractor_specs
 
 AUDIO_TEXT = {"opensmile", "opensmile_lld", "vad", "whisper_transcript", "whisper_embedding",

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from raypipe.errors import MediaError
-from raypipe.extraction import process_media
-from raypipe.extractors.opensmile_functionals import OpenSmileExtractor
-from raypipe.extractors.vad import VadExtractor
+from raypipe.extractors.audio.opensmile_functionals import OpenSmileExtractor
+from raypipe.extractors.audio.vad import VadExtractor
+from raypipe.extractors.process import process_media
 from raypipe.media.audio import NoAudioError, has_audio, iter_audio, load_audio
 from raypipe.media.context import MediaContext
 from raypipe.media.decoder_process import FAULT_ENV, DecoderProcess

@@ -15,9 +15,9 @@ from tests.audio.conftest import needs_espeak, spoken, write_wav
 # Runs in a fresh interpreter so ru_maxrss measures only this work.
 PROBE = """
 import json, resource, sys
-from raypipe.extractors.opensmile_functionals import OpenSmileExtractor
-from raypipe.extractors.opensmile_lld import OpenSmileLldExtractor
-from raypipe.extractors.vad import VoiceActivity
+from raypipe.extractors.audio.opensmile_functionals import OpenSmileExtractor
+from raypipe.extractors.audio.opensmile_lld import OpenSmileLldExtractor
+from raypipe.extractors.audio.vad import VoiceActivity
 from raypipe.media.audio import load_audio
 
 def peak():

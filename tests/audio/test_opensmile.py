@@ -9,8 +9,8 @@ import numpy as np
 import opensmile
 import pytest
 
-from raypipe.extractors.opensmile_functionals import OpenSmileExtractor
-from raypipe.extractors.opensmile_lld import OpenSmileLldExtractor
+from raypipe.extractors.audio.opensmile_functionals import OpenSmileExtractor
+from raypipe.extractors.audio.opensmile_lld import OpenSmileLldExtractor
 from raypipe.media.audio import load_audio
 from raypipe.media.context import MediaContext
 from tests.audio.conftest import write_wav

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raypipe.extractors.vad import VadExtractor, VoiceActivity, speech_segments
+from raypipe.extractors.audio.vad import VadExtractor, VoiceActivity, speech_segments
 from raypipe.media.audio import load_audio
 from raypipe.media.context import MediaContext
 from raypipe.media.speech import speak

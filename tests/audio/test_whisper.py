@@ -8,9 +8,9 @@ import jiwer
 import numpy as np
 import pytest
 
-from raypipe.extractors.whisper_embedding import WhisperEmbeddingExtractor
-from raypipe.extractors.whisper_models import Segment, speech_clips
-from raypipe.extractors.whisper_transcript import (
+from raypipe.extractors.audio.whisper_embedding import WhisperEmbeddingExtractor
+from raypipe.extractors.audio.whisper_models import Segment, speech_clips
+from raypipe.extractors.audio.whisper_transcript import (
     WhisperTranscriber,
     WhisperTranscriptExtractor,
 )
@@ -160,7 +160,7 @@ def test_batched_decoding_gives_the_same_text(tmp_path: Path) -> None:
 
 
 def test_segment_and_word_times_are_clamped_into_their_speech_clip() -> None:
-    from raypipe.extractors.whisper_models import Segment, Word, clamp_to_clips
+    from raypipe.extractors.audio.whisper_models import Segment, Word, clamp_to_clips
 
     clips = [(1.0, 2.0), (5.0, 6.0)]
     spill = Segment(

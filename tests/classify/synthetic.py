@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from raypipe.feature_matrix import FeatureMatrix
+from raypipe.classify.feature_matrix import FeatureMatrix
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
 from raypipe.store.schema import FRAME_SCHEMA, STATUS_OK
 

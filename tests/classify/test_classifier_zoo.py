@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raypipe.classifiers import CLASSIFIERS, SKLEARN_CLASSIFIERS, build_classifier
-from raypipe.feature_matrix import FeatureMatrix
-from raypipe.pooling import WindowSequencePooler
-from raypipe.training import fit_and_score, outputs, oversample
+from raypipe.classify.classifiers import CLASSIFIERS, SKLEARN_CLASSIFIERS, build_classifier
+from raypipe.classify.feature_matrix import FeatureMatrix
+from raypipe.classify.fit import fit_and_score, outputs, oversample
+from raypipe.classify.pooling import WindowSequencePooler
 from tests.classify.synthetic import synthetic_matrix
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raypipe.encoding import FisherVectorEncoder, VladEncoder
-from raypipe.pooling import WindowSequencePooler, make_pooler, pool, split_sequence
+from raypipe.classify.encoding import FisherVectorEncoder, VladEncoder
+from raypipe.classify.pooling import WindowSequencePooler, make_pooler, pool, split_sequence
 
 
 def test_percentile_pooling_values() -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raypipe.config import load_config
-from raypipe.job_configs import TuneClassifiersConfig
+from raypipe.config import TuneClassifiersConfig
+from raypipe.config.base import load_config
 from raypipe.pipeline.trial_ledger import TrialLedger
 from raypipe.pipeline.tune_classifiers import run_tune_classifiers
-from raypipe.run_store import RunFolder
+from raypipe.store.run_folder import RunFolder
 from tests.classify.synthetic import make_store
 
 # Under load (other jobs on the cores) it can pass a minute; CI runs slow tests too.

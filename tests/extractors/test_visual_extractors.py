@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from raypipe.errors import ConfigError
-from raypipe.extraction import process_media
+from raypipe.extractors.process import process_media
 from raypipe.extractors.registry import build_extractor
 from raypipe.faces.analysis import shared_detector
 from raypipe.media.context import MediaContext

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raypipe.run_store import RunFolder
+from raypipe.store.run_folder import RunFolder
 
 CLASSES = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]
 

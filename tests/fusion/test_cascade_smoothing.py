@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raypipe.cascade_fusion import CascadeFusion, cascade, group_index
-from raypipe.smoothing import media_predictions, smooth_probs
+from raypipe.fusion.cascade import CascadeFusion, cascade, group_index
+from raypipe.fusion.smoothing import media_predictions, smooth_probs
 
 CLASSES = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]
 NEGATIVE = {"Negative": ["Angry", "Disgust", "Fear", "Sad"]}

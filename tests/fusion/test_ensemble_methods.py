@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raypipe.ensemble_selection import GreedySelection
-from raypipe.fusion_cv import out_of_fold, stratified_folds
-from raypipe.stacking import StackingFusion, stacking_features
+from raypipe.fusion.cross_validation import out_of_fold, stratified_folds
+from raypipe.fusion.selection import GreedySelection
+from raypipe.fusion.stacking import StackingFusion, stacking_features
 from tests.fusion.synthetic import complementary
 
 

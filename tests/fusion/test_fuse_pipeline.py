@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raypipe.config import validate_config
+from raypipe.config import FuseConfig
+from raypipe.config.base import validate_config
 from raypipe.errors import ConfigError
-from raypipe.job_configs import FuseConfig
 from raypipe.pipeline.fuse import run_fuse
-from raypipe.report import fusion_table, metrics_table, write_report
-from raypipe.run_store import RunFolder
+from raypipe.report.writer import fusion_table, metrics_table, write_report
+from raypipe.store.run_folder import RunFolder
 from tests.fusion.synthetic import complementary, write_run
 
 MEMBERS = ["face.logreg", "voice.logreg", "noise.logreg"]

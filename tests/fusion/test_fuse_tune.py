@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raypipe.job_configs import FuseConfig
+from raypipe.config import FuseConfig
 from raypipe.pipeline.fuse import run_fuse
-from raypipe.report import write_report
+from raypipe.report.writer import write_report
 from tests.fusion.synthetic import complementary, write_run
 
 pytestmark = pytest.mark.integration

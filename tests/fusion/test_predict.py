@@ -12,15 +12,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from raypipe.config import load_config
+from raypipe.classify.feature_matrix import load_feature_matrix
+from raypipe.config import ExtractConfig, FuseConfig, PredictConfig
+from raypipe.config.base import load_config
 from raypipe.errors import ConfigError
-from raypipe.feature_matrix import load_feature_matrix
-from raypipe.job_configs import ExtractConfig, FuseConfig, PredictConfig
 from raypipe.labels import EMOTIW7, label_space
 from raypipe.pipeline.extract import run_extract
 from raypipe.pipeline.fuse import run_fuse
 from raypipe.pipeline.predict import run_predict
-from raypipe.run_store import RunFolder
+from raypipe.store.run_folder import RunFolder
 
 pytestmark = pytest.mark.integration
 

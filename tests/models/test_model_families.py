@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from raypipe.errors import ConfigError
-from raypipe.models.cascade import ClassGroups, combine_cascade
+from raypipe.finetune.sample_faces import make_face_images
+from raypipe.models.cascade_net import ClassGroups, combine_cascade
 from raypipe.models.classifier import BackboneClassifier, build_classifier
 from raypipe.models.group import GroupEmotionNet, pad_faces
 from raypipe.models.multitask import (
@@ -21,7 +22,6 @@ from raypipe.models.multitask import (
     multitask_loss,
 )
 from raypipe.models.sequence import TemporalModel, frame_windows
-from raypipe.train.sample_faces import make_face_images
 
 
 class TinyEncoder(nn.Module):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from raypipe.demo import run_demo
-from raypipe.job_configs import DemoConfig
-from raypipe.report import metrics_table
-from raypipe.run_store import RunFolder
+from raypipe.config import DemoConfig
+from raypipe.pipeline.demo import run_demo
+from raypipe.report.writer import metrics_table
+from raypipe.store.run_folder import RunFolder
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

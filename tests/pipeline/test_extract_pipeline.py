@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raypipe.config import load_config
-from raypipe.job_configs import ExtractConfig
+from raypipe.config import ExtractConfig
+from raypipe.config.base import load_config
 from raypipe.pipeline.extract import run_extract
 from raypipe.store.feature_store import FeatureStore
 

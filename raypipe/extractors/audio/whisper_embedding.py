@@ -1,0 +1,140 @@
+"""Whisper encoder states pooled per media, per sliding window and per speech segment."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from raypipe.extractors.audio.vad import VoiceActivity, speech_segments
+from raypipe.extractors.audio.whisper_models import CHUNK_SAMPLES, ENCODER_HZ, load_backend
+from raypipe.extractors.base import ExtractionResult, Extractor
+from raypipe.extractors.spans import no_audio_row, span_table
+from raypipe.extractors.windows import sliding_windows
+from raypipe.media.audio import SAMPLE_RATE, NoAudioError
+from raypipe.media.context import MediaContext
+
+
+def _mean(states: np.ndarray, start_s: float, end_s: float) -> np.ndarray | None:
+    lo = int(np.floor(start_s * ENCODER_HZ))
+    hi = max(lo + 1, int(np.ceil(end_s * ENCODER_HZ)))
+    part = states[lo:hi]
+    return part.mean(axis=0) if len(part) else None
+
+
+class WhisperEmbeddingExtractor(Extractor):
+    """Mean Whisper encoder state (50 Hz) over the whole track: one vector per media.
+
+    Frame rows hold the mean over sliding windows (kind 'window') and, with ``segments``, over
+    voice-activity speech segments (kind 'segment'), with start and end seconds. The track is
+    encoded in 30 s chunks, ``batch_size`` chunks per forward pass.
+
+    Args:
+        backend: 'faster-whisper' (packaged model by default) or 'openai-whisper'.
+        model_dir: CTranslate2 model folder for faster-whisper; None: the packaged model.
+        checkpoint: local .pt checkpoint for openai-whisper.
+        device: 'cpu' or 'cuda'.
+        compute_type: CTranslate2 compute type ('default': int8 on CPU, float16 on GPU).
+        cpu_threads: CPU threads of the model.
+        batch_size: 30 s chunks per encoder call.
+        window_s: window length for window rows, seconds; 0: none.
+        hop_s: step between windows, seconds (defaults to ``window_s``).
+        segments: also pool over speech segments.
+        gpu_fraction: share of a GPU reserved when ``device`` is 'cuda'.
+    """
+
+    name: ClassVar[str] = "whisper_embedding"
+    modality: ClassVar[str] = "audio"
+    level: ClassVar[str] = "media"
+
+    def __init__(
+        self,
+        backend: str = "faster-whisper",
+        model_dir: str | None = None,
+        checkpoint: str | None = None,
+        device: str = "cpu",
+        compute_type: str = "default",
+        cpu_threads: int = 1,
+        batch_size: int = 4,
+        window_s: float = 1.0,
+        hop_s: float | None = None,
+        segments: bool = True,
+        gpu_fraction: float = 0.5,
+    ) -> None:
+        self.model = load_backend(
+            backend, model_dir, checkpoint, device, compute_type, cpu_threads, 1
+        )
+        self.backend = backend
+        self.device = device
+        self.batch_size = batch_size
+        self.window_s = float(window_s)
+        self.hop_s = float(hop_s) if hop_s else self.window_s
+        self.vad = VoiceActivity() if segments else None
+        self.gpu_fraction = gpu_fraction
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "window_s": self.window_s,
+            "hop_s": self.hop_s,
+            "segments": self.vad is not None,
+            "pooling": "mean",
+        }
+
+    def weights_digest(self) -> str:
+        return self.model.digest + (f"+vad-{self.vad.digest()}" if self.vad else "")
+
+    def states(self, signal: np.ndarray) -> np.ndarray:
+        """Encoder states of a whole 16 kHz track, (frames, dim) at 50 Hz."""
+        chunks = [signal[i : i + CHUNK_SAMPLES] for i in range(0, len(signal), CHUNK_SAMPLES)]
+        parts: list[np.ndarray] = []
+        for i in range(0, len(chunks), self.batch_size):
+            parts.extend(self.model.encode(chunks[i : i + self.batch_size]))
+        if not parts:
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate(parts)
+
+    def extract(self, media: MediaContext) -> ExtractionResult:
+        try:
+            signal = media.audio
+        except NoAudioError as exc:
+            return ExtractionResult(no_audio_row(exc))
+        duration = len(signal) / SAMPLE_RATE
+        states = self.states(signal)
+        row: dict[str, Any] = {"duration_s": duration}
+        if len(states):
+            row["features"] = states.mean(axis=0).tolist()
+        else:
+            row["features"] = [float("nan")] * self.dim
+            row["error"] = "audio track is empty: features are NaN"
+        tables = []
+        spans: list[tuple[str, list[tuple[float, float]]]] = []
+        if self.window_s > 0:
+            spans.append(("window", sliding_windows(duration, self.window_s, self.hop_s)))
+        if self.vad is not None:
+            spans.append(("segment", speech_segments(media, self.vad)))
+        for kind, found in spans:
+            vectors = [_mean(states, s, e) for s, e in found]
+            keep = [i for i, v in enumerate(vectors) if v is not None]
+            tables.append(
+                span_table(
+                    media.media_id,
+                    [found[i][0] for i in keep],
+                    [found[i][1] for i in keep],
+                    kind,
+                    [vectors[i] for i in keep],
+                )
+            )
+        frames = None
+        if tables:
+            frames = pa.concat_tables(tables)
+            index = pa.array(range(frames.num_rows), type=pa.int32())
+            frames = frames.set_column(
+                frames.schema.get_field_index("frame_index"), "frame_index", index
+            )
+        return ExtractionResult(row, frames)

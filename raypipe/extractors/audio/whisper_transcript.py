@@ -1,0 +1,186 @@
+"""Whisper transcription gated by voice activity: segments and words with their times."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from raypipe.extractors.audio.vad import VoiceActivity, speech_segments
+from raypipe.extractors.audio.whisper_models import Segment, load_backend, speech_clips
+from raypipe.extractors.base import ExtractionResult, Extractor
+from raypipe.extractors.spans import no_audio_row, span_table
+from raypipe.media.audio import SAMPLE_RATE, NoAudioError
+from raypipe.media.context import MediaContext
+from raypipe.store.schema import TRANSCRIPT_SCHEMA
+
+log = logging.getLogger(__name__)
+
+#: Whisper's usual temperature fallback schedule.
+DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+class WhisperTranscriber:
+    """Voice activity, then Whisper on the speech only, then the usual quality gates.
+
+    A decoded segment is dropped when its compression ratio exceeds
+    ``compression_ratio_threshold`` (repetitive output) or when its no-speech probability
+    exceeds ``no_speech_threshold`` while its mean log-probability is below
+    ``log_prob_threshold``; silence therefore yields no text.
+
+    Args:
+        backend: 'faster-whisper' (default) or 'openai-whisper'.
+        model_dir: CTranslate2 model folder for faster-whisper; None: the packaged model.
+        checkpoint: local .pt checkpoint for openai-whisper.
+        device: 'cpu' or 'cuda'.
+        compute_type: CTranslate2 compute type ('default': int8 on CPU, float16 on GPU).
+        cpu_threads: CPU threads of the model.
+        batch_size: speech clips decoded together (> 1 uses faster-whisper's batched pipeline).
+        language: language code, or None to detect it.
+        beam_size: beam width (1: greedy).
+        temperatures: decoding temperatures tried in turn when a gate fails.
+        no_speech_threshold: no-speech probability above which a quiet segment is dropped.
+        log_prob_threshold: mean log-probability below which decoding counts as failed.
+        compression_ratio_threshold: gzip compression ratio above which text is repetitive.
+        vad_threshold: voice-activity speech probability threshold (0-1).
+        max_new_tokens: at most this many tokens decoded per 30 s window; None: the model's
+            limit (224).
+    """
+
+    def __init__(
+        self,
+        backend: str = "faster-whisper",
+        model_dir: str | None = None,
+        checkpoint: str | None = None,
+        device: str = "cpu",
+        compute_type: str = "default",
+        cpu_threads: int = 1,
+        batch_size: int = 1,
+        language: str | None = None,
+        beam_size: int = 1,
+        temperatures: tuple[float, ...] | list[float] = DEFAULT_TEMPERATURES,
+        no_speech_threshold: float = 0.6,
+        log_prob_threshold: float = -1.0,
+        compression_ratio_threshold: float = 2.4,
+        vad_threshold: float = 0.5,
+        max_new_tokens: int | None = None,
+    ) -> None:
+        self.model = load_backend(
+            backend, model_dir, checkpoint, device, compute_type, cpu_threads, batch_size
+        )
+        self.vad = VoiceActivity(threshold=vad_threshold)
+        self.settings: dict[str, Any] = {
+            "backend": backend,
+            "language": language,
+            "beam_size": beam_size,
+            "temperatures": [float(t) for t in temperatures],
+            "no_speech_threshold": no_speech_threshold,
+            "log_prob_threshold": log_prob_threshold,
+            "compression_ratio_threshold": compression_ratio_threshold,
+            "vad_threshold": vad_threshold,
+            "max_new_tokens": max_new_tokens,
+        }
+        self.device = device
+
+    def digest(self) -> str:
+        """Digest of the Whisper and voice-activity weights."""
+        return f"{self.model.digest}+vad-{self.vad.digest()}"
+
+    def keep(self, segment: Segment) -> bool:
+        """Whether a decoded segment passes the quality gates."""
+        s = self.settings
+        if not segment.text:
+            return False
+        if segment.compression_ratio > s["compression_ratio_threshold"]:
+            return False
+        quiet = segment.no_speech_prob > s["no_speech_threshold"]
+        return not (quiet and segment.avg_logprob < s["log_prob_threshold"])
+
+    def transcribe(self, media: MediaContext) -> tuple[list[Segment], str | None]:
+        """Kept segments of a media (cached on the media for other extractors) and language."""
+
+        def compute() -> tuple[list[Segment], str | None]:
+            signal = media.audio
+            clips = speech_clips(speech_segments(media, self.vad))
+            segments, language = self.model.transcribe(signal, clips, self.settings)
+            kept = [s for s in segments if self.keep(s)]
+            return kept, (language if kept else None)
+
+        return media.shared(f"transcript:{self.digest()}:{sorted(self.settings.items())}", compute)
+
+
+def transcript_table(media_id: str, segments: list[Segment], language: str | None) -> pa.Table:
+    """Segment rows (kind 'segment') then word rows (kind 'word') in TRANSCRIPT_SCHEMA."""
+    seg = span_table(
+        media_id,
+        [s.start for s in segments],
+        [s.end for s in segments],
+        "segment",
+        schema=TRANSCRIPT_SCHEMA,
+        segment_index=list(range(len(segments))),
+        text=[s.text for s in segments],
+        probability=[min(1.0, math.exp(s.avg_logprob)) for s in segments],
+        no_speech_prob=[s.no_speech_prob for s in segments],
+        language=[language] * len(segments),
+    )
+    words = [(i, w) for i, s in enumerate(segments) for w in s.words]
+    word = span_table(
+        media_id,
+        [w.start for _, w in words],
+        [w.end for _, w in words],
+        "word",
+        schema=TRANSCRIPT_SCHEMA,
+        segment_index=[i for i, _ in words],
+        text=[w.text for _, w in words],
+        probability=[w.probability for _, w in words],
+        no_speech_prob=[None] * len(words),
+        language=[language] * len(words),
+    )
+    table = pa.concat_tables([seg, word])
+    index = pa.array(range(table.num_rows), type=pa.int32())
+    return table.set_column(table.schema.get_field_index("frame_index"), "frame_index", index)
+
+
+class WhisperTranscriptExtractor(Extractor):
+    """Transcript per media: segment and word rows with start/end seconds, text and language.
+
+    Media without speech are ``ok`` with no rows; media without an audio stream are
+    ``no_audio``. Accepts the options of :class:`WhisperTranscriber` plus ``gpu_fraction``.
+    """
+
+    name: ClassVar[str] = "whisper_transcript"
+    modality: ClassVar[str] = "text"
+    level: ClassVar[str] = "media"
+
+    def __init__(self, gpu_fraction: float = 0.5, **options: Any) -> None:
+        self.options = options
+        self.transcriber = WhisperTranscriber(**options)
+        self.gpu_fraction = gpu_fraction
+
+    @property
+    def dim(self) -> int:
+        return 0
+
+    @property
+    def resources(self) -> dict[str, float]:
+        gpus = self.gpu_fraction if self.transcriber.device.startswith("cuda") else 0.0
+        return {"num_cpus": 1.0, "num_gpus": gpus}
+
+    def config_dict(self) -> dict[str, Any]:
+        return dict(self.transcriber.settings)
+
+    def weights_digest(self) -> str:
+        return self.transcriber.digest()
+
+    def extract(self, media: MediaContext) -> ExtractionResult:
+        try:
+            signal = media.audio
+        except NoAudioError as exc:
+            return ExtractionResult(no_audio_row(exc))
+        segments, language = self.transcriber.transcribe(media)
+        row: dict[str, Any] = {"duration_s": len(signal) / SAMPLE_RATE, "frames": len(segments)}
+        if not segments:
+            row["error"] = "no speech"
+        return ExtractionResult(row, transcript_table(media.media_id, segments, language))

@@ -1,0 +1,1 @@
+"""Text extractors: transformer sentence embeddings of transcripts."""

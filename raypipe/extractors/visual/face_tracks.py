@@ -1,0 +1,103 @@
+"""Every face of every sampled frame with its box, landmarks, score and track; optional crops.
+
+This is the record of the shared face pass itself: one row per face (and one "no face" row per
+frame without any), the track it belongs to and whether that is the media's main track. Its
+feature vector is the face's landmark geometry: the five points as fractions of the box (x, y in
+[0, 1] inside it), 10 numbers. With ``store_crops`` it also writes each face's aligned crop into
+the store's ``crops`` table (docs/store.md), for training backbones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from raypipe.extractors.visual.base import (
+    FaceRows,
+    VisualExtractor,
+    aligned_crops,
+    pick_faces,
+)
+from raypipe.faces.analysis import FrameWindow, WindowFaces
+from raypipe.media.context import MediaContext
+
+
+class FaceTracksExtractor(VisualExtractor):
+    """Faces, tracks and landmark geometry per sampled frame; aligned crops on request.
+
+    Args:
+        faces: which faces become rows: 'all' (default), 'main' or 'largest'.
+        store_crops: also store the aligned crop of each row's face.
+        crop_size: side of stored crops, pixels (48, 64, 112, 224...).
+        margin: context around aligned faces, as a fraction of the template's extent.
+        min_face_size: smallest face the detector looks for, pixels.
+        detect_batch: frames per detector call.
+        device: torch device of the detector.
+        gpu_fraction: share of a GPU one worker reserves when ``device`` is 'cuda'.
+    """
+
+    name: ClassVar[str] = "face_tracks"
+
+    def __init__(
+        self,
+        faces: str = "all",
+        store_crops: bool = False,
+        crop_size: int = 112,
+        margin: float = 0.0,
+        min_face_size: int = 20,
+        detect_batch: int = 16,
+        device: str = "cpu",
+        gpu_fraction: float = 0.25,
+    ) -> None:
+        self.setup_faces(faces, min_face_size, detect_batch, device, gpu_fraction)
+        self.store_crops = store_crops
+        self.crop_size = crop_size
+        self.margin = margin
+
+    @property
+    def dim(self) -> int:
+        return 10
+
+    def config_dict(self) -> dict[str, Any]:
+        config = {"store_crops": self.store_crops, **self.face_config()}
+        if self.store_crops:
+            config.update({"crop_size": self.crop_size, "margin": self.margin})
+        return config
+
+    def weights_digest(self) -> str:
+        return self.detector.weights_digest
+
+    def embed(
+        self, window: FrameWindow, faces: WindowFaces, picks: Sequence[tuple[int, int]]
+    ) -> np.ndarray:
+        out = np.zeros((len(picks), 10), np.float32)
+        for row, (pos, k) in enumerate(picks):
+            x1, y1, x2, y2 = faces.detections[pos].boxes[k]
+            points = faces.detections[pos].landmarks[k]
+            size = np.array([max(x2 - x1, 1e-6), max(y2 - y1, 1e-6)])
+            out[row] = ((points - np.array([x1, y1])) / size).T.reshape(-1)  # x1..x5, y1..y5
+        return out
+
+    def update(self, media: MediaContext, window: FrameWindow, state: FaceRows) -> None:
+        super().update(media, window, state)
+        if not self.store_crops:
+            return
+        faces = window.shared(self.settings.key, lambda: None)
+        picks = pick_faces(faces, self.faces)
+        if not picks:
+            return
+        crops, row_of = aligned_crops(window, faces, self.crop_size, self.margin)
+        frames = window.frames
+        for pos, k in picks:
+            state.crops.append(
+                {
+                    "frame_index": int(frames.source_indices[pos]),
+                    "timestamp_s": float(frames.timestamps_s[pos]),
+                    "face_index": k,
+                    "track_id": int(faces.track_ids[pos][k]),
+                    "size": self.crop_size,
+                    "pixels": crops[row_of[(pos, k)]].tobytes(),
+                }
+            )

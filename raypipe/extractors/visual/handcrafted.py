@@ -1,0 +1,159 @@
+"""Hand-crafted appearance descriptors of aligned faces: HOG and LBP histograms (scikit-image).
+
+Both work on the grey (ITU-R BT.601 luma) aligned face, so they see the same normalised geometry
+whatever the face's size and roll in the frame.
+- ``face_hog``: histograms of oriented gradients (Dalal and Triggs 2005), block-normalised.
+- ``face_lbp``: uniform local binary patterns (Ojala et al. 2002) histogrammed over a grid of
+  cells, each histogram normalised to sum 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from raypipe.extractors.visual.base import VisualExtractor, aligned_crops
+from raypipe.faces.analysis import FrameWindow, WindowFaces
+
+
+def grey(images: np.ndarray) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 RGB to ``(N, H, W)`` float64 luma in [0, 1]."""
+    weights = np.array([0.299, 0.587, 0.114])
+    return (images.astype(np.float64) @ weights) / 255.0
+
+
+class _AlignedFaceDescriptor(VisualExtractor):
+    """Shared plumbing: aligned grey crops of the picked faces, one descriptor each."""
+
+    def __init__(
+        self,
+        crop_size: int = 64,
+        margin: float = 0.0,
+        min_face_size: int = 20,
+        faces: str = "main",
+        detect_batch: int = 16,
+        device: str = "cpu",
+        gpu_fraction: float = 0.25,
+    ) -> None:
+        self.setup_faces(faces, min_face_size, detect_batch, device, gpu_fraction)
+        self.crop_size = crop_size
+        self.margin = margin
+
+    def describe(self, face: np.ndarray) -> np.ndarray:
+        """Descriptor of one grey face ``(S, S)`` in [0, 1]."""
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        return int(self.describe(np.zeros((self.crop_size, self.crop_size))).shape[0])
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"crop_size": self.crop_size, "margin": self.margin, **self.face_config()}
+
+    def embed(
+        self, window: FrameWindow, faces: WindowFaces, picks: Sequence[tuple[int, int]]
+    ) -> np.ndarray:
+        crops, row_of = aligned_crops(window, faces, self.crop_size, self.margin)
+        faces_grey = grey(crops[[row_of[p] for p in picks]])
+        return np.stack([self.describe(face) for face in faces_grey]).astype(np.float32)
+
+
+class FaceHogExtractor(_AlignedFaceDescriptor):
+    """HOG of each aligned grey face.
+
+    Args:
+        crop_size: side of the aligned face, pixels.
+        margin: context around the face, as a fraction of the template's extent.
+        orientations: gradient orientation bins.
+        cell: cell side, pixels.
+        block: cells per block side (block normalisation, L2-Hys).
+        min_face_size: smallest face the detector looks for, pixels.
+        faces: which faces become rows: 'main', 'largest' or 'all'.
+        detect_batch: frames per detector call.
+        device: torch device of the detector.
+    """
+
+    name: ClassVar[str] = "face_hog"
+
+    def __init__(
+        self, orientations: int = 9, cell: int = 8, block: int = 2, **options: Any
+    ) -> None:
+        self.orientations = orientations
+        self.cell = cell
+        self.block = block
+        super().__init__(**options)
+
+    def describe(self, face: np.ndarray) -> np.ndarray:
+        from skimage.feature import hog
+
+        return hog(
+            face,
+            orientations=self.orientations,
+            pixels_per_cell=(self.cell, self.cell),
+            cells_per_block=(self.block, self.block),
+            block_norm="L2-Hys",
+            feature_vector=True,
+        )
+
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            **super().config_dict(),
+            "orientations": self.orientations,
+            "cell": self.cell,
+            "block": self.block,
+        }
+
+    def weights_digest(self) -> str:
+        import skimage
+
+        return f"skimage-{skimage.__version__}-{self.detector.weights_digest}"
+
+
+class FaceLbpExtractor(_AlignedFaceDescriptor):
+    """Uniform LBP histograms over a grid of cells of each aligned grey face.
+
+    Args:
+        points: neighbours sampled on the circle (P).
+        radius: circle radius, pixels (R).
+        grid: cells per side of the face.
+        crop_size, margin, min_face_size, faces, detect_batch, device: as for ``face_hog``.
+    """
+
+    name: ClassVar[str] = "face_lbp"
+
+    def __init__(self, points: int = 8, radius: float = 1.0, grid: int = 4, **options: Any) -> None:
+        self.points = points
+        self.radius = radius
+        self.grid = grid
+        super().__init__(**options)
+
+    def describe(self, face: np.ndarray) -> np.ndarray:
+        from skimage.feature import local_binary_pattern
+
+        codes = local_binary_pattern(
+            (face * 255).astype(np.uint8), self.points, self.radius, method="uniform"
+        )
+        bins = self.points + 2  # uniform patterns 0..P, plus one bin for the rest
+        edges = np.linspace(0, face.shape[0], self.grid + 1).astype(int)
+        histograms = []
+        for i in range(self.grid):
+            for j in range(self.grid):
+                cell = codes[edges[i] : edges[i + 1], edges[j] : edges[j + 1]]
+                counts = np.bincount(cell.astype(np.int64).ravel(), minlength=bins)[:bins]
+                histograms.append(counts / max(cell.size, 1))
+        return np.concatenate(histograms)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            **super().config_dict(),
+            "points": self.points,
+            "radius": self.radius,
+            "grid": self.grid,
+        }
+
+    def weights_digest(self) -> str:
+        import skimage
+
+        return f"skimage-{skimage.__version__}-{self.detector.weights_digest}"

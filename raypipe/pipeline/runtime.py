@@ -1,0 +1,54 @@
+"""Connecting to Ray: an embedded local Ray by default, an existing cluster with an address.
+
+Inside a job started by ``ray job submit`` the environment variable ``RAY_ADDRESS`` is set, and
+``ray.init()`` joins that cluster; no flag is needed there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import ray
+
+from raypipe.config import RayConfig
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def ray_session(config: RayConfig) -> Iterator[None]:
+    """Use the running Ray if there is one, else join ``config.address`` or start a local Ray.
+
+    A Ray started here is shut down on exit; one that was already running is left alone.
+    """
+    if ray.is_initialized():
+        yield
+        return
+    quiet = {"log_to_driver": True, "configure_logging": False}
+    if config.address:
+        log.info("joining Ray cluster at %s", config.address)
+        ray.init(address=config.address, **quiet)
+    elif os.environ.get("RAY_ADDRESS"):
+        log.info("joining Ray cluster at %s (RAY_ADDRESS)", os.environ["RAY_ADDRESS"])
+        ray.init(**quiet)
+    else:
+        cpus = config.num_cpus or os.cpu_count() or 1
+        log.info("starting an embedded local Ray with %d CPU(s)", cpus)
+        ray.init(
+            num_cpus=cpus,
+            object_store_memory=config.object_store_mb * 1024 * 1024,
+            include_dashboard=False,
+            **quiet,
+        )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def cluster_cpus() -> int:
+    """CPUs the connected Ray cluster offers (at least 1)."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -1,0 +1,305 @@
+"""Reports of a run: metrics per model and split, per-class scores, the fusion's val/test gap,
+confusion matrices and search curves, as a Markdown and an HTML page with PNG figures."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score
+
+from raypipe.metrics import METRICS, classification_scores, confusion
+from raypipe.report.plots import plot_confusion, plot_per_class, plot_search_curves
+from raypipe.store.run_folder import RunFolder
+
+log = logging.getLogger(__name__)
+
+SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
+
+#: A page is a list of blocks: ("h2", text), ("p", text), ("table", DataFrame), ("img", file).
+Block = tuple[str, Any]
+
+
+def metrics_table(run: RunFolder) -> pd.DataFrame:
+    """One row per (model, split): model, split, n, accuracy, macro_f1, uar.
+
+    Fused models' names start with 'fused'. Only labelled media are scored.
+    """
+    classes = run.meta()["classes"]
+    rows = []
+    for model in run.models():
+        table = run.predictions(model)
+        table = table[table["label"] >= 0]
+        for split, group in table.groupby("split"):
+            probs = np.stack(group["probs"].to_numpy())
+            scores = classification_scores(
+                group["label"].to_numpy(), probs.argmax(axis=1), len(classes)
+            )
+            rows.append({"model": model, "split": split, "n": len(group), **scores})
+    frame = pd.DataFrame(rows, columns=["model", "split", "n", *METRICS])
+    if frame.empty:
+        return frame
+    frame["_fused"] = frame["model"].str.startswith("fused")
+    frame["_split"] = frame["split"].map(SPLIT_ORDER).fillna(9)
+    frame = frame.sort_values(["_fused", "model", "_split"]).drop(columns=["_fused", "_split"])
+    return frame.reset_index(drop=True)
+
+
+def per_class_table(run: RunFolder, models: list[str], split: str = "test") -> pd.DataFrame:
+    """F1 of every class (rows) for each model (columns) on the labelled media of ``split``."""
+    classes = run.meta()["classes"]
+    columns = {}
+    for model in models:
+        table = run.predictions(model)
+        table = table[(table["split"] == split) & (table["label"] >= 0)]
+        if table.empty:
+            continue
+        predicted = np.stack(table["probs"].to_numpy()).argmax(axis=1)
+        columns[model] = f1_score(
+            table["label"].to_numpy(),
+            predicted,
+            labels=list(range(len(classes))),
+            average=None,
+            zero_division=0,
+        )
+    return pd.DataFrame(columns, index=pd.Index(classes, name="class"))
+
+
+def fusion_table(run: RunFolder, metric: str = "macro_f1") -> pd.DataFrame:
+    """One row per fused model: its method, val score (fitted on val, optimistic), val CV
+    score (out-of-fold), test score and the gaps val - test and val CV - test."""
+    rows = []
+    for name in run.fusions():
+        record = run.fusion(name)
+        scores = record.get("scores", {})
+
+        def score(split: str, scores: dict = scores) -> float:
+            return float(scores.get(split, {}).get(metric, float("nan")))
+
+        rows.append(
+            {
+                "model": name,
+                "method": record.get("method", "weighted"),
+                "selected": "yes" if record.get("selected") else "",
+                f"val_{metric}": score("val"),
+                f"val_cv_{metric}": score("val_cv"),
+                f"test_{metric}": score("test"),
+                "gap_val_test": score("val") - score("test"),
+                "gap_cv_test": score("val_cv") - score("test"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _describe_fusion(record: dict[str, Any]) -> str:
+    parts = [
+        f"Method `{record.get('method', 'weighted')}` over "
+        + ", ".join(f"`{m}`" for m in record["members"])
+        + "."
+    ]
+    weights = record.get("weights")
+    if isinstance(weights, dict):
+        shown = []
+        for member, weight in weights.items():
+            text = (
+                f"{weight:.2f}"
+                if isinstance(weight, float | int)
+                else ("[" + ", ".join(f"{w:.2f}" for w in weight) + "] per class")
+            )
+            shown.append(f"`{member}` {text}")
+        parts.append(f"Rule {record.get('rule', 'sum')}; weights: " + ", ".join(shown) + ".")
+    for key in ("coarse", "fine", "meta", "C"):
+        if key in record:
+            parts.append(f"{key}: {record[key]}.")
+    search = record.get("search", {})
+    if search.get("trials"):
+        parts.append(f"Ray Tune trials among the candidates: {search['trials']}.")
+    if search.get("candidates_scored"):
+        parts.append(f"Weight vectors scored: {search['candidates_scored']}.")
+    return " ".join(parts)
+
+
+def _search_curves(run: RunFolder, out: Path, metric: str) -> list[Block]:
+    blocks: list[Block] = []
+    column = f"val_{metric}"
+    trials = run.trials()
+    if not trials.empty and column in trials.columns:
+        key = "model" if "model" in trials.columns else trials.columns[0]
+        curves = {
+            str(name): group[column].to_numpy() for name, group in trials.groupby(key, sort=True)
+        }
+        curves["all trials"] = trials[column].to_numpy()
+        plot_search_curves(
+            curves,
+            column,
+            "classifier search (Ray Tune), best so far",
+            out / "search_classifiers.png",
+        )
+        blocks += [
+            ("h2", "Classifier search"),
+            (
+                "p",
+                f"{len(trials)} Ray Tune trials; {column} of each trial (dots, in stored "
+                "order) and the best so far (line), per model.",
+            ),
+            ("img", "search_classifiers.png"),
+        ]
+    fusion = run.fusion_trials()
+    if not fusion.empty and column in fusion.columns:
+        curves = {
+            f"rule {rule}": group[column].to_numpy() for rule, group in fusion.groupby("rule")
+        }
+        curves["all"] = fusion[column].to_numpy()
+        plot_search_curves(
+            curves, column, "fusion search (Ray Tune), best so far", out / "search_fusion.png"
+        )
+        blocks += [
+            ("h2", "Fusion search (Ray Tune)"),
+            (
+                "p",
+                f"{len(fusion)} Ray Tune trials of per-model weights, in the order they "
+                "finished; the vectorised search scores many more candidates (see each fusion).",
+            ),
+            ("img", "search_fusion.png"),
+        ]
+    return blocks
+
+
+def report_blocks(
+    run: RunFolder, out: Path, split: str = "test", metric: str = "macro_f1"
+) -> list[Block]:
+    """Build the report's blocks and write its PNGs into ``out``."""
+    classes = run.meta()["classes"]
+    table = metrics_table(run)
+    blocks: list[Block] = [
+        ("p", f"Store: `{run.meta().get('store', '?')}`. Classes: {', '.join(classes)}."),
+        ("h2", "Metrics per model and split"),
+        ("table", table),
+    ]
+    fusions = fusion_table(run, metric)
+    fused_names = [m for m in run.models() if m.startswith("fused")]
+    selected = next(
+        (r["model"] for r in fusions.to_dict("records") if r["selected"]),
+        fused_names[0] if fused_names else None,
+    )
+    if not fusions.empty:
+        blocks += [
+            ("h2", "Fusion: validation against held-out test"),
+            (
+                "p",
+                "Every fusion is fitted on the val predictions, so its val score is "
+                "optimistic; val CV is the out-of-fold score (fitted on the other folds of val), "
+                "which picks the selected method. A large positive gap to test means the fusion "
+                "overfits the validation split.",
+            ),
+            ("table", fusions),
+        ]
+        for name in fusions["model"]:
+            blocks += [("h2", name), ("p", _describe_fusion(run.fusion(name)))]
+    members = (
+        run.fusion(selected)["members"]
+        if selected in run.fusions()
+        else [m for m in run.models() if not m.startswith("fused")]
+    )
+    shown = [*members, *([selected] if selected else [])]
+    per_class = per_class_table(run, shown, split)
+    if not per_class.empty:
+        plot_per_class(per_class, f"per-class F1 ({split})", out / f"per_class_{split}.png")
+        blocks += [
+            ("h2", f"Per-class F1 ({split})"),
+            ("table", per_class.reset_index()),
+            ("img", f"per_class_{split}.png"),
+        ]
+    blocks += _search_curves(run, out, metric)
+    blocks += [("h2", f"Confusion matrices ({split})")]
+    for model in shown:
+        predictions = run.predictions(model)
+        predictions = predictions[(predictions["split"] == split) & (predictions["label"] >= 0)]
+        if predictions.empty:
+            continue
+        predicted = np.stack(predictions["probs"].to_numpy()).argmax(axis=1)
+        matrix = confusion(predictions["label"].to_numpy(), predicted, len(classes))
+        image = f"confusion_{model}_{split}.png"
+        plot_confusion(matrix, classes, f"{model} ({split})", out / image)
+        blocks.append(("img", image))
+    return blocks
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def to_markdown(title: str, blocks: list[Block]) -> str:
+    """The page as Markdown (tables as pipe tables, figures as image links)."""
+    lines = [f"# {title}", ""]
+    for kind, value in blocks:
+        if kind == "h2":
+            lines += [f"## {value}", ""]
+        elif kind == "p":
+            lines += [value, ""]
+        elif kind == "img":
+            lines += [f"![{value}]({value})", ""]
+        elif kind == "table":
+            lines.append("| " + " | ".join(map(str, value.columns)) + " |")
+            lines.append("|" + "|".join("---" for _ in value.columns) + "|")
+            for row in value.itertuples(index=False):
+                lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def to_html(title: str, blocks: list[Block]) -> str:
+    """The page as a standalone HTML file (figures referenced by file name)."""
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for kind, value in blocks:
+        if kind == "h2":
+            body.append(f"<h2>{html.escape(value)}</h2>")
+        elif kind == "p":
+            body.append(f"<p>{html.escape(value).replace('`', '')}</p>")
+        elif kind == "img":
+            body.append(f'<img src="{html.escape(value)}" alt="{html.escape(value)}">')
+        elif kind == "table":
+            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in value.columns)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+                for row in value.itertuples(index=False)
+            )
+            body.append(f"<table><tr>{head}</tr>{rows}</table>")
+    style = (
+        "body{font-family:sans-serif;max-width:960px;margin:auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+    )
+
+
+def write_report(run: RunFolder, split: str = "test") -> Path:
+    """Write report/report.md, report/report.html, report/metrics.json and the PNGs; return
+    the .md path."""
+    out = run.report_dir
+    out.mkdir(parents=True, exist_ok=True)
+    table = metrics_table(run)
+    (out / "metrics.json").write_text(json.dumps(table.to_dict(orient="records"), indent=2))
+    blocks = report_blocks(run, out, split)
+    title = f"raypipe report: {run.root.name}"
+    (out / "report.html").write_text(to_html(title, blocks))
+    path = out / "report.md"
+    path.write_text(to_markdown(title, blocks))
+    log.info("report written to %s", path)
+    return path
+
+
+__all__ = [
+    "fusion_table",
+    "metrics_table",
+    "per_class_table",
+    "plot_confusion",
+    "write_report",
+]

@@ -1,1 +1,0 @@
-"""Text features of transcripts: TF-IDF fitted on training transcripts, transcript loading."""

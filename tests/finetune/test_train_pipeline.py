@@ -1,0 +1,244 @@
+"""`raypipe train` on the shared local Ray: a fine-tuned backbone beats its starting point, a
+killed worker resumes from the last checkpoint, a re-run resumes by name, Tune searches over
+training runs, and an exported backbone re-extracts only its own extractor's rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from raypipe.config import ExtractConfig, TrainConfig
+from raypipe.config.base import load_config
+from raypipe.finetune.augment import build_transform
+from raypipe.finetune.images import image_folder, store_crops
+from raypipe.finetune.sample_faces import write_image_folder
+from raypipe.models.backbones import build_backbone
+from raypipe.pipeline.extract import run_extract
+from raypipe.pipeline.train import run_name, run_train
+from raypipe.store.feature_store import FeatureStore
+
+pytestmark = pytest.mark.integration
+
+SMALL = [
+    "data.image_size=32",
+    "batch_size=16",
+    "augment.degrees=5",
+    "augment.translate=0.03",
+    "augment.scale=0.05",
+    "early_stop_patience=0",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three expression classes of eight people: train, val and held-out test folders."""
+    root = tmp_path_factory.mktemp("faces")
+    return write_image_folder(
+        root, {"train": 50, "val": 12, "test": 20}, size=32, classes=3, identities=8
+    )
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few images per class, for tests of the machinery rather than of learning."""
+    root = tmp_path_factory.mktemp("small")
+    return write_image_folder(root, {"train": 8, "val": 4}, size=32, classes=3, identities=4)
+
+
+def probe_accuracy(backbone: torch.nn.Module, corpus: Path) -> float:
+    """Held-out accuracy of a logistic regression on the backbone's frozen features."""
+    from sklearn.linear_model import LogisticRegression
+
+    images = image_folder(corpus)
+    transform = build_transform(32, False)
+    backbone.eval()
+
+    def features(split: str) -> tuple[np.ndarray, np.ndarray]:
+        index = images.indices(split)
+        batch = torch.stack([transform(images.image(i)) for i in index])
+        with torch.no_grad():
+            return backbone(batch).numpy(), images.labels[index]
+
+    x_train, y_train = features("train")
+    x_test, y_test = features("test")
+    model = LogisticRegression(max_iter=3000).fit(x_train, y_train)
+    return float(model.score(x_test, y_test))
+
+
+def test_fine_tuned_backbone_beats_its_starting_point(
+    ray_local: None, corpus: Path, tmp_path: Path
+) -> None:
+    config = load_config(
+        TrainConfig,
+        None,
+        [*SMALL, "epochs=8", f"data.root={corpus}"],
+        {"run": tmp_path / "run"},
+    )
+    summary = run_train(config)
+    torch.manual_seed(config.seed)  # the worker seeds the same way before building the model
+    start = build_backbone("resnet18")
+    tuned = build_backbone("resnet18", summary.export_model)
+    before, after = probe_accuracy(start, corpus), probe_accuracy(tuned, corpus)
+    assert after > before + 0.1, (before, after)
+
+    run = tmp_path / "run"
+    history = pd.read_csv(run / "report" / "metrics.csv")
+    assert history["epoch"].tolist() == list(range(1, 9))
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert (run / "report" / "curves.png").stat().st_size > 1000
+    assert "| epoch | lr | train_loss |" in (run / "report" / "report.md").read_text()
+    best = int(history.loc[history["val_macro_f1"].idxmax(), "epoch"])
+    assert summary.best_epoch == best
+    extract = load_config(ExtractConfig, summary.extract_config)
+    assert extract.face_backbone.enabled and extract.face_backbone.crop_size == 32
+    assert not extract.face_expression.enabled and not extract.opensmile.enabled
+
+
+@pytest.mark.slow
+def test_killed_worker_resumes_from_its_last_checkpoint_and_rerun_resumes_by_name(
+    ray_local: None, small_corpus: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    log = tmp_path / "epochs.log"
+    marker = tmp_path / "killed-once"
+    overrides = [*SMALL, "epochs=4", "max_failures=1", f"data.root={small_corpus}"]
+    config = load_config(TrainConfig, None, overrides, {"run": run})
+    snapshot = run / "ray" / run_name(config) / "checkpoint_manager_snapshot.json"
+
+    def die_once_in_epoch_3(epoch: int, rank: int) -> None:
+        import os
+        import time
+
+        with open(log, "a") as handle:
+            handle.write(f"{epoch}\n")
+        if epoch == 3 and not marker.exists():
+            marker.touch()
+            # Die only once the controller has registered the epoch-2 checkpoint.
+            for _ in range(600):
+                if snapshot.exists() and "epoch_0002" in snapshot.read_text():
+                    break
+                time.sleep(0.1)
+            os._exit(1)
+
+    summary = run_train(config, epoch_hook=die_once_in_epoch_3)
+    assert marker.exists()
+    # Epochs 1 and 2 ran once; epoch 3 started, the worker died, a new one resumed at 3.
+    assert log.read_text().split() == ["1", "2", "3", "3", "4"]
+    history = pd.read_csv(run / "report" / "metrics.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4] and summary.epochs_done == 4
+
+    # A new driver with the same settings (one more epoch) restores the run by its name.
+    log.write_text("")
+    more = config.model_copy(update={"epochs": 5})
+    run_train(more, epoch_hook=die_once_in_epoch_3)
+    assert log.read_text().split() == ["5"]
+    assert pd.read_csv(run / "report" / "metrics.csv")["epoch"].tolist() == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+def test_tune_searches_training_runs_and_exports_the_best(
+    ray_local: None, small_corpus: Path, tmp_path: Path
+) -> None:
+    config = load_config(
+        TrainConfig,
+        None,
+        [
+            *SMALL,
+            "epochs=1",
+            "search.lr=[0.001, 0.0001]",
+            "search.max_concurrent_trials=2",
+            "cpus_per_worker=0.9",
+            f"data.root={small_corpus}",
+        ],
+        {"run": tmp_path / "run"},
+    )
+    summary = run_train(config)
+    runs = sorted((tmp_path / "run" / "tune" / "runs").iterdir())
+    assert len(runs) == 2 and all((r / "epoch_0001" / "model.pt").is_file() for r in runs)
+    build_backbone("resnet18", summary.export_model)
+    assert (tmp_path / "run" / "report" / "report.md").is_file()
+
+
+def _hashes(store: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for level in ("media", "frames", "crops")
+        for p in sorted((store / level).rglob("*.parquet"))
+    }
+
+
+@pytest.mark.slow
+def test_store_crops_train_export_and_reextract_only_the_new_extractor(
+    ray_local: None, demo_set: Path, tmp_path: Path
+) -> None:
+    from raypipe.cli import app
+
+    manifest = pd.read_csv(demo_set)
+    subset = manifest[
+        manifest["label"].isin(["Happy", "Sad"]) & manifest["split"].isin(["train", "val"])
+    ]
+    subset = subset.assign(path=[str((demo_set.parent / p).resolve()) for p in subset["path"]])
+    path = tmp_path / "subset.csv"
+    subset.to_csv(path, index=False)
+    store = tmp_path / "store"
+    only_tracks = {
+        name: {"enabled": name == "face_tracks"}
+        for name, field in ExtractConfig.model_fields.items()
+        if hasattr(field.default, "enabled")
+    }
+    only_tracks["face_tracks"].update({"store_crops": True, "crop_size": 32, "faces": "main"})
+    extract = ExtractConfig.model_validate(
+        {"manifest": path, "out": str(store), "video": {"fps": 2}, **only_tracks}
+    )
+    run_extract(extract)
+    before = _hashes(store)
+    assert any(k.startswith("crops/extractor=face_tracks") for k in before)
+    manifest_before = FeatureStore(str(store)).read_manifest()
+    crops = store_crops(str(store), max_per_media=3)
+    per_media = pd.Series(crops.groups).value_counts()
+    assert len(per_media) == len(subset) and per_media.max() <= 3
+    assert {crops.classes[i] for i in crops.labels} == {"Happy", "Sad"}
+    assert set(crops.split) == {"train", "val"} and crops.image(0).shape == (32, 32, 3)
+
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(store),
+            "--run",
+            str(tmp_path / "run"),
+            "--set",
+            "data.source=store",
+            "--set",
+            "epochs=1",
+            "--set",
+            "data.image_size=32",
+            "--set",
+            "batch_size=8",
+            "--set",
+            "data.max_per_media=3",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    snippet = tmp_path / "run" / "export" / "extract.yaml"
+    assert f"raypipe extract --config {snippet}" in result.output
+
+    result = runner.invoke(app, ["extract", "--config", str(snippet)])
+    assert result.exit_code == 0, result.output
+    after = _hashes(store)
+    assert {k: v for k, v in after.items() if k in before} == before  # nothing old rewritten
+    new = set(after) - set(before)
+    assert new and all("/extractor=face_backbone/" in k for k in new)
+    assert len([k for k in new if k.startswith("media/")]) == len(subset)
+    registry = json.loads((store / "extractors.json").read_text())
+    assert registry["face_backbone"]["config"]["crop_size"] == 32
+    pd.testing.assert_frame_equal(FeatureStore(str(store)).read_manifest(), manifest_before)
