@@ -27,7 +27,41 @@ class VideoConfig(StrictModel):
     hung and is killed; that file then fails alone."""
 
 
-class FaceExpressionConfig(StrictModel):
+class ExtractorSection(StrictModel):
+    """Settings of one extractor: its ``enabled`` switch, then the extractor's own options."""
+
+    enabled: bool = False
+    """Run this extractor."""
+
+
+FacePolicy = Literal["main", "largest", "all"]
+
+
+class FaceSection(ExtractorSection):
+    """Settings every face extractor shares: how faces are detected and which become rows."""
+
+    min_face_size: int = Field(default=20, ge=8)
+    """Smallest face the detector searches for, pixels (in decoded frames)."""
+    faces: FacePolicy = "main"
+    """Faces that become rows: the main track's, the largest per frame, or all."""
+    detect_batch: int = Field(default=16, ge=1)
+    """Frames per face-detector call."""
+    device: str = "cpu"
+    """Torch device of the detector and the extractor's network ('cpu', 'cuda')."""
+    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Share of a GPU each worker reserves when device is 'cuda' (MTCNN is small)."""
+
+
+class AlignedFaceSection(FaceSection):
+    """Face extractors working on five-point aligned crops."""
+
+    crop_size: int = Field(default=64, ge=16, le=512)
+    """Side of the aligned face crop, pixels."""
+    margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Context around aligned faces, as a fraction of the template's extent."""
+
+
+class FaceExpressionConfig(FaceSection):
     """MTCNN face detection + FER2013 CNN embedding of the largest face per frame."""
 
     enabled: bool = True
@@ -38,48 +72,24 @@ class FaceExpressionConfig(StrictModel):
     """Side of the square face crop, pixels."""
     margin: float = Field(default=0.2, ge=0.0, le=1.0)
     """Context added around the face box, as a fraction of its longer side."""
-    min_face_size: int = Field(default=20, ge=8)
-    """Smallest face the detector searches for, pixels (in decoded frames)."""
-    device: str = "cpu"
-    """Torch device for detector and CNN ('cpu', 'cuda')."""
     align: bool = False
     """Crop faces by five-point alignment instead of the margin-grown detector box."""
-    faces: Literal["main", "largest", "all"] = "main"
-    """Faces that become rows: the main track's, the largest per frame, or all."""
-    detect_batch: int = Field(default=16, ge=1)
-    """Frames per face-detector call."""
-    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
-    """Share of a GPU each worker reserves when device is 'cuda' (the models are small)."""
 
 
-class FaceTracksConfig(StrictModel):
+class FaceTracksConfig(AlignedFaceSection):
     """Every face per frame (box, landmarks, score, track), optionally with aligned crops."""
 
-    enabled: bool = False
-    """Run this extractor."""
-    faces: Literal["main", "largest", "all"] = "all"
+    faces: FacePolicy = "all"
     """Faces that become rows: all, the main track's, or the largest per frame."""
     store_crops: bool = False
     """Also store aligned face crops in the store's crops table (for training)."""
     crop_size: int = Field(default=112, ge=16, le=512)
     """Side of stored aligned crops, pixels (48, 64, 112, 224...)."""
-    margin: float = Field(default=0.0, ge=0.0, le=1.0)
-    """Context around aligned faces, as a fraction of the template's extent."""
-    min_face_size: int = Field(default=20, ge=8)
-    """Smallest face the detector searches for, pixels (in decoded frames)."""
-    detect_batch: int = Field(default=16, ge=1)
-    """Frames per face-detector call."""
-    device: str = "cpu"
-    """Torch device of the detector ('cpu', 'cuda')."""
-    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
-    """Share of a GPU each worker reserves when device is 'cuda' (MTCNN is small)."""
 
 
-class FaceBackboneConfig(StrictModel):
+class FaceBackboneConfig(AlignedFaceSection):
     """A torchvision backbone (weights from a local checkpoint) on aligned faces or frames."""
 
-    enabled: bool = False
-    """Run this extractor (needs checkpoint)."""
     arch: Literal["resnet18", "resnet50", "densenet121", "vgg16_bn"] = "resnet18"
     """Backbone architecture."""
     checkpoint: str | None = None
@@ -88,18 +98,8 @@ class FaceBackboneConfig(StrictModel):
     """'face': aligned face crops; 'frame': the whole frame (the group-level global branch)."""
     crop_size: int = Field(default=112, ge=16, le=512)
     """Side of the aligned face crop or of the resized frame, pixels."""
-    margin: float = Field(default=0.0, ge=0.0, le=1.0)
-    """Context around aligned faces, as a fraction of the template's extent."""
-    min_face_size: int = Field(default=20, ge=8)
-    """Smallest face the detector searches for, pixels (in decoded frames)."""
-    faces: Literal["main", "largest", "all"] = "main"
-    """Faces that become rows: the main track's, the largest per frame, or all."""
     batch_size: int = Field(default=32, ge=1)
     """Crops per backbone forward pass."""
-    detect_batch: int = Field(default=16, ge=1)
-    """Frames per face-detector call."""
-    device: str = "cpu"
-    """Torch device ('cpu', 'cuda')."""
     gpu_fraction: float = Field(default=0.5, gt=0, le=1)
     """Share of a GPU each worker reserves when device is 'cuda'."""
 
@@ -113,61 +113,33 @@ class FaceBackboneConfig(StrictModel):
         return self
 
 
-class FaceHogConfig(StrictModel):
+class FaceHogConfig(AlignedFaceSection):
     """HOG descriptors of aligned grey faces."""
 
-    enabled: bool = False
-    """Run this extractor."""
     crop_size: int = Field(default=64, ge=16, le=256)
     """Side of the aligned face, pixels."""
-    margin: float = Field(default=0.0, ge=0.0, le=1.0)
-    """Context around aligned faces, as a fraction of the template's extent."""
     orientations: int = Field(default=9, ge=2)
     """Gradient orientation bins."""
     cell: int = Field(default=8, ge=2)
     """HOG cell side, pixels."""
     block: int = Field(default=2, ge=1)
     """Cells per normalisation block side."""
-    min_face_size: int = Field(default=20, ge=8)
-    """Smallest face the detector searches for, pixels (in decoded frames)."""
-    faces: Literal["main", "largest", "all"] = "main"
-    """Faces that become rows: the main track's, the largest per frame, or all."""
-    detect_batch: int = Field(default=16, ge=1)
-    """Frames per face-detector call."""
-    device: str = "cpu"
-    """Torch device of the detector ('cpu', 'cuda')."""
-    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
-    """Share of a GPU each worker reserves when device is 'cuda' (MTCNN is small)."""
 
 
-class FaceLbpConfig(StrictModel):
+class FaceLbpConfig(AlignedFaceSection):
     """Uniform LBP histograms over a grid of aligned grey faces."""
 
-    enabled: bool = False
-    """Run this extractor."""
     crop_size: int = Field(default=64, ge=16, le=256)
     """Side of the aligned face, pixels."""
-    margin: float = Field(default=0.0, ge=0.0, le=1.0)
-    """Context around aligned faces, as a fraction of the template's extent."""
     points: int = Field(default=8, ge=4, le=24)
     """Neighbours sampled on the LBP circle."""
     radius: float = Field(default=1.0, gt=0)
     """LBP circle radius, pixels."""
     grid: int = Field(default=4, ge=1, le=16)
     """Cells per side of the face; one histogram per cell."""
-    min_face_size: int = Field(default=20, ge=8)
-    """Smallest face the detector searches for, pixels (in decoded frames)."""
-    faces: Literal["main", "largest", "all"] = "main"
-    """Faces that become rows: the main track's, the largest per frame, or all."""
-    detect_batch: int = Field(default=16, ge=1)
-    """Frames per face-detector call."""
-    device: str = "cpu"
-    """Torch device of the detector ('cpu', 'cuda')."""
-    gpu_fraction: float = Field(default=0.25, gt=0, le=1)
-    """Share of a GPU each worker reserves when device is 'cuda' (MTCNN is small)."""
 
 
-class OpenSmileConfig(StrictModel):
+class OpenSmileConfig(ExtractorSection):
     """openSMILE functionals over each media's audio track."""
 
     enabled: bool = True
@@ -182,7 +154,7 @@ class OpenSmileConfig(StrictModel):
     """Also compute functionals over each speech segment found by voice activity."""
 
 
-class OpenSmileLldConfig(StrictModel):
+class OpenSmileLldConfig(ExtractorSection):
     """openSMILE low-level descriptors: one frame row per 10 ms with start/end seconds."""
 
     enabled: bool = True
@@ -191,7 +163,7 @@ class OpenSmileLldConfig(StrictModel):
     """openSMILE feature set (eGeMAPSv02: 25 LLDs, ComParE_2016: 65)."""
 
 
-class VadConfig(StrictModel):
+class VadConfig(ExtractorSection):
     """Voice activity (Silero VAD, packaged ONNX model): speech segments per media."""
 
     enabled: bool = True
@@ -206,7 +178,7 @@ class VadConfig(StrictModel):
     """Padding added to both ends of each segment, seconds."""
 
 
-class WhisperModelConfig(StrictModel):
+class WhisperModelConfig(ExtractorSection):
     """Which Whisper model runs and where (shared by transcription and audio embedding)."""
 
     backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
@@ -272,7 +244,7 @@ class WhisperEmbeddingConfig(WhisperModelConfig):
     """Also pool over each speech segment found by voice activity."""
 
 
-class TextEmbeddingConfig(StrictModel):
+class TextEmbeddingConfig(ExtractorSection):
     """Transformer sentence embedding of each media's transcript and transcript segments."""
 
     enabled: bool = True

@@ -12,10 +12,12 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
+from pydantic import BaseModel, ValidationError
 
+from raypipe.errors import ConfigError
 from raypipe.media.context import MediaContext
 
 
@@ -30,8 +32,43 @@ class ExtractionResult:
     crop_rows: pa.Table | None = None
 
 
-class Extractor(ABC):
-    """Base of all extractors. Subclasses set the class attributes and implement ``extract``."""
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def settings_section(
+    model: type[SectionT], config: SectionT | None, options: dict[str, Any], owner: str
+) -> SectionT:
+    """``config`` (or ``model``'s defaults) with keyword ``options`` overriding its fields,
+    validated like the config file would be.
+
+    Raises:
+        TypeError: ``config`` is not a ``model``.
+        ConfigError: an option is unknown or out of range (named as ``owner.field``).
+    """
+    section = config if config is not None else model()
+    if not isinstance(section, model):
+        raise TypeError(f"{owner} takes a {model.__name__}, got {type(section).__name__}")
+    if not options:
+        return section
+    try:
+        return model.model_validate({**section.model_dump(), **options})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"])
+        raise ConfigError(
+            f"{owner}.{field}: {problem['msg']} (see `raypipe config show extract`)."
+        ) from None
+
+
+class Extractor(ABC, Generic[SectionT]):
+    """Base of all extractors. Subclasses set the class attributes and implement ``extract``.
+
+    An extractor is built from its typed config section (its ``config_model``, the section of
+    the extract config named after it), where every option is declared once with its default
+    and documentation. Keyword options override fields of the section and are validated the
+    same way, so ``FaceHogExtractor(cell=4)`` and ``FaceHogExtractor(FaceHogConfig(cell=4))``
+    build the same extractor.
+    """
 
     #: Registry name; also the folder name in the store.
     name: ClassVar[str]
@@ -44,6 +81,13 @@ class Extractor(ABC):
     #: Frame sampling a visual extractor runs under (fps, max_side, max_frames), set by
     #: ``registry.build_extractor``; part of the version when set.
     sampling: dict[str, Any] | None = None
+    #: The pydantic section holding this extractor's options.
+    config_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, config: SectionT | None = None, **options: Any) -> None:
+        section = settings_section(self.config_model, config, options, self.name)
+        #: The validated settings of this extractor (defaults from ``config_model``).
+        self.config: SectionT = section  # type: ignore[assignment]
 
     @property
     @abstractmethod

@@ -97,19 +97,21 @@ def build_extractor(
     options: BaseModel | dict[str, Any] | None = None,
     video: BaseModel | dict[str, Any] | None = None,
 ) -> Extractor:
-    """Instantiate the extractor ``name`` with keyword ``options``.
+    """Instantiate the extractor ``name`` from its config section (or keyword ``options``
+    overriding the section's defaults).
 
     ``video`` (fields of the extract config's ``video`` section) gives visual extractors the
     frame sampling they run under, so a change of fps, decode size or frame cap makes a new
     version of them and only of them.
     """
-    if isinstance(options, BaseModel):
-        options = options.model_dump(exclude={"enabled"})
     if isinstance(video, BaseModel):
         video = video.model_dump()
     entry = EXTRACTORS[name]
     cls = getattr(importlib.import_module(entry.module), entry.cls)
-    extractor = cls(**dict(options or {}))
+    if isinstance(options, BaseModel):
+        extractor = cls(options)
+    else:
+        extractor = cls(**{k: v for k, v in (options or {}).items() if k != "enabled"})
     if video is not None and extractor.modality == "visual":
         extractor.sampling = {key: video[key] for key in SAMPLING_FIELDS}
     return extractor

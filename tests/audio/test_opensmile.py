@@ -31,14 +31,14 @@ def test_functionals_and_lld_match_opensmile(speech_wavs, feature_set: str) -> N
     signal = load_audio(path)
     media = MediaContext("s0", path)
 
-    result = OpenSmileExtractor(feature_set).extract(media)
+    result = OpenSmileExtractor(feature_set=feature_set).extract(media)
     expected = _direct(signal, feature_set, opensmile.FeatureLevel.Functionals).to_numpy()[0]
     got = np.asarray(result.media_row["features"], np.float32)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-5, atol=1e-6)
     assert result.media_row.get("error") is None
 
-    rows = OpenSmileLldExtractor(feature_set).extract(media).frame_rows.to_pandas()
+    rows = OpenSmileLldExtractor(feature_set=feature_set).extract(media).frame_rows.to_pandas()
     direct = _direct(signal, feature_set, opensmile.FeatureLevel.LowLevelDescriptors)
     assert len(rows) == len(direct)
     starts = direct.index.get_level_values("start").total_seconds().to_numpy()
@@ -53,7 +53,7 @@ def test_functionals_and_lld_match_opensmile(speech_wavs, feature_set: str) -> N
 def test_window_and_segment_functionals(speech_wavs) -> None:
     path = speech_wavs[1][0]
     signal = load_audio(path)
-    extractor = OpenSmileExtractor("eGeMAPSv02", window_s=2.0, hop_s=1.0, segments=True)
+    extractor = OpenSmileExtractor(feature_set="eGeMAPSv02", window_s=2.0, hop_s=1.0, segments=True)
     rows = extractor.extract(MediaContext("s1", path)).frame_rows.to_pandas()
     windows = rows[rows["kind"] == "window"]
     assert windows["timestamp_s"].tolist()[:3] == [0.0, 1.0, 2.0]
@@ -69,18 +69,18 @@ def test_silence_and_very_short_audio_are_flagged_not_crashes(tmp_path: Path) ->
     silent = write_wav(tmp_path / "silent.wav", np.zeros(32000, np.float32))
     short = write_wav(tmp_path / "short.wav", np.full(400, 0.1, np.float32))
     for feature_set in ("eGeMAPSv02", "ComParE_2016"):
-        row = OpenSmileExtractor(feature_set).extract(MediaContext("a", silent)).media_row
+        row = OpenSmileExtractor(feature_set=feature_set).extract(MediaContext("a", silent)).media_row
         assert "silent" in row["error"] and np.isfinite(row["features"]).all()
-        row = OpenSmileExtractor(feature_set).extract(MediaContext("b", short)).media_row
+        row = OpenSmileExtractor(feature_set=feature_set).extract(MediaContext("b", short)).media_row
         assert "NaN" in row["error"] and np.isnan(row["features"]).all()
-        lld = OpenSmileLldExtractor(feature_set).extract(MediaContext("b", short))
+        lld = OpenSmileLldExtractor(feature_set=feature_set).extract(MediaContext("b", short))
         assert lld.frame_rows.num_rows == 0 and "no LLD frames" in lld.media_row["error"]
 
 
 def test_long_tracks_in_blocks_match_one_call(speech_wavs) -> None:
     speech = load_audio(speech_wavs[2][0])
     signal = np.tile(speech, int(np.ceil(130 * 16000 / len(speech))))[: 130 * 16000]
-    extractor = OpenSmileLldExtractor("eGeMAPSv02")
+    extractor = OpenSmileLldExtractor(feature_set="eGeMAPSv02")
     starts, ends, values = extractor.lld(signal)  # three 60 s blocks
     direct = _direct(signal, "eGeMAPSv02", opensmile.FeatureLevel.LowLevelDescriptors)
     assert len(starts) == len(direct)

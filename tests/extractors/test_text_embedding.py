@@ -70,7 +70,7 @@ def test_transcripts_and_text_embeddings_through_the_store(tmp_path: Path, tiny_
     }
     store = FeatureStore(str(tmp_path / "store"))
     store.initialise()
-    extractors = [WhisperTranscriptExtractor(), TextEmbeddingExtractor(str(tiny_bert))]
+    extractors = [WhisperTranscriptExtractor(), TextEmbeddingExtractor(model_dir=str(tiny_bert))]
     store.register_extractors(
         ExtractorRecord(e.name, e.version, e.level, e.dim, e.modality, e.config_dict())
         for e in extractors

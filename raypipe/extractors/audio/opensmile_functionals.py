@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from raypipe.config.extract import OpenSmileConfig
 from raypipe.extractors.base import ExtractionResult, Extractor
 from raypipe.extractors.spans import no_audio_row, span_table
 from raypipe.extractors.windows import sliding_windows
@@ -59,36 +60,29 @@ class OpenSmileExtractor(Extractor):
     Frame rows (optional) hold the same functionals over sliding windows (kind 'window') and
     over voice-activity speech segments (kind 'segment'), with start and end seconds.
 
-    Args:
-        feature_set: an ``opensmile.FeatureSet`` member name, e.g. ``eGeMAPSv02`` (88 values)
-            or ``ComParE_2016`` (6373 values).
-        window_s: length of windows for window-level functionals, seconds; 0: none.
-        hop_s: step between window starts, seconds (defaults to ``window_s``).
-        segments: also compute functionals over each speech segment found by voice activity.
+    Options: :class:`~raypipe.config.extract.OpenSmileConfig`.
     """
 
     name: ClassVar[str] = "opensmile"
     modality: ClassVar[str] = "audio"
     level: ClassVar[str] = "media"
 
-    def __init__(
-        self,
-        feature_set: str = "eGeMAPSv02",
-        window_s: float = 0.0,
-        hop_s: float | None = None,
-        segments: bool = False,
-    ) -> None:
+    config_model = OpenSmileConfig
+
+    def __init__(self, config: OpenSmileConfig | None = None, **options: Any) -> None:
         import opensmile
 
-        self.feature_set = feature_set
-        self._smile = smile(feature_set, "functionals")
+        super().__init__(config, **options)
+        c = self.config
+        self.feature_set = c.feature_set
+        self._smile = smile(c.feature_set, "functionals")
         self._version = opensmile.__version__
         self.feature_names: list[str] = list(self._smile.feature_names)
-        self.window_s = float(window_s)
-        self.hop_s = float(hop_s) if hop_s else self.window_s
-        self.segments = segments
+        self.window_s = float(c.window_s)
+        self.hop_s = float(c.hop_s) if c.hop_s else self.window_s
+        self.segments = c.segments
         self._vad = None
-        if segments:
+        if c.segments:
             from raypipe.extractors.audio.vad import VoiceActivity
 
             self._vad = VoiceActivity()

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from raypipe.config.extract import OpenSmileLldConfig
 from raypipe.extractors.audio.opensmile_functionals import MIN_AUDIO_S, audio_note, smile
 from raypipe.extractors.base import ExtractionResult, Extractor
 from raypipe.extractors.spans import no_audio_row, span_table
@@ -26,20 +27,21 @@ class OpenSmileLldExtractor(Extractor):
     start every 10 ms). Audio shorter than :data:`MIN_AUDIO_S` gives no rows and a note. Long
     tracks are processed in blocks (:meth:`lld`), so memory does not grow with the track.
 
-    Args:
-        feature_set: an ``opensmile.FeatureSet`` member name: ``eGeMAPSv02`` (25 LLDs) or
-            ``ComParE_2016`` (65 LLDs).
+    Options: :class:`~raypipe.config.extract.OpenSmileLldConfig`.
     """
 
     name: ClassVar[str] = "opensmile_lld"
     modality: ClassVar[str] = "audio"
     level: ClassVar[str] = "frame"
 
-    def __init__(self, feature_set: str = "eGeMAPSv02") -> None:
+    config_model = OpenSmileLldConfig
+
+    def __init__(self, config: OpenSmileLldConfig | None = None, **options: Any) -> None:
         import opensmile
 
-        self.feature_set = feature_set
-        self._smile = smile(feature_set, "lld")
+        super().__init__(config, **options)
+        self.feature_set = self.config.feature_set
+        self._smile = smile(self.feature_set, "lld")
         self._version = opensmile.__version__
         self.feature_names: list[str] = list(self._smile.feature_names)
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from raypipe.config.extract import VadConfig
 from raypipe.extractors.base import ExtractionResult, Extractor
 from raypipe.extractors.spans import no_audio_row, span_table
 from raypipe.media.audio import SAMPLE_RATE, NoAudioError
@@ -18,24 +19,22 @@ log = logging.getLogger(__name__)
 #: Prefix of the keys under which a media's speech segments are shared with other extractors
 #: (the settings complete the key, so extractors with different VAD settings never share).
 SHARED_KEY = "vad_segments"
+#: Default voice-activity settings: those of the extract config's ``vad`` section.
+_DEFAULTS = VadConfig()
 
 
 class VoiceActivity:
     """Speech segments of a 16 kHz mono signal (Silero VAD, ONNX runtime, one thread).
 
-    Args:
-        threshold: speech probability above which a 32 ms frame counts as speech (0-1).
-        min_speech_s: shortest speech segment kept, seconds.
-        min_silence_s: silence shorter than this inside speech does not split it, seconds.
-        pad_s: padding added on both sides of each segment, seconds.
+    Arguments are the fields of :class:`~raypipe.config.extract.VadConfig` (defaults there).
     """
 
     def __init__(
         self,
-        threshold: float = 0.5,
-        min_speech_s: float = 0.25,
-        min_silence_s: float = 0.1,
-        pad_s: float = 0.03,
+        threshold: float = _DEFAULTS.threshold,
+        min_speech_s: float = _DEFAULTS.min_speech_s,
+        min_silence_s: float = _DEFAULTS.min_silence_s,
+        pad_s: float = _DEFAULTS.pad_s,
     ) -> None:
         from silero_vad.utils_vad import OnnxWrapper
 
@@ -92,14 +91,12 @@ class VadExtractor(Extractor):
     modality: ClassVar[str] = "audio"
     level: ClassVar[str] = "media"
 
-    def __init__(
-        self,
-        threshold: float = 0.5,
-        min_speech_s: float = 0.25,
-        min_silence_s: float = 0.1,
-        pad_s: float = 0.03,
-    ) -> None:
-        self.vad = VoiceActivity(threshold, min_speech_s, min_silence_s, pad_s)
+    config_model = VadConfig
+
+    def __init__(self, config: VadConfig | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        c = self.config
+        self.vad = VoiceActivity(c.threshold, c.min_speech_s, c.min_silence_s, c.pad_s)
 
     @property
     def dim(self) -> int:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from raypipe.config.extract import WhisperEmbeddingConfig
 from raypipe.extractors.audio.vad import VoiceActivity, speech_segments
 from raypipe.extractors.audio.whisper_models import CHUNK_SAMPLES, ENCODER_HZ, load_backend
 from raypipe.extractors.base import ExtractionResult, Extractor
@@ -30,48 +31,28 @@ class WhisperEmbeddingExtractor(Extractor):
     voice-activity speech segments (kind 'segment'), with start and end seconds. The track is
     encoded in 30 s chunks, ``batch_size`` chunks per forward pass.
 
-    Args:
-        backend: 'faster-whisper' (packaged model by default) or 'openai-whisper'.
-        model_dir: CTranslate2 model folder for faster-whisper; None: the packaged model.
-        checkpoint: local .pt checkpoint for openai-whisper.
-        device: 'cpu' or 'cuda'.
-        compute_type: CTranslate2 compute type ('default': int8 on CPU, float16 on GPU).
-        cpu_threads: CPU threads of the model.
-        batch_size: 30 s chunks per encoder call.
-        window_s: window length for window rows, seconds; 0: none.
-        hop_s: step between windows, seconds (defaults to ``window_s``).
-        segments: also pool over speech segments.
-        gpu_fraction: share of a GPU reserved when ``device`` is 'cuda'.
+    Options: :class:`~raypipe.config.extract.WhisperEmbeddingConfig`.
     """
 
     name: ClassVar[str] = "whisper_embedding"
     modality: ClassVar[str] = "audio"
     level: ClassVar[str] = "media"
 
-    def __init__(
-        self,
-        backend: str = "faster-whisper",
-        model_dir: str | None = None,
-        checkpoint: str | None = None,
-        device: str = "cpu",
-        compute_type: str = "default",
-        cpu_threads: int = 1,
-        batch_size: int = 4,
-        window_s: float = 1.0,
-        hop_s: float | None = None,
-        segments: bool = True,
-        gpu_fraction: float = 0.5,
-    ) -> None:
+    config_model = WhisperEmbeddingConfig
+
+    def __init__(self, config: WhisperEmbeddingConfig | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        c = self.config
         self.model = load_backend(
-            backend, model_dir, checkpoint, device, compute_type, cpu_threads, 1
+            c.backend, c.model_dir, c.checkpoint, c.device, c.compute_type, c.cpu_threads, 1
         )
-        self.backend = backend
-        self.device = device
-        self.batch_size = batch_size
-        self.window_s = float(window_s)
-        self.hop_s = float(hop_s) if hop_s else self.window_s
-        self.vad = VoiceActivity() if segments else None
-        self.gpu_fraction = gpu_fraction
+        self.backend = c.backend
+        self.device = c.device
+        self.batch_size = c.batch_size
+        self.window_s = float(c.window_s)
+        self.hop_s = float(c.hop_s) if c.hop_s else self.window_s
+        self.vad = VoiceActivity() if c.segments else None
+        self.gpu_fraction = c.gpu_fraction
 
     @property
     def dim(self) -> int:

@@ -8,9 +8,10 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from raypipe.config.extract import WhisperTranscriptConfig
 from raypipe.extractors.audio.vad import VoiceActivity, speech_segments
 from raypipe.extractors.audio.whisper_models import Segment, load_backend, speech_clips
-from raypipe.extractors.base import ExtractionResult, Extractor
+from raypipe.extractors.base import ExtractionResult, Extractor, settings_section
 from raypipe.extractors.spans import no_audio_row, span_table
 from raypipe.media.audio import SAMPLE_RATE, NoAudioError
 from raypipe.media.context import MediaContext
@@ -19,7 +20,6 @@ from raypipe.store.schema import TRANSCRIPT_SCHEMA
 log = logging.getLogger(__name__)
 
 #: Whisper's usual temperature fallback schedule.
-DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 class WhisperTranscriber:
@@ -30,59 +30,33 @@ class WhisperTranscriber:
     exceeds ``no_speech_threshold`` while its mean log-probability is below
     ``log_prob_threshold``; silence therefore yields no text.
 
-    Args:
-        backend: 'faster-whisper' (default) or 'openai-whisper'.
-        model_dir: CTranslate2 model folder for faster-whisper; None: the packaged model.
-        checkpoint: local .pt checkpoint for openai-whisper.
-        device: 'cpu' or 'cuda'.
-        compute_type: CTranslate2 compute type ('default': int8 on CPU, float16 on GPU).
-        cpu_threads: CPU threads of the model.
-        batch_size: speech clips decoded together (> 1 uses faster-whisper's batched pipeline).
-        language: language code, or None to detect it.
-        beam_size: beam width (1: greedy).
-        temperatures: decoding temperatures tried in turn when a gate fails.
-        no_speech_threshold: no-speech probability above which a quiet segment is dropped.
-        log_prob_threshold: mean log-probability below which decoding counts as failed.
-        compression_ratio_threshold: gzip compression ratio above which text is repetitive.
-        vad_threshold: voice-activity speech probability threshold (0-1).
-        max_new_tokens: at most this many tokens decoded per 30 s window; None: the model's
-            limit (224).
+    Options: the fields of :class:`~raypipe.config.extract.WhisperTranscriptConfig`.
     """
 
-    def __init__(
-        self,
-        backend: str = "faster-whisper",
-        model_dir: str | None = None,
-        checkpoint: str | None = None,
-        device: str = "cpu",
-        compute_type: str = "default",
-        cpu_threads: int = 1,
-        batch_size: int = 1,
-        language: str | None = None,
-        beam_size: int = 1,
-        temperatures: tuple[float, ...] | list[float] = DEFAULT_TEMPERATURES,
-        no_speech_threshold: float = 0.6,
-        log_prob_threshold: float = -1.0,
-        compression_ratio_threshold: float = 2.4,
-        vad_threshold: float = 0.5,
-        max_new_tokens: int | None = None,
-    ) -> None:
+    def __init__(self, config: WhisperTranscriptConfig | None = None, **options: Any) -> None:
+        c = settings_section(WhisperTranscriptConfig, config, options, "whisper_transcript")
         self.model = load_backend(
-            backend, model_dir, checkpoint, device, compute_type, cpu_threads, batch_size
+            c.backend,
+            c.model_dir,
+            c.checkpoint,
+            c.device,
+            c.compute_type,
+            c.cpu_threads,
+            c.batch_size,
         )
-        self.vad = VoiceActivity(threshold=vad_threshold)
+        self.vad = VoiceActivity(threshold=c.vad_threshold)
         self.settings: dict[str, Any] = {
-            "backend": backend,
-            "language": language,
-            "beam_size": beam_size,
-            "temperatures": [float(t) for t in temperatures],
-            "no_speech_threshold": no_speech_threshold,
-            "log_prob_threshold": log_prob_threshold,
-            "compression_ratio_threshold": compression_ratio_threshold,
-            "vad_threshold": vad_threshold,
-            "max_new_tokens": max_new_tokens,
+            "backend": c.backend,
+            "language": c.language,
+            "beam_size": c.beam_size,
+            "temperatures": [float(t) for t in c.temperatures],
+            "no_speech_threshold": c.no_speech_threshold,
+            "log_prob_threshold": c.log_prob_threshold,
+            "compression_ratio_threshold": c.compression_ratio_threshold,
+            "vad_threshold": c.vad_threshold,
+            "max_new_tokens": c.max_new_tokens,
         }
-        self.device = device
+        self.device = c.device
 
     def digest(self) -> str:
         """Digest of the Whisper and voice-activity weights."""
@@ -147,17 +121,19 @@ class WhisperTranscriptExtractor(Extractor):
     """Transcript per media: segment and word rows with start/end seconds, text and language.
 
     Media without speech are ``ok`` with no rows; media without an audio stream are
-    ``no_audio``. Accepts the options of :class:`WhisperTranscriber` plus ``gpu_fraction``.
+    ``no_audio``. Options: :class:`~raypipe.config.extract.WhisperTranscriptConfig`.
     """
 
     name: ClassVar[str] = "whisper_transcript"
     modality: ClassVar[str] = "text"
     level: ClassVar[str] = "media"
 
-    def __init__(self, gpu_fraction: float = 0.5, **options: Any) -> None:
-        self.options = options
-        self.transcriber = WhisperTranscriber(**options)
-        self.gpu_fraction = gpu_fraction
+    config_model = WhisperTranscriptConfig
+
+    def __init__(self, config: WhisperTranscriptConfig | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.transcriber = WhisperTranscriber(self.config)
+        self.gpu_fraction = self.config.gpu_fraction
 
     @property
     def dim(self) -> int:

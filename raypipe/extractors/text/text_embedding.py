@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from raypipe.config.extract import TextEmbeddingConfig
 from raypipe.errors import ConfigError, WeightsError
 from raypipe.extractors.audio.whisper_transcript import WhisperTranscriber
 from raypipe.extractors.base import ExtractionResult, Extractor
@@ -38,24 +39,24 @@ def default_text_model_dir() -> Path:
     )
 
 
+#: Default encoder settings: those of the extract config's ``text_embedding`` section.
+_DEFAULTS = TextEmbeddingConfig()
+
+
 class SentenceEncoder:
     """Mean-pooled token states of a Hugging Face encoder (BERT, MiniLM, RoBERTa...).
 
-    Args:
-        model_dir: a local folder holding config.json, tokenizer files and weights.
-        device: 'cpu' or 'cuda'.
-        batch_size: texts per forward pass.
-        max_tokens: texts are truncated to this many tokens.
-        normalize: scale each embedding to unit L2 norm.
+    Arguments are the fields of :class:`~raypipe.config.extract.TextEmbeddingConfig` (defaults
+    there); ``model_dir`` None is the packaged all-MiniLM-L6-v2.
     """
 
     def __init__(
         self,
-        model_dir: str | None = None,
-        device: str = "cpu",
-        batch_size: int = 32,
-        max_tokens: int = 256,
-        normalize: bool = True,
+        model_dir: str | None = _DEFAULTS.model_dir,
+        device: str = _DEFAULTS.device,
+        batch_size: int = _DEFAULTS.batch_size,
+        max_tokens: int = _DEFAULTS.max_tokens,
+        normalize: bool = _DEFAULTS.normalize,
     ) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
@@ -123,33 +124,24 @@ class TextEmbeddingExtractor(Extractor):
 
     A media without speech gets the embedding of the empty text and the note 'no speech'.
 
-    Args:
-        model_dir: Hugging Face encoder folder; None: the packaged all-MiniLM-L6-v2.
-        device: 'cpu' or 'cuda'.
-        batch_size: texts per forward pass.
-        max_tokens: texts are truncated to this many tokens.
-        normalize: unit-length embeddings.
-        transcriber: options of the Whisper transcriber (see WhisperTranscriber).
-        gpu_fraction: share of a GPU reserved when ``device`` is 'cuda'.
+    Options: :class:`~raypipe.config.extract.TextEmbeddingConfig` (``transcriber``: fields of
+    the ``whisper_transcript`` section; unset: its defaults).
     """
 
     name: ClassVar[str] = "text_embedding"
     modality: ClassVar[str] = "text"
     level: ClassVar[str] = "media"
 
-    def __init__(
-        self,
-        model_dir: str | None = None,
-        device: str = "cpu",
-        batch_size: int = 32,
-        max_tokens: int = 256,
-        normalize: bool = True,
-        transcriber: dict[str, Any] | None = None,
-        gpu_fraction: float = 0.25,
-    ) -> None:
-        self.encoder = SentenceEncoder(model_dir, device, batch_size, max_tokens, normalize)
-        self.transcriber = WhisperTranscriber(**dict(transcriber or {}))
-        self.gpu_fraction = gpu_fraction
+    config_model = TextEmbeddingConfig
+
+    def __init__(self, config: TextEmbeddingConfig | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        c = self.config
+        self.encoder = SentenceEncoder(
+            c.model_dir, c.device, c.batch_size, c.max_tokens, c.normalize
+        )
+        self.transcriber = WhisperTranscriber(**dict(c.transcriber or {}))
+        self.gpu_fraction = c.gpu_fraction
 
     @property
     def dim(self) -> int:

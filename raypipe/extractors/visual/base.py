@@ -20,11 +20,12 @@ import traceback
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import numpy as np
 import pyarrow as pa
 
+from raypipe.config.extract import FacePolicy
 from raypipe.errors import MediaError
 from raypipe.extractors.base import ExtractionResult, Extractor
 from raypipe.faces.align import align_faces
@@ -42,7 +43,7 @@ from raypipe.store.schema import CROP_SCHEMA, FACE_FRAME_SCHEMA
 
 log = logging.getLogger(__name__)
 
-FACE_POLICIES = ("main", "largest", "all")
+FACE_POLICIES: tuple[str, ...] = get_args(FacePolicy)
 
 
 def pick_faces(faces: WindowFaces, policy: str) -> list[tuple[int, int]]:
@@ -184,31 +185,20 @@ class VisualExtractor(Extractor):
     #: Which faces become rows: 'main', 'largest' or 'all'.
     faces: str = "main"
 
-    def setup_faces(
-        self,
-        faces: str,
-        min_face_size: int,
-        detect_batch: int,
-        device: str,
-        gpu_fraction: float,
-        detect: bool = True,
-    ) -> None:
+    def setup_faces(self, detect: bool = True) -> None:
         """Set the face policy, device, GPU share and detection settings every face extractor
-        shares, and take this process's shared MTCNN (``detect``: only when the extractor
-        looks for faces at all).
-
-        Raises:
-            ValueError: ``faces`` is not one of :data:`FACE_POLICIES`.
-        """
-        if faces not in FACE_POLICIES:
-            raise ValueError(f"faces must be one of {FACE_POLICIES}, got {faces!r}")
-        self.faces = faces
-        self.device = device
-        self.gpu_fraction = gpu_fraction
+        shares from its section (a :class:`~raypipe.config.extract.FaceSection`), and take
+        this process's shared MTCNN (``detect``: only when the extractor looks for faces)."""
+        config = self.config
+        self.faces = config.faces
+        self.device = config.device
+        self.gpu_fraction = config.gpu_fraction
         self.settings = FaceSettings(
-            min_face_size=min_face_size, detect_batch=detect_batch, device=device
+            min_face_size=config.min_face_size,
+            detect_batch=config.detect_batch,
+            device=config.device,
         )
-        self.detector = shared_detector(min_face_size, device) if detect else None
+        self.detector = shared_detector(config.min_face_size, config.device) if detect else None
 
     def face_config(self) -> dict[str, Any]:
         """The detection, tracking and selection settings (part of the version)."""

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from raypipe.config.extract import FaceBackboneConfig
 from raypipe.errors import ConfigError
 from raypipe.extractors.base import ExtractionResult
 from raypipe.extractors.visual.base import (
-    FACE_POLICIES,
     FaceRows,
     VisualExtractor,
     aligned_crops,
@@ -37,59 +37,33 @@ log = logging.getLogger(__name__)
 class FaceBackboneExtractor(VisualExtractor):
     """Per sampled frame: a torchvision backbone's features of each aligned face, or the frame.
 
-    Args:
-        arch: backbone architecture (resnet18, resnet50, densenet121, vgg16_bn).
-        checkpoint: local weights: a state-dict file or a checkpoint folder with ``model.pt``.
-        input: 'face' (aligned face crops) or 'frame' (the whole frame, resized).
-        crop_size: side of the aligned face crop or of the resized frame, pixels.
-        margin: context around aligned faces, as a fraction of the template's extent.
-        min_face_size: smallest face the detector looks for, pixels.
-        faces: which faces become rows: 'main' (main track), 'largest' or 'all'.
-        batch_size: crops per forward pass.
-        detect_batch: frames per detector call.
-        device: torch device ('cpu', 'cuda').
-        gpu_fraction: share of a GPU one worker reserves when ``device`` is 'cuda'.
+    Options: :class:`~raypipe.config.extract.FaceBackboneConfig`.
     """
 
     name: ClassVar[str] = "face_backbone"
 
-    def __init__(
-        self,
-        arch: str = "resnet18",
-        checkpoint: str | None = None,
-        input: str = "face",
-        crop_size: int = 112,
-        margin: float = 0.0,
-        min_face_size: int = 20,
-        faces: str = "main",
-        batch_size: int = 32,
-        detect_batch: int = 16,
-        device: str = "cpu",
-        gpu_fraction: float = 0.5,
-    ) -> None:
+    config_model = FaceBackboneConfig
+
+    def __init__(self, config: FaceBackboneConfig | None = None, **options: Any) -> None:
         from raypipe.models.backbones import build_backbone, resolve_checkpoint
 
-        if checkpoint is None:
+        super().__init__(config, **options)
+        c = self.config
+        if c.checkpoint is None:
             raise ConfigError(
                 "face_backbone.checkpoint is not set: give the path of a state-dict file or "
                 "checkpoint folder (a randomly initialised backbone gives meaningless features)."
             )
-        if input not in ("face", "frame"):
-            raise ConfigError(f"face_backbone.input must be 'face' or 'frame', got {input!r}.")
-        if faces not in FACE_POLICIES:
-            raise ConfigError(f"face_backbone.faces must be one of {FACE_POLICIES}, got {faces!r}.")
-        self.arch = arch
-        self.checkpoint = str(checkpoint)
-        self.input = input
-        self.crop_size = crop_size
-        self.margin = margin
-        self.setup_faces(
-            faces, min_face_size, detect_batch, device, gpu_fraction, detect=input == "face"
-        )
-        self.batch_size = batch_size
-        self._weights_file = resolve_checkpoint(checkpoint)
+        self.arch = c.arch
+        self.checkpoint = str(c.checkpoint)
+        self.input = c.input
+        self.crop_size = c.crop_size
+        self.margin = c.margin
+        self.setup_faces(detect=c.input == "face")
+        self.batch_size = c.batch_size
+        self._weights_file = resolve_checkpoint(c.checkpoint)
         self._digest = file_sha256(Path(self._weights_file), length=16)
-        self.model = build_backbone(arch, checkpoint).to(device).eval()
+        self.model = build_backbone(c.arch, c.checkpoint).to(c.device).eval()
 
     @property
     def dim(self) -> int:

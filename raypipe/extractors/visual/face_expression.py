@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from raypipe.config.extract import FaceExpressionConfig
 from raypipe.extractors.visual.base import VisualExtractor, aligned_crops
 from raypipe.faces.analysis import FrameWindow, WindowFaces
 from raypipe.faces.crop import crop_face
@@ -21,43 +22,24 @@ class FaceExpressionExtractor(VisualExtractor):
     Frames without a face are kept as rows with ``has_face = False`` and null features, so
     sequences stay aligned with time.
 
-    Args:
-        output: 'features' (128-d penultimate activations), 'logits' or 'probs' (7 classes).
-        crop_size: side of the square face crop in pixels before the CNN's own 64x64 resize.
-        margin: extra context around the face box, as a fraction of its longer side.
-        min_face_size: smallest face the detector looks for, pixels.
-        align: crop by five-point alignment instead of the (square, margin-grown) box.
-        faces: which faces become rows: 'main' (main track), 'largest' or 'all'.
-        detect_batch: frames per detector call.
-        device: torch device for both networks ('cpu', 'cuda').
-        gpu_fraction: share of a GPU one worker reserves when ``device`` is 'cuda'.
+    Options: :class:`~raypipe.config.extract.FaceExpressionConfig`.
     """
 
     name: ClassVar[str] = "face_expression"
     revision: ClassVar[int] = 2
 
-    def __init__(
-        self,
-        output: str = "features",
-        crop_size: int = 96,
-        margin: float = 0.2,
-        min_face_size: int = 20,
-        align: bool = False,
-        faces: str = "main",
-        detect_batch: int = 16,
-        device: str = "cpu",
-        gpu_fraction: float = 0.25,
-    ) -> None:
+    config_model = FaceExpressionConfig
+
+    def __init__(self, config: FaceExpressionConfig | None = None, **options: Any) -> None:
         from raypipe.extractors.visual.fer_cnn import FerEmbedder
 
-        if output not in {"features", "logits", "probs"}:
-            raise ValueError(f"output must be features, logits or probs, got {output!r}")
-        self.setup_faces(faces, min_face_size, detect_batch, device, gpu_fraction)
-        self.output = output
-        self.crop_size = crop_size
-        self.margin = margin
-        self.align = align
-        self.embedder = FerEmbedder(device=device)
+        super().__init__(config, **options)
+        self.setup_faces()
+        self.output = self.config.output
+        self.crop_size = self.config.crop_size
+        self.margin = self.config.margin
+        self.align = self.config.align
+        self.embedder = FerEmbedder(device=self.config.device)
 
     @property
     def dim(self) -> int:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from raypipe.config.extract import FaceTracksConfig
 from raypipe.extractors.visual.base import (
     FaceRows,
     VisualExtractor,
@@ -27,34 +28,19 @@ from raypipe.media.context import MediaContext
 class FaceTracksExtractor(VisualExtractor):
     """Faces, tracks and landmark geometry per sampled frame; aligned crops on request.
 
-    Args:
-        faces: which faces become rows: 'all' (default), 'main' or 'largest'.
-        store_crops: also store the aligned crop of each row's face.
-        crop_size: side of stored crops, pixels (48, 64, 112, 224...).
-        margin: context around aligned faces, as a fraction of the template's extent.
-        min_face_size: smallest face the detector looks for, pixels.
-        detect_batch: frames per detector call.
-        device: torch device of the detector.
-        gpu_fraction: share of a GPU one worker reserves when ``device`` is 'cuda'.
+    Options: :class:`~raypipe.config.extract.FaceTracksConfig`.
     """
 
     name: ClassVar[str] = "face_tracks"
 
-    def __init__(
-        self,
-        faces: str = "all",
-        store_crops: bool = False,
-        crop_size: int = 112,
-        margin: float = 0.0,
-        min_face_size: int = 20,
-        detect_batch: int = 16,
-        device: str = "cpu",
-        gpu_fraction: float = 0.25,
-    ) -> None:
-        self.setup_faces(faces, min_face_size, detect_batch, device, gpu_fraction)
-        self.store_crops = store_crops
-        self.crop_size = crop_size
-        self.margin = margin
+    config_model = FaceTracksConfig
+
+    def __init__(self, config: FaceTracksConfig | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.setup_faces()
+        self.store_crops = self.config.store_crops
+        self.crop_size = self.config.crop_size
+        self.margin = self.config.margin
 
     @property
     def dim(self) -> int:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from raypipe.config.extract import AlignedFaceSection, FaceHogConfig, FaceLbpConfig
 from raypipe.extractors.visual.base import VisualExtractor, aligned_crops
 from raypipe.faces.analysis import FrameWindow, WindowFaces
 
@@ -27,19 +28,11 @@ def grey(images: np.ndarray) -> np.ndarray:
 class _AlignedFaceDescriptor(VisualExtractor):
     """Shared plumbing: aligned grey crops of the picked faces, one descriptor each."""
 
-    def __init__(
-        self,
-        crop_size: int = 64,
-        margin: float = 0.0,
-        min_face_size: int = 20,
-        faces: str = "main",
-        detect_batch: int = 16,
-        device: str = "cpu",
-        gpu_fraction: float = 0.25,
-    ) -> None:
-        self.setup_faces(faces, min_face_size, detect_batch, device, gpu_fraction)
-        self.crop_size = crop_size
-        self.margin = margin
+    def __init__(self, config: AlignedFaceSection | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.setup_faces()
+        self.crop_size = self.config.crop_size
+        self.margin = self.config.margin
 
     def describe(self, face: np.ndarray) -> np.ndarray:
         """Descriptor of one grey face ``(S, S)`` in [0, 1]."""
@@ -61,29 +54,20 @@ class _AlignedFaceDescriptor(VisualExtractor):
 
 
 class FaceHogExtractor(_AlignedFaceDescriptor):
-    """HOG of each aligned grey face.
+    """HOG of each aligned grey face (block normalisation L2-Hys).
 
-    Args:
-        crop_size: side of the aligned face, pixels.
-        margin: context around the face, as a fraction of the template's extent.
-        orientations: gradient orientation bins.
-        cell: cell side, pixels.
-        block: cells per block side (block normalisation, L2-Hys).
-        min_face_size: smallest face the detector looks for, pixels.
-        faces: which faces become rows: 'main', 'largest' or 'all'.
-        detect_batch: frames per detector call.
-        device: torch device of the detector.
+    Options: :class:`~raypipe.config.extract.FaceHogConfig`.
     """
 
     name: ClassVar[str] = "face_hog"
 
-    def __init__(
-        self, orientations: int = 9, cell: int = 8, block: int = 2, **options: Any
-    ) -> None:
-        self.orientations = orientations
-        self.cell = cell
-        self.block = block
-        super().__init__(**options)
+    config_model = FaceHogConfig
+
+    def __init__(self, config: FaceHogConfig | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.orientations = self.config.orientations
+        self.cell = self.config.cell
+        self.block = self.config.block
 
     def describe(self, face: np.ndarray) -> np.ndarray:
         from skimage.feature import hog
@@ -114,20 +98,18 @@ class FaceHogExtractor(_AlignedFaceDescriptor):
 class FaceLbpExtractor(_AlignedFaceDescriptor):
     """Uniform LBP histograms over a grid of cells of each aligned grey face.
 
-    Args:
-        points: neighbours sampled on the circle (P).
-        radius: circle radius, pixels (R).
-        grid: cells per side of the face.
-        crop_size, margin, min_face_size, faces, detect_batch, device: as for ``face_hog``.
+    Options: :class:`~raypipe.config.extract.FaceLbpConfig`.
     """
 
     name: ClassVar[str] = "face_lbp"
 
-    def __init__(self, points: int = 8, radius: float = 1.0, grid: int = 4, **options: Any) -> None:
-        self.points = points
-        self.radius = radius
-        self.grid = grid
-        super().__init__(**options)
+    config_model = FaceLbpConfig
+
+    def __init__(self, config: FaceLbpConfig | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.points = self.config.points
+        self.radius = self.config.radius
+        self.grid = self.config.grid
 
     def describe(self, face: np.ndarray) -> np.ndarray:
         from skimage.feature import local_binary_pattern
