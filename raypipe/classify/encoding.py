@@ -41,6 +41,13 @@ class FisherVectorEncoder:
     ``u_k = sum_t g_tk (x_t - m_k) / s_k / (T sqrt(w_k))`` and
     ``v_k = sum_t g_tk (((x_t - m_k) / s_k)^2 - 1) / (T sqrt(2 w_k))``; the output is
     ``[u_1..u_K, v_1..v_K]`` (2 K D values), power- and L2-normalised when ``normalise``.
+
+    The gradients come from :func:`skimage.feature.fisher_vector` (``improved=False``), whose
+    output is ``[d_pi (K), u (K D), -v (K D)]``: its K mixture-weight gradients are left out
+    and its variance block is negated (scikit-image differentiates with the opposite sign), so
+    the vector is the one above, as models fitted before this change expect; the power and L2
+    normalisation are applied afterwards, over these 2 K D values
+    (tests/classify/test_pooling_encoding.py compares the two).
     """
 
     name = "fisher"
@@ -52,7 +59,8 @@ class FisherVectorEncoder:
     def fit(self, sequences: Sequence[np.ndarray]) -> FisherVectorEncoder:
         from sklearn.mixture import GaussianMixture
 
-        frames = _fit_frames(sequences, self.seed)
+        # Fitted in float64: scikit-image squares the GMM's means in their own precision.
+        frames = _fit_frames(sequences, self.seed).astype(np.float64)
         components = max(1, min(self.components, len(frames)))
         self.gmm = GaussianMixture(
             components, covariance_type="diag", reg_covar=1e-4, random_state=self.seed
@@ -62,18 +70,15 @@ class FisherVectorEncoder:
     def encode(self, vectors: np.ndarray) -> np.ndarray:
         if self.gmm is None:
             raise RuntimeError("FisherVectorEncoder.encode before fit")
+        from skimage.feature import fisher_vector
+
         vectors = np.asarray(vectors, np.float64)
         k, d = self.gmm.means_.shape
         if vectors.ndim != 2 or len(vectors) == 0:
             return np.full(2 * k * d, np.nan, np.float32)
-        t = len(vectors)
-        posteriors = self.gmm.predict_proba(vectors)  # (T, K)
-        sigma = np.sqrt(self.gmm.covariances_)  # (K, D)
-        weights = self.gmm.weights_
-        z = (vectors[:, None, :] - self.gmm.means_[None]) / sigma[None]  # (T, K, D)
-        u = np.einsum("tk,tkd->kd", posteriors, z) / (t * np.sqrt(weights))[:, None]
-        v = np.einsum("tk,tkd->kd", posteriors, z**2 - 1) / (t * np.sqrt(2 * weights))[:, None]
-        out = np.concatenate([u.reshape(-1), v.reshape(-1)])
+        gradients = fisher_vector(vectors, self.gmm, improved=False)  # [d_pi, u, -v]
+        out = gradients[k:].copy()
+        out[k * d :] *= -1.0
         return _normalise(out, power=True) if self.normalise else out.astype(np.float32)
 
 

@@ -59,6 +59,39 @@ def test_fisher_vector_of_frames_at_the_mean() -> None:
     )
 
 
+def test_fisher_vector_is_scikit_image_s_without_weight_gradients_and_sign_of_variances() -> None:
+    """The encoder reads its gradients from skimage.feature.fisher_vector: they equal the
+    documented formula (written out here) once skimage's K mixture-weight gradients are
+    dropped and its variance block negated; its 'improved' vector differs from ours only in
+    the L2 norm, which in skimage also counts those K weight gradients."""
+    from skimage.feature import fisher_vector
+
+    rng = np.random.default_rng(3)
+    train = [rng.normal(size=(40, 3)) * [1.0, 2.0, 0.5] + [0.0, 1.0, -2.0] for _ in range(6)]
+    media = rng.normal(size=(25, 3)) * [1.0, 2.0, 0.5] + [0.0, 1.0, -2.0]
+    encoder = FisherVectorEncoder(components=4, seed=0, normalise=False).fit(train)
+    gmm = encoder.gmm
+    k, d = gmm.means_.shape
+    # The documented formula, from the GMM's posteriors.
+    assert gmm.means_.dtype == np.float64
+    posteriors = gmm.predict_proba(media)
+    z = (media[:, None, :] - gmm.means_[None]) / np.sqrt(gmm.covariances_)[None]
+    scale = len(media) * np.sqrt(gmm.weights_)[:, None]
+    u = np.einsum("tk,tkd->kd", posteriors, z) / scale
+    v = np.einsum("tk,tkd->kd", posteriors, z**2 - 1) / (np.sqrt(2) * scale)
+    expected = np.concatenate([u.ravel(), v.ravel()])
+    np.testing.assert_allclose(encoder.encode(media), expected, rtol=1e-5, atol=1e-6)
+    library = fisher_vector(media, gmm, improved=False)
+    assert library.shape == (2 * k * d + k,)
+    np.testing.assert_allclose(library[k : k + k * d], u.ravel(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(library[k + k * d :], -v.ravel(), rtol=1e-9, atol=1e-12)
+    # Improved (power + L2) vectors: the same up to the norm and the variance block's sign.
+    ours = FisherVectorEncoder(components=4, seed=0).fit(train).encode(media)
+    improved = fisher_vector(media, gmm, improved=True)[k:]
+    improved[k * d :] *= -1.0
+    np.testing.assert_allclose(ours, improved / np.linalg.norm(improved), rtol=1e-5, atol=1e-6)
+
+
 def test_window_sequences_layout_and_round_trip() -> None:
     frames = np.arange(10, dtype=np.float32)[:, None].repeat(2, axis=1)  # frame t = [t, t]
     pooler = WindowSequencePooler(window=4, hop=3, steps=5)
