@@ -8,9 +8,11 @@ picks the method. The method is then refitted on all validation media.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Protocol
 
 import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
 
 
 class FittedFusion(Protocol):
@@ -39,20 +41,26 @@ class FusionMethod(Protocol):
 
 
 def stratified_folds(labels: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:
-    """(N,) fold index in ``0..n_folds-1`` per media, each class dealt round-robin over the
-    folds after a seeded shuffle, so every fold holds about the same class mix."""
+    """(N,) fold index in ``0..n_folds-1`` per media from scikit-learn's ``StratifiedKFold``
+    (shuffled with ``seed``), so every fold holds about the same class mix; a class with fewer
+    media than folds is dealt on across folds. When no class has ``n_folds`` media,
+    stratification is impossible and the folds come from a shuffled ``KFold``."""
     if n_folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {n_folds}")
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
+    _, counts = np.unique(labels, return_counts=True)
+    if len(counts) and counts.max() >= n_folds:
+        splitter: KFold | StratifiedKFold = StratifiedKFold(
+            n_folds, shuffle=True, random_state=seed
+        )
+    else:
+        splitter = KFold(n_folds, shuffle=True, random_state=seed)
     folds = np.empty(len(labels), dtype=int)
-    start = 0
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        # Continue the deal where the previous class stopped, so small classes do not all
-        # land in fold 0.
-        folds[members] = (start + np.arange(len(members))) % n_folds
-        start += len(members)
+    with warnings.catch_warnings():
+        # Validation sets are small: a class with fewer media than folds is expected here.
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        for fold, (_, held) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+            folds[held] = fold
     return folds
 
 

@@ -68,6 +68,12 @@ def test_stratified_folds_deal_every_class_across_folds() -> None:
         counts = np.bincount(folds[labels == label], minlength=3)
         assert counts.max() - counts.min() <= 1
     assert np.bincount(folds).tolist() == [6, 6, 6]
+    # Same seed, same folds (scikit-learn's StratifiedKFold, shuffled by the seed).
+    np.testing.assert_array_equal(stratified_folds(labels, 3, seed=1), folds)
+    # Two media per class and 3 folds: classes are dealt on, every fold gets media.
+    assert sorted(np.bincount(stratified_folds(np.repeat(np.arange(7), 2), 3))) == [4, 5, 5]
+    # No class as large as the number of folds: unstratified shuffled folds, still all used.
+    assert sorted(np.bincount(stratified_folds(np.arange(7), 3))) == [2, 2, 3]
     with pytest.raises(ValueError, match="at least 2 folds"):
         stratified_folds(labels, 1)
 
