@@ -44,13 +44,21 @@ class ExtractSummary:
     computed: Counter = field(default_factory=Counter)
     skipped: int = 0
     manifest_issues: int = 0
+    #: Media whose manifest row has a problem now but whose stored results were kept.
+    kept_despite_manifest: int = 0
 
     def line(self) -> str:
         """A one-line human summary."""
         done = ", ".join(f"{n} {status}" for status, n in sorted(self.computed.items())) or "none"
         return (
             f"{self.media} media; computed: {done}; already up to date: {self.skipped} "
-            f"(media x extractor); manifest issues: {self.manifest_issues}; store: {self.store}"
+            f"(media x extractor); manifest issues: {self.manifest_issues}"
+            + (
+                f" (stored results kept for {self.kept_despite_manifest} media)"
+                if self.kept_despite_manifest
+                else ""
+            )
+            + f"; store: {self.store}"
         )
 
 
@@ -157,9 +165,15 @@ MANIFEST_FAILURE = "manifest "
 
 def _record_manifest_issues(
     store: FeatureStore, issues: list, extractors: list[Extractor], manifest_path: str
-) -> None:
-    """Rows the manifest rejected become failed rows (ids that are not duplicates)."""
+) -> int:
+    """Rows the manifest rejected become failed rows (ids that are not duplicates), except
+    where the store already holds a good result for that media and extractor version: a
+    manifest problem (a moved file, a label typo) never replaces a good result. Those are
+    reported and keep their result until the row is fixed or removed. Returns how many media
+    kept results that way."""
+    good = {e.name: store.done_media(e.name, e.version, lambda error: True) for e in extractors}
     seen: set[str] = set()
+    kept: set[str] = set()
     for issue in issues:
         where = f"{MANIFEST_FAILURE}'{manifest_path}' row {issue.row}"
         if not issue.media_id or issue.media_id == "nan" or "duplicate" in issue.message:
@@ -168,6 +182,9 @@ def _record_manifest_issues(
             continue
         seen.add(issue.media_id)
         for extractor in extractors:
+            if issue.media_id in good[extractor.name]:
+                kept.add(issue.media_id)
+                continue
             store.write_result(
                 extractor.name,
                 extractor.version,
@@ -177,6 +194,14 @@ def _record_manifest_issues(
                     "error": f"{where}: {issue.message}",
                 },
             )
+        if issue.media_id in kept:
+            log.warning(
+                "%s: %s; its stored results are kept (fix the row, or remove the media from "
+                "the store explicitly)",
+                where,
+                issue.message,
+            )
+    return len(kept)
 
 
 def run_extract(config: ExtractConfig) -> ExtractSummary:
@@ -194,7 +219,9 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
     ]
     store = FeatureStore(config.out)
     store.initialise()
-    valid_ids = set(manifest["media_id"])
+    # Ids the store already knows keep their manifest row (path, label, split) while their
+    # new row is rejected: only ids new to the store are added with a null path.
+    valid_ids = set(manifest["media_id"]) | set(store.read_manifest()["media_id"])
     issue_rows = (
         pd.DataFrame(
             [
@@ -208,7 +235,7 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
     )
     store.write_manifest(pd.concat([manifest, issue_rows], ignore_index=True))
     store.register_extractors(_record(e) for e in extractors)
-    _record_manifest_issues(store, issues, extractors, str(config.manifest))
+    kept = _record_manifest_issues(store, issues, extractors, str(config.manifest))
 
     # A failed row is final unless the user asks for retries, except a manifest problem: a row
     # that is valid now (file added, label fixed) is computed.
@@ -224,7 +251,11 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
         if todo:
             items.append({"media_id": row.media_id, "path": row.path, "todo": ",".join(todo)})
     summary = ExtractSummary(
-        store=config.out, media=len(manifest), skipped=skipped, manifest_issues=len(issues)
+        store=config.out,
+        media=len(manifest),
+        skipped=skipped,
+        manifest_issues=len(issues),
+        kept_despite_manifest=kept,
     )
     if not items:
         log.info("nothing to compute: every (media, extractor) is up to date")

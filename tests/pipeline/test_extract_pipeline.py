@@ -207,3 +207,39 @@ def test_fixed_manifest_rows_and_retried_failures_are_computed(
         load_config(ExtractConfig, None, [*overrides, "retry_failed=true"], flags)
     )
     assert (retried.computed["ok"], retried.computed["failed"], retried.skipped) == (0, 1, 2)
+
+
+def test_a_manifest_problem_never_replaces_a_good_result(
+    ray_local: None, demo_set: Path, tmp_path: Path
+) -> None:
+    manifest = pd.read_csv(demo_set)
+    rows = manifest[~manifest["media_id"].str.startswith("broken")].head(3).copy()
+    rows["path"] = [str((demo_set.parent / p).resolve()) for p in rows["path"]]
+    path = tmp_path / "manifest.csv"
+    rows.to_csv(path, index=False)
+    overrides = _only("opensmile")
+    flags = {"manifest": path, "out": str(tmp_path / "store")}
+    run_extract(load_config(ExtractConfig, None, overrides, flags))
+    store = FeatureStore(str(tmp_path / "store"))
+    before = store.media_table("opensmile").set_index("media_id")
+    assert (before["status"] == "ok").all() and len(before) == 3
+    stored_manifest = store.read_manifest().set_index("media_id")
+
+    # One file moves to an unmounted disk, one label gets a typo; the third row is untouched.
+    moved, typo, fine = rows["media_id"].tolist()
+    edited = rows.copy()
+    edited.loc[edited["media_id"] == moved, "path"] = "/mnt/unmounted/clip.mp4"
+    edited.loc[edited["media_id"] == typo, "label"] = "Afraid"
+    edited.to_csv(path, index=False)
+    again = run_extract(load_config(ExtractConfig, None, overrides, flags))
+
+    assert again.manifest_issues == 2 and again.kept_despite_manifest == 2
+    assert "stored results kept for 2 media" in again.line()
+    after = store.media_table("opensmile").set_index("media_id")
+    assert (after["status"] == "ok").all() and len(after) == 3
+    for media_id in (moved, typo, fine):
+        assert np.array_equal(after.loc[media_id, "features"], before.loc[media_id, "features"])
+    kept_manifest = store.read_manifest().set_index("media_id")
+    for media_id in (moved, typo):
+        assert kept_manifest.loc[media_id, "path"] == stored_manifest.loc[media_id, "path"]
+        assert kept_manifest.loc[media_id, "label"] == stored_manifest.loc[media_id, "label"]
