@@ -6,6 +6,7 @@ distributed data loaders and checkpoints, and unit tests call it directly.
 
 from __future__ import annotations
 
+import json
 import math
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -19,9 +20,12 @@ from torch.utils.data import DataLoader
 
 from raypipe.metrics import classification_scores
 
-#: Files of a training checkpoint folder: the model (loadable by build_backbone) and the rest.
+#: Files of a training checkpoint folder: the model (loadable by build_backbone), the optimiser,
+#: scheduler and scaler states (tensors and plain values only: both .pt files load with
+#: ``torch.load(weights_only=True)``, which unpickles no code) and the run's progress as JSON.
 MODEL_FILE = "model.pt"
 STATE_FILE = "trainer_state.pt"
+PROGRESS_FILE = "training_state.json"
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -145,8 +149,10 @@ def save_checkpoint(
     state: TrainingState,
     meta: dict[str, Any],
 ) -> None:
-    """Write ``model.pt`` ({"model": state dict, **meta}) and ``trainer_state.pt`` into
-    ``folder``. ``model.pt`` alone is what build_backbone and build_classifier read."""
+    """Write ``model.pt`` ({"model": state dict, **meta}; meta of plain values),
+    ``trainer_state.pt`` (optimiser, scheduler, scaler states) and ``training_state.json``
+    (``state``) into ``folder``. ``model.pt`` alone is what build_backbone and
+    build_classifier read."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({"model": unwrap(model).state_dict(), **meta}, folder / MODEL_FILE)
     torch.save(
@@ -154,10 +160,15 @@ def save_checkpoint(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
-            "state": asdict(state),
         },
         folder / STATE_FILE,
     )
+    (folder / PROGRESS_FILE).write_text(json.dumps(asdict(state)))
+
+
+def read_training_state(folder: Path) -> TrainingState:
+    """The :class:`TrainingState` of a checkpoint folder written by :func:`save_checkpoint`."""
+    return TrainingState(**json.loads((Path(folder) / PROGRESS_FILE).read_text()))
 
 
 def load_checkpoint(
@@ -168,11 +179,11 @@ def load_checkpoint(
     scaler: torch.amp.GradScaler | None,
 ) -> TrainingState:
     """Load a folder written by :func:`save_checkpoint` into the given objects."""
-    weights = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=False)
+    weights = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
     unwrap(model).load_state_dict(weights["model"])
-    rest = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+    rest = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(rest["optimizer"])
     scheduler.load_state_dict(rest["scheduler"])
     if scaler is not None and rest["scaler"] is not None:
         scaler.load_state_dict(rest["scaler"])
-    return TrainingState(**rest["state"])
+    return read_training_state(folder)

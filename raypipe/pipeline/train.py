@@ -35,10 +35,10 @@ from raypipe.finetune.export import export_backbone, extract_snippet, write_extr
 from raypipe.finetune.images import LabelledImages, image_folder, store_crops
 from raypipe.finetune.loop import (
     MODEL_FILE,
-    STATE_FILE,
     TrainingState,
     evaluate,
     load_checkpoint,
+    read_training_state,
     save_checkpoint,
     train_epoch,
 )
@@ -410,8 +410,7 @@ def run_train(config: TrainConfig, epoch_hook: EpochHook | None = None) -> Train
     from ray.train import Checkpoint
 
     with Checkpoint(latest_path).as_directory() as folder:
-        history_state = torch.load(Path(folder) / STATE_FILE, weights_only=False)["state"]
-    state = TrainingState(**history_state)
+        state = read_training_state(Path(folder))
     with Checkpoint(best_path).as_directory() as folder:
         model_file = export_backbone(Path(folder) / MODEL_FILE, config.arch, run / "export")
     snippet = extract_snippet(
