@@ -40,10 +40,8 @@ POOLED = ", ".join(f"{{extractor: {name}, pooling: [mean, pct, fisher]}}" for na
 SEARCH = [
     f"feature_sets=[{POOLED}]",
     "classifiers=[logreg, linsvc, rf, lightgbm]",
-    "logreg_c=[0.1, 1.0]",
-    "lightgbm_num_leaves=[4, 15]",
-    "lightgbm_n_estimators=100",
-    "param_grid={linsvc: {C: [0.1, 1.0]}, rf: {n_estimators: [100], max_depth: [null, 8],"
+    "param_grid={logreg: {C: [0.1, 1.0]}, lightgbm: {num_leaves: [4, 15], n_estimators: [100]},"
+    " linsvc: {C: [0.1, 1.0]}, rf: {n_estimators: [100], max_depth: [null, 8],"
     " min_samples_leaf: [1]}}",
     "pooling_components=4",
 ]

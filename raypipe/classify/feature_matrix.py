@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raypipe.classify.pooling import Pooler, make_pooler
+from raypipe.classify.pooling import POOLINGS, Pooler, make_pooler
 from raypipe.errors import RaypipeError
 from raypipe.labels import LabelSpace
 from raypipe.store.feature_store import FeatureStore
@@ -101,9 +101,11 @@ def load_feature_matrix(
     record = records[extractor]
     manifest = store.read_manifest().set_index("media_id")
     modality = record.modality
-    if pooling == "tfidf":
-        vectors, pooler = _tfidf_vectors(store, extractor, manifest, pooler, pooling_params)
-        name, modality = f"{extractor}.tfidf", "text"
+    if pooling is not None and POOLINGS.get(pooling).source == "text":
+        vectors, pooler = _text_vectors(
+            store, extractor, pooling, manifest, pooler, pooling_params, seed
+        )
+        name, modality = f"{extractor}.{pooling}", "text"
     elif record.level == "frame":
         if pooling is None:
             raise RaypipeError(f"Feature set '{extractor}' is frame-level and needs a pooling.")
@@ -139,29 +141,30 @@ def load_feature_matrix(
     )
 
 
-def _tfidf_vectors(
+def _text_vectors(
     store: FeatureStore,
     extractor: str,
+    pooling: str,
     manifest: pd.DataFrame,
     pooler: Any,
     params: dict[str, Any] | None,
+    seed: int,
 ) -> tuple[dict[str, np.ndarray], Any]:
-    """TF-IDF vectors of every transcribed media; the vocabulary is fitted on the train split's
-    transcripts only, unless a fitted ``pooler`` (from a saved model) is given."""
-    from raypipe.classify.tfidf import TfidfPooler
+    """Vectors of every transcribed media by a text pooling (TF-IDF): fitted on the train
+    split's transcripts only, unless a fitted ``pooler`` (from a saved model) is given."""
     from raypipe.store.transcripts import load_transcripts
 
     try:
         texts = load_transcripts(store, extractor)
     except KeyError:
         raise RaypipeError(
-            f"Feature set '{extractor}.tfidf' needs transcript text; '{extractor}' stores none. "
-            "Use pooling tfidf with a transcription extractor such as whisper_transcript."
+            f"Feature set '{extractor}.{pooling}' needs transcript text; '{extractor}' stores "
+            f"none. Use pooling {pooling} with a transcription extractor such as "
+            "whisper_transcript."
         ) from None
     if pooler is None:
-        options = dict((params or {}).get("tfidf", {}))
-        train = [t for m, t in texts.items() if _text(manifest, m, "split") == "train"]
-        pooler = TfidfPooler(**options).fit(train)
+        pooler = make_pooler(pooling, params, seed)
+        pooler.fit([t for m, t in texts.items() if _text(manifest, m, "split") == "train"])
     return {m: pooler.encode(t) for m, t in texts.items()}, pooler
 
 

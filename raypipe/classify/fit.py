@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from raypipe.classify.classifiers import NEURAL_CLASSIFIERS, build_classifier
+from raypipe.classify.classifiers import build_classifier, trains_in_epochs
 from raypipe.classify.feature_matrix import FeatureMatrix
 from raypipe.classify.targets import (
     MultiLabelModel,
@@ -106,7 +106,7 @@ def fit_and_score(
         spec["classifier"], spec.get("params", {}), seed, matrix.task, balance
     )
     fit_params: dict[str, Any] = {}
-    if on_epoch is not None and spec["classifier"] in NEURAL_CLASSIFIERS:
+    if on_epoch is not None and trains_in_epochs(spec["classifier"]):
 
         def report(epoch: int) -> None:
             on_epoch(epoch, *score_model(pipeline, matrix, n_classes))

@@ -19,9 +19,7 @@ from sklearn.base import BaseEstimator
 from torch import nn
 
 from raypipe.classify.pooling import split_sequence
-from raypipe.models.heads import SEQUENCE_KINDS, MLPHead, SequenceHead
-
-NEURAL_KINDS = ("mlp", *SEQUENCE_KINDS)
+from raypipe.models.heads import SEQUENCE_HEADS, MLPHead, SequenceHead
 
 
 @contextmanager
@@ -108,8 +106,9 @@ class NeuralHeadEstimator(BaseEstimator):
         self, x: np.ndarray, y: np.ndarray, on_epoch: Callable[[int], None] | None = None
     ) -> NeuralHeadEstimator:
         """Train on (N, D) ``x`` and targets ``y`` for ``epochs`` epochs."""
-        if self.kind not in NEURAL_KINDS:
-            raise ValueError(f"unknown neural head '{self.kind}'; allowed: {NEURAL_KINDS}")
+        if self.kind != "mlp" and self.kind not in SEQUENCE_HEADS:
+            allowed = ", ".join(["mlp", *SEQUENCE_HEADS])
+            raise ValueError(f"unknown neural head '{self.kind}'; allowed: {allowed}")
         with _one_thread():
             return self._fit(x, y, on_epoch)
 

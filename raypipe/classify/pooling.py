@@ -1,26 +1,27 @@
 """Frame-to-media pooling: statistics over a media's (T, D) frame vectors, fitted encodings
-(Fisher vectors, VLAD; see :mod:`raypipe.classify.encoding`) and fixed-length window sequences for
-sequence heads.
+(Fisher vectors, VLAD; see :mod:`raypipe.classify.encoding`), fixed-length window sequences for
+sequence heads and TF-IDF of a media's transcript (:mod:`raypipe.classify.tfidf`).
 
 Every pooling is a :class:`Pooler` with ``fit`` (a no-op unless it learns a codebook from the
-training split's frames) and ``encode`` ((T, D) frames -> one media vector). A fitted pooler is
-saved with the model that was trained on its output, so prediction pools new media identically.
+training split) and ``encode`` (one media's (T, D) frames, or its transcript -> one vector). A
+fitted pooler is saved with the model that was trained on its output, so prediction pools new
+media identically. Every pooling is one entry of :data:`POOLINGS` (docs/extending.md); config
+validation, the feature matrices and the search read that registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-#: Statistics poolings (no fitting); 'pct' gives the 10th, 50th and 90th percentiles.
+from raypipe.registry import Registry
+
+#: Statistics computed by :func:`pool` (no fitting); 'pct' gives the 10th, 50th and 90th
+#: percentiles. Each is also a pooling of :data:`POOLINGS`.
 STAT_POOLINGS = ("mean", "max", "std", "meanstd", "pct")
-#: Encodings whose codebook is fitted on the training split's frames.
-FITTED_POOLINGS = ("fisher", "vlad")
-#: Window sequences for sequence heads (LSTM, GRU, attention, NetVLAD).
-SEQUENCE_POOLINGS = ("seq",)
-POOLINGS = STAT_POOLINGS + FITTED_POOLINGS + SEQUENCE_POOLINGS
 
 PERCENTILES = (10.0, 50.0, 90.0)
 
@@ -125,22 +126,121 @@ def split_sequence(x: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return windows, mask
 
 
-def make_pooler(method: str, params: dict[str, Any] | None = None, seed: int = 0) -> Pooler:
-    """A pooler by name; ``params`` holds 'components' (Fisher), 'clusters' (VLAD), 'window',
-    'hop' and 'steps' (sequences, in frames / windows)."""
-    params = params or {}
-    if method in STAT_POOLINGS:
+@dataclass(frozen=True)
+class PoolingEntry:
+    """A registered pooling.
+
+    Attributes:
+        name: the pooling's name in configs (``pooling: [name]``) and feature-set names
+            (``<extractor>.<name>``).
+        build: ``(params, seed) -> Pooler``, an unfitted pooler. ``params`` holds the search
+            config's pooling settings: 'components' (Fisher), 'clusters' (VLAD), 'window',
+            'hop', 'steps' (sequences) and 'tfidf' (TF-IDF options); ``seed`` seeds fitting.
+        description: one line for docs and errors.
+        fitted: learns from the training split (``fit`` is not a no-op).
+        sequence: its output is a window sequence (:func:`split_sequence`'s layout), read only
+            by sequence classifiers; every other classifier reads the other poolings.
+        source: what it pools: 'frames' ((T, D) vectors of a frame-level extractor) or 'text'
+            (a media's transcript, from a transcription extractor).
+    """
+
+    name: str
+    build: Callable[[dict[str, Any], int], Pooler]
+    description: str = ""
+    fitted: bool = False
+    sequence: bool = False
+    source: Literal["frames", "text"] = "frames"
+
+
+#: Every pooling by name.
+POOLINGS: Registry[PoolingEntry] = Registry("POOLINGS", "pooling")
+
+
+def register_pooling(
+    name: str,
+    *,
+    description: str = "",
+    fitted: bool = False,
+    sequence: bool = False,
+    source: Literal["frames", "text"] = "frames",
+) -> Callable[[Callable[[dict[str, Any], int], Pooler]], Callable[[dict[str, Any], int], Pooler]]:
+    """Decorator registering a ``(params, seed) -> Pooler`` builder as pooling ``name``."""
+
+    def decorator(
+        build: Callable[[dict[str, Any], int], Pooler],
+    ) -> Callable[[dict[str, Any], int], Pooler]:
+        POOLINGS.register(name, PoolingEntry(name, build, description, fitted, sequence, source))
+        return build
+
+    return decorator
+
+
+def _stat_builder(method: str) -> Callable[[dict[str, Any], int], Pooler]:
+    def build(params: dict[str, Any], seed: int) -> Pooler:
         return StatPooler(method)
-    if method == "fisher":
-        from raypipe.classify.encoding import FisherVectorEncoder
 
-        return FisherVectorEncoder(int(params.get("components", 8)), seed=seed)
-    if method == "vlad":
-        from raypipe.classify.encoding import VladEncoder
+    return build
 
-        return VladEncoder(int(params.get("clusters", 8)), seed=seed)
-    if method == "seq":
-        return WindowSequencePooler(
-            int(params.get("window", 4)), int(params.get("hop", 2)), int(params.get("steps", 8))
-        )
-    raise ValueError(f"unknown pooling '{method}'; allowed: {', '.join(POOLINGS)}")
+
+for _method, _description in (
+    ("mean", "mean over frames: D values"),
+    ("max", "maximum over frames: D values"),
+    ("std", "standard deviation over frames: D values"),
+    ("meanstd", "mean then standard deviation: 2D values"),
+    ("pct", "10th, 50th and 90th percentiles: 3D values"),
+):
+    POOLINGS.register(_method, PoolingEntry(_method, _stat_builder(_method), _description))
+
+
+@register_pooling(
+    "fisher",
+    description="Fisher vector of a diagonal GMM fitted on train frames: 2KD values",
+    fitted=True,
+)
+def _fisher(params: dict[str, Any], seed: int) -> Pooler:
+    from raypipe.classify.encoding import FisherVectorEncoder
+
+    return FisherVectorEncoder(int(params.get("components", 8)), seed=seed)
+
+
+@register_pooling(
+    "vlad", description="VLAD over k-means centres fitted on train frames: KD values", fitted=True
+)
+def _vlad(params: dict[str, Any], seed: int) -> Pooler:
+    from raypipe.classify.encoding import VladEncoder
+
+    return VladEncoder(int(params.get("clusters", 8)), seed=seed)
+
+
+@register_pooling(
+    "seq", description="window sequence with a mask, read by the sequence heads", sequence=True
+)
+def _seq(params: dict[str, Any], seed: int) -> Pooler:
+    return WindowSequencePooler(
+        int(params.get("window", 4)), int(params.get("hop", 2)), int(params.get("steps", 8))
+    )
+
+
+@register_pooling(
+    "tfidf",
+    description="TF-IDF of the transcript, vocabulary fitted on train transcripts",
+    fitted=True,
+    source="text",
+)
+def _tfidf(params: dict[str, Any], seed: int) -> Pooler:
+    from raypipe.classify.tfidf import TfidfPooler
+
+    return TfidfPooler(**dict(params.get("tfidf", {})))
+
+
+def make_pooler(method: str, params: dict[str, Any] | None = None, seed: int = 0) -> Pooler:
+    """An unfitted pooler of the registered pooling ``method`` (see :class:`PoolingEntry` for
+    ``params``); an unknown name is an error listing the registered ones."""
+    return POOLINGS.get(method).build(dict(params or {}), seed)
+
+
+def is_sequence_feature_set(feature_set: str) -> bool:
+    """Whether a feature set '<extractor>[.<pooling>]' holds window sequences (its pooling is
+    registered with ``sequence=True``)."""
+    _, _, pooling = feature_set.partition(".")
+    return bool(pooling) and pooling in POOLINGS and POOLINGS.get(pooling).sequence

@@ -15,59 +15,41 @@ from typing import Any
 
 import numpy as np
 
-from raypipe.classify.classifiers import NEURAL_CLASSIFIERS, SEQUENCE_CLASSIFIERS
+from raypipe.classify.classifiers import CLASSIFIERS
+from raypipe.classify.pooling import is_sequence_feature_set
 from raypipe.config import TuneClassifiersConfig
 from raypipe.errors import ConfigError
 
-#: Built-in values tried per classifier and parameter (``param_grid`` replaces any of them).
-DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "linsvc": {"C": [0.01, 0.1, 1.0]},
-    "rbfsvc": {"C": [0.1, 1.0, 10.0], "gamma": ["scale"]},
-    "rf": {"n_estimators": [200], "max_depth": [None, 8], "min_samples_leaf": [1, 3]},
-    "mlp": {"hidden": [64, 128], "lr": [0.001, 0.003], "dropout": [0.2]},
-    "lstm": {"hidden": [32, 64], "lr": [0.003]},
-    "gru": {"hidden": [32, 64], "lr": [0.003]},
-    "attention": {"hidden": [32, 64], "lr": [0.003]},
-    "netvlad": {"hidden": [32, 64], "lr": [0.003]},
-}
-
-#: Parameters each classifier understands (others in param_grid are a config error).
-KNOWN_PARAMS: dict[str, set[str]] = {
-    "logreg": {"C"},
-    "linsvc": {"C"},
-    "rbfsvc": {"C", "gamma"},
-    "rf": {"n_estimators", "max_depth", "min_samples_leaf"},
-    "lightgbm": {"n_estimators", "num_leaves", "learning_rate", "min_child_samples"},
-    **{
-        name: {"hidden", "dropout", "lr", "weight_decay", "batch_size"}
-        for name in NEURAL_CLASSIFIERS
-    },
-}
-
 
 def param_grid(config: TuneClassifiersConfig, classifier: str) -> dict[str, list[Any]]:
-    """Values tried for each parameter of ``classifier``."""
-    if classifier == "logreg":
-        grid: dict[str, list[Any]] = {"C": list(config.logreg_c)}
-    elif classifier == "lightgbm":
-        grid = {
-            "num_leaves": list(config.lightgbm_num_leaves),
-            "n_estimators": [config.lightgbm_n_estimators],
-        }
-    else:
-        grid = {k: list(v) for k, v in DEFAULT_GRIDS[classifier].items()}
+    """Values tried for each parameter of ``classifier``: its registered grid, with the
+    config's ``param_grid`` entries replacing any of them."""
+    entry = CLASSIFIERS.get(classifier)
+    grid = {k: list(v) for k, v in entry.grid.items()}
     overrides = config.param_grid.get(classifier, {})
-    unknown = sorted(set(overrides) - KNOWN_PARAMS[classifier])
+    unknown = sorted(set(overrides) - entry.params)
     if unknown:
         raise ConfigError(
             f"param_grid.{classifier} has unknown parameter(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(sorted(KNOWN_PARAMS[classifier]))}."
+            f"{', '.join(sorted(entry.params))}."
         )
     empty = [k for k, v in overrides.items() if not v]
     if empty:
         raise ConfigError(f"param_grid.{classifier}.{empty[0]} must list at least one value.")
     grid.update({k: list(v) for k, v in overrides.items()})
     return grid
+
+
+def _fixed_params(config: TuneClassifiersConfig, classifier: str) -> dict[str, Any]:
+    """Parameters the search sets itself: epochs of epoch-trained classifiers, windows per
+    media of sequence classifiers."""
+    entry = CLASSIFIERS.get(classifier)
+    fixed: dict[str, Any] = {}
+    if entry.epochs:
+        fixed["epochs"] = config.max_epochs
+    if entry.sequence:
+        fixed["steps"] = config.seq_steps
+    return fixed
 
 
 def _combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -83,15 +65,12 @@ def trial_specs(config: TuneClassifiersConfig, feature_sets: Iterable[str]) -> l
     optuna search picks its trials from all of them."""
     specs: list[dict[str, Any]] = []
     for feature_set in feature_sets:
-        is_sequence = feature_set.endswith(".seq")
+        is_sequence = is_sequence_feature_set(feature_set)
         for classifier in config.classifiers:
-            if (classifier in SEQUENCE_CLASSIFIERS) != is_sequence:
+            if CLASSIFIERS.get(classifier).sequence != is_sequence:
                 continue
             for params in _combinations(param_grid(config, classifier)):
-                if classifier in NEURAL_CLASSIFIERS:
-                    params["epochs"] = config.max_epochs
-                if classifier in SEQUENCE_CLASSIFIERS:
-                    params["steps"] = config.seq_steps
+                params.update(_fixed_params(config, classifier))
                 specs.append(
                     {"feature_set": feature_set, "classifier": classifier, "params": params}
                 )
@@ -116,8 +95,8 @@ class OptunaSpace:
 
     def __call__(self, trial: Any) -> None:
         feature_set = trial.suggest_categorical("feature_set", self.feature_sets)
-        kind = "seq" if feature_set.endswith(".seq") else "flat"
-        readers = [c for c in self.classifiers if (c in SEQUENCE_CLASSIFIERS) == (kind == "seq")]
+        kind = "seq" if is_sequence_feature_set(feature_set) else "flat"
+        readers = [c for c in self.classifiers if CLASSIFIERS.get(c).sequence == (kind == "seq")]
         classifier = trial.suggest_categorical(f"classifier_{kind}", readers)
         for name, values in sorted(self.grids[classifier].items()):
             trial.suggest_categorical(f"{classifier}.{name}", values)
@@ -126,17 +105,14 @@ class OptunaSpace:
 def spec_from_sample(config: TuneClassifiersConfig, sample: dict[str, Any]) -> dict[str, Any]:
     """The trial spec of a flat :class:`OptunaSpace` sample."""
     feature_set = sample["feature_set"]
-    kind = "seq" if feature_set.endswith(".seq") else "flat"
+    kind = "seq" if is_sequence_feature_set(feature_set) else "flat"
     classifier = sample[f"classifier_{kind}"]
     params = {
         key.split(".", 1)[1]: value
         for key, value in sample.items()
         if key.startswith(f"{classifier}.")
     }
-    if classifier in NEURAL_CLASSIFIERS:
-        params["epochs"] = config.max_epochs
-    if classifier in SEQUENCE_CLASSIFIERS:
-        params["steps"] = config.seq_steps
+    params.update(_fixed_params(config, classifier))
     return {"feature_set": feature_set, "classifier": classifier, "params": params}
 
 
@@ -144,7 +120,7 @@ def sample_from_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The flat :class:`OptunaSpace` sample of a trial spec (inverse of
     :func:`spec_from_sample`), to warm-start a resumed search with finished trials."""
     classifier = spec["classifier"]
-    kind = "seq" if spec["feature_set"].endswith(".seq") else "flat"
+    kind = "seq" if is_sequence_feature_set(spec["feature_set"]) else "flat"
     sample = {"feature_set": spec["feature_set"], f"classifier_{kind}": classifier}
     for name, value in spec["params"].items():
         if name not in ("epochs", "steps"):

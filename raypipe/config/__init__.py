@@ -3,7 +3,6 @@
 
 from raypipe.config.base import StrictModel, load_config
 from raypipe.config.classify import (
-    SEQUENCE_CLASSIFIER_NAMES,
     TASK_METRIC_NAMES,
     ClassifierName,
     FeatureSetConfig,
@@ -49,7 +48,6 @@ CONFIG_MODELS: dict[str, type[StrictModel]] = {
 
 __all__ = [
     "CONFIG_MODELS",
-    "SEQUENCE_CLASSIFIER_NAMES",
     "TASK_METRIC_NAMES",
     "AugmentConfig",
     "CascadeConfig",

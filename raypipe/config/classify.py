@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from raypipe.config.base import StrictModel
 from raypipe.config.runtime import RayConfig
 
-Pooling = Literal["mean", "max", "std", "meanstd", "pct", "fisher", "vlad", "seq", "tfidf"]
-ClassifierName = Literal[
-    "logreg", "linsvc", "rbfsvc", "rf", "lightgbm", "mlp", "lstm", "gru", "attention", "netvlad"
-]
-SEQUENCE_CLASSIFIER_NAMES = ("lstm", "gru", "attention", "netvlad")
+log = logging.getLogger(__name__)
+
+
+def _registered_pooling(name: str) -> str:
+    # Checked against the live registry, so a pooling registered by a plugin is accepted too.
+    from raypipe.classify.pooling import POOLINGS
+
+    if name not in POOLINGS:
+        raise ValueError(POOLINGS.unknown_message(name))
+    return name
+
+
+def _registered_classifier(name: str) -> str:
+    from raypipe.classify.classifiers import CLASSIFIERS
+
+    if name not in CLASSIFIERS:
+        raise ValueError(CLASSIFIERS.unknown_message(name))
+    return name
+
+
+#: A pooling name registered in raypipe.classify.pooling.POOLINGS.
+Pooling = Annotated[str, AfterValidator(_registered_pooling)]
+#: A classifier name registered in raypipe.classify.classifiers.CLASSIFIERS.
+ClassifierName = Annotated[str, AfterValidator(_registered_classifier)]
+#: Old fields holding some classifiers' grids, still read: field -> (classifier, parameter,
+#: whether the field holds a single value rather than a list).
+DEPRECATED_GRID_FIELDS = {
+    "logreg_c": ("logreg", "C", False),
+    "lightgbm_num_leaves": ("lightgbm", "num_leaves", False),
+    "lightgbm_n_estimators": ("lightgbm", "n_estimators", True),
+}
 TASK_METRIC_NAMES = {
     "classification": ("macro_f1", "accuracy", "uar"),
     "multilabel": ("mean_f1",),
@@ -60,17 +87,13 @@ class TuneClassifiersConfig(StrictModel):
     target_columns: list[str] = []
     """Label or target columns of targets used by multilabel and regression tasks."""
     classifiers: list[ClassifierName] = ["logreg", "lightgbm"]
-    """Classifiers to search: logreg, linsvc, rbfsvc, rf, lightgbm, mlp (vector per media) and
-    lstm, gru, attention, netvlad (sequence heads over 'seq' pooling)."""
-    logreg_c: list[float] = [0.01, 0.1, 1.0, 10.0]
-    """Inverse regularisation strengths tried for logistic regression."""
-    lightgbm_num_leaves: list[int] = [4, 15]
-    """Leaf counts tried for LightGBM."""
-    lightgbm_n_estimators: int = Field(default=200, ge=10)
-    """Boosting rounds for LightGBM."""
+    """Classifiers to search (registered in raypipe.classify.classifiers.CLASSIFIERS): logreg,
+    linsvc, rbfsvc, rf, lightgbm, mlp (vector per media) and lstm, gru, attention, netvlad
+    (sequence heads over 'seq' pooling)."""
     param_grid: dict[str, dict[str, list[Any]]] = {}
     """Values tried per classifier and parameter, replacing that parameter's built-in values
-    (docs/classifiers.md), e.g. {rf: {max_depth: [4, null]}, mlp: {hidden: [64]}}."""
+    (docs/classifiers.md), e.g. {logreg: {C: [0.1, 1]}, rf: {max_depth: [4, null]},
+    lightgbm: {num_leaves: [4, 15], n_estimators: [200]}, mlp: {hidden: [64]}}."""
     search: Literal["grid", "random", "optuna"] = "grid"
     """grid: every combination; random: num_samples combinations drawn (by seed) from it;
     optuna: num_samples trials chosen by Optuna's TPE sampler from the same combinations."""
@@ -113,6 +136,40 @@ class TuneClassifiersConfig(StrictModel):
     ray: RayConfig = RayConfig()
     """Ray connection."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_grid_fields(cls, data: Any) -> Any:
+        """Map the old logreg_c, lightgbm_num_leaves and lightgbm_n_estimators fields into
+        param_grid (a param_grid entry for the same parameter wins; a field of a classifier
+        that is not searched is dropped, as it was always ignored)."""
+        if not isinstance(data, dict) or not any(k in data for k in DEPRECATED_GRID_FIELDS):
+            return data
+        data = dict(data)
+        searched = data.get("classifiers", cls.model_fields["classifiers"].default)
+        grid = {
+            k: dict(v) if isinstance(v, dict) else v
+            for k, v in (data.get("param_grid") or {}).items()
+        }
+        for field, (classifier, parameter, single) in DEPRECATED_GRID_FIELDS.items():
+            if field not in data:
+                continue
+            value = data.pop(field)
+            if not isinstance(searched, list) or classifier not in searched:
+                continue
+            values = [value] if single or not isinstance(value, list | tuple) else list(value)
+            log.warning(
+                "config field %s is deprecated; set param_grid.%s.%s instead (read as %s)",
+                field,
+                classifier,
+                parameter,
+                values,
+            )
+            entry = grid.setdefault(classifier, {})
+            if isinstance(entry, dict):
+                entry.setdefault(parameter, values)
+        data["param_grid"] = grid
+        return data
+
     @field_validator("tfidf")
     @classmethod
     def _check_tfidf(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -139,17 +196,21 @@ class TuneClassifiersConfig(StrictModel):
             )
         if self.task != "classification" and (self.targets is None or not self.target_columns):
             raise ValueError(f"task {self.task} needs targets (a table) and target_columns")
+        from raypipe.classify.classifiers import CLASSIFIERS, sequence_classifiers
+        from raypipe.classify.pooling import POOLINGS
+
         poolings = {p for f in self.feature_sets for p in f.pooling}
-        sequence = [c for c in self.classifiers if c in SEQUENCE_CLASSIFIER_NAMES]
-        if sequence and "seq" not in poolings:
+        sequence_poolings = sorted(p for p in poolings if POOLINGS.get(p).sequence)
+        sequence = [c for c in self.classifiers if CLASSIFIERS.get(c).sequence]
+        if sequence and not sequence_poolings:
             raise ValueError(
                 f"classifiers {', '.join(sequence)} read window sequences; add 'seq' to a "
                 "feature set's pooling"
             )
-        if "seq" in poolings and not sequence:
+        if sequence_poolings and not sequence:
             raise ValueError(
-                "pooling 'seq' is read only by lstm, gru, attention or netvlad; add one to "
-                "classifiers"
+                f"pooling '{sequence_poolings[0]}' is read only by "
+                f"{', '.join(sequence_classifiers())}; add one to classifiers"
             )
         unknown = sorted(set(self.param_grid) - set(self.classifiers))
         if unknown:

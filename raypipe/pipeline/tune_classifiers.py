@@ -23,9 +23,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 from ray import tune
 
-from raypipe.classify.classifiers import NEURAL_CLASSIFIERS
+from raypipe.classify.classifiers import trains_in_epochs
 from raypipe.classify.feature_matrix import FeatureMatrix, load_feature_matrix
 from raypipe.classify.fit import fit_and_score, model_name, outputs
+from raypipe.classify.pooling import POOLINGS
 from raypipe.classify.search_space import OptunaSpace, spec_from_sample, spec_key, trial_specs
 from raypipe.classify.targets import read_targets
 from raypipe.config import TuneClassifiersConfig
@@ -111,7 +112,7 @@ def _trial(
             checkpoint = tune.Checkpoint.from_directory(folder)
             tune.report({**scores, **extra, "checkpointed": True}, checkpoint=checkpoint)
 
-    if spec["classifier"] in NEURAL_CLASSIFIERS:
+    if trains_in_epochs(spec["classifier"]):
         fit_and_score(matrix, spec, n_classes, seed, balance, on_epoch=report)
     else:
         report(0, *fit_and_score(matrix, spec, n_classes, seed, balance))
@@ -139,7 +140,8 @@ def load_matrices(config: TuneClassifiersConfig, store: FeatureStore) -> dict[st
         if record and record.level == "frame":
             poolings: list[str | None] = list(feature_set.pooling)
         else:  # media-level sets are read as stored, or as TF-IDF of their transcripts
-            poolings = [p for p in feature_set.pooling if p == "tfidf"] or [None]
+            poolings = [p for p in feature_set.pooling if POOLINGS.get(p).source == "text"]
+            poolings = poolings or [None]
         for pooling in poolings:
             matrix = load_feature_matrix(
                 store,
@@ -193,7 +195,7 @@ def _run_search(
     metric = f"val_{config.metric}"
     scheduler = None
     checkpoint_epochs = {config.max_epochs}
-    neural = any(s["classifier"] in NEURAL_CLASSIFIERS for s in pending)
+    neural = any(trains_in_epochs(s["classifier"]) for s in pending)
     if config.early_stopping == "asha" and neural and config.max_epochs > config.grace_epochs:
         from ray.tune.schedulers import ASHAScheduler
 
@@ -371,7 +373,7 @@ def _refit(
         "params": eval_params(row.params),
     }
     fit_spec = {**spec, "params": dict(spec["params"])}
-    if row.classifier in NEURAL_CLASSIFIERS:
+    if trains_in_epochs(row.classifier):
         # The epochs the trial ran (fewer when ASHA stopped it).
         fit_spec["params"]["epochs"] = int(row.epochs)
     model, _ = fit_and_score(matrix, fit_spec, n_classes, config.seed, config.balance)
