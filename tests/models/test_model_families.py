@@ -229,3 +229,35 @@ def test_sequence_model_over_frame_feature_windows(kind: str) -> None:
         changed = x.clone()
         changed[~m] = 5.0
         assert torch.allclose(model(changed, m), model(x, m), atol=1e-4)
+
+
+def test_cascade_combination_on_a_hand_computed_case() -> None:
+    """Classes in a non-alphabetical group order, so a swapped fine order, a wrong group or an
+    unshared outside-group probability each change the answer."""
+    classes = ["Angry", "Happy", "Sad", "Neutral", "Fear"]
+    groups = ClassGroups.from_config(
+        classes,
+        {"positive": ["Happy"], "negative": ["Sad", "Angry", "Fear"], "other": ["Neutral"]},
+        fine_group="negative",
+    )
+    coarse = torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])  # positive, negative, other
+    fine = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])  # Sad, Angry, Fear
+    expected = torch.tensor(
+        [
+            # Angry        Happy  Sad          Neutral  Fear
+            [0.5 * 0.2, 0.2, 0.5 * 0.7, 0.3, 0.5 * 0.1],
+            [0.3 * 0.3, 0.6, 0.3 * 0.1, 0.1, 0.3 * 0.6],
+        ]
+    )
+    assert torch.allclose(combine_cascade(coarse, fine, groups), expected)
+    assert groups.coarse_labels(np.array([0, 1, 2, 3, 4])).tolist() == [1, 0, 1, 2, 1]
+    keep, fine_labels = groups.fine_subset(np.array([3, 4, 0, 1, 2]))
+    assert keep.tolist() == [1, 2, 4] and fine_labels.tolist() == [2, 1, 0]
+
+
+def test_cascade_shares_a_group_probability_among_its_classes() -> None:
+    groups = ClassGroups.from_config(
+        ["a", "b", "c", "d"], {"pair": ["a", "b"], "rest": ["c", "d"]}, fine_group="rest"
+    )
+    out = combine_cascade(torch.tensor([[0.8, 0.2]]), torch.tensor([[0.25, 0.75]]), groups)
+    assert torch.allclose(out, torch.tensor([[0.4, 0.4, 0.05, 0.15]]))
