@@ -103,6 +103,10 @@ class Registry(Generic[T]):
         """(name, entry) pairs, in registration order."""
         return list(self._entries.items())
 
+    def __getitem__(self, name: str) -> T:
+        # Reads like the dict a registry replaces; a miss is the same error as get's.
+        return self.get(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

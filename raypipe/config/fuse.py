@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from raypipe.config.base import StrictModel
 from raypipe.config.runtime import RayConfig
 
-FusionMethodName = Literal[
-    "weighted", "weighted_class", "greedy", "stacking_logreg", "stacking_svm", "cascade"
-]
+
+def _registered_fusion_method(name: str) -> str:
+    # Checked against the live registry, so a method registered by a plugin is accepted too.
+    from raypipe.fusion.methods import FUSION_METHODS
+
+    if name not in FUSION_METHODS:
+        raise ValueError(FUSION_METHODS.unknown_message(name))
+    return name
+
+
+#: A fusion method name registered in raypipe.fusion.methods.FUSION_METHODS.
+FusionMethodName = Annotated[str, AfterValidator(_registered_fusion_method)]
 
 
 class CascadeConfig(StrictModel):
@@ -47,8 +56,9 @@ class FuseConfig(StrictModel):
     """Models to fuse; unset: the best model of each modality (every stored model when the run
     has no trials)."""
     methods: list[FusionMethodName] = ["weighted", "weighted_class", "greedy", "stacking_logreg"]
-    """Fusion methods fitted; each is written as fused.<method>, and the one with the best
-    cross-validated val score is marked selected."""
+    """Fusion methods fitted (registered in raypipe.fusion.methods.FUSION_METHODS: weighted,
+    weighted_class, greedy, stacking_logreg, stacking_svm, cascade); each is written as
+    fused.<method>, and the one with the best cross-validated val score is marked selected."""
     rules: list[Literal["sum", "product"]] = ["sum", "product"]
     """Fusion rules the weight searches try (weighted mean of probabilities, or of logs)."""
     num_samples: int = Field(default=48, ge=0)
@@ -77,11 +87,12 @@ class FuseConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> FuseConfig:
-        if "cascade" in self.methods and not self.cascade.groups:
-            raise ValueError(
-                "methods lists 'cascade' but cascade.groups is empty; set e.g. "
-                "cascade.groups={Negative: [Angry, Disgust, Fear, Sad]}"
-            )
+        from raypipe.fusion.methods import FUSION_METHODS
+
         if not self.methods:
             raise ValueError("methods must list at least one fusion method")
+        for name in dict.fromkeys(self.methods):
+            check = FUSION_METHODS.get(name).check
+            if check is not None:
+                check(self)  # a method's own settings, e.g. cascade.groups for 'cascade'
         return self

@@ -1,8 +1,8 @@
 """Building extractors by name from their configs.
 
-Each built-in extractor is one entry of :data:`EXTRACTORS`: its module, class and a one-line
-description. The class is imported only when the extractor is built, so a job that does not use
-an extractor never imports its (possibly heavy) dependencies.
+Each extractor is one entry of the :data:`EXTRACTORS` registry: its module, class and a
+one-line description (docs/extending.md). The class is imported only when the extractor is
+built, so a job that does not use an extractor never imports its (possibly heavy) dependencies.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 
 from raypipe.extractors.base import Extractor
+from raypipe.registry import Registry
 
 
 class ExtractorEntry(NamedTuple):
@@ -23,8 +24,10 @@ class ExtractorEntry(NamedTuple):
     description: str
 
 
-#: Built-in extractors by name (the name is also the ExtractConfig field holding its settings).
-EXTRACTORS: dict[str, ExtractorEntry] = {
+#: Every extractor by name (the name is also the ExtractConfig field holding its settings).
+EXTRACTORS: Registry[ExtractorEntry] = Registry("EXTRACTORS", "extractor")
+
+_BUILT_IN: dict[str, ExtractorEntry] = {
     "face_expression": ExtractorEntry(
         "raypipe.extractors.visual.face_expression",
         "FaceExpressionExtractor",
@@ -81,6 +84,9 @@ EXTRACTORS: dict[str, ExtractorEntry] = {
         "transformer sentence embedding of the transcript and of each segment",
     ),
 }
+
+for _name, _entry in _BUILT_IN.items():
+    EXTRACTORS.register(_name, _entry)
 
 
 def available_extractors() -> dict[str, str]:

@@ -13,12 +13,9 @@ from ray import tune
 
 from raypipe.config import FuseConfig
 from raypipe.errors import ConfigError
-from raypipe.fusion.cascade import CascadeFusion, group_index
 from raypipe.fusion.cross_validation import FusionMethod, out_of_fold, stratified_folds
+from raypipe.fusion.methods import FUSION_METHODS, FusionContext, build_fusion_methods
 from raypipe.fusion.rules import RULES, AlignedPredictions, align_predictions, weighted_fusion
-from raypipe.fusion.selection import GreedySelection
-from raypipe.fusion.stacking import StackingFusion
-from raypipe.fusion.weight_search import WeightSearch
 from raypipe.metrics import classification_scores
 from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.tune_classifiers import best_per_modality
@@ -109,54 +106,9 @@ def tune_weight_candidates(
 def fusion_methods(
     config: FuseConfig, members: list[str], classes: list[str], tune_candidates: np.ndarray
 ) -> list[FusionMethod]:
-    """The configured fusion methods, ready to fit."""
-    methods: list[FusionMethod] = []
-    rules = tuple(config.rules)
-    for name in config.methods:
-        if name in ("weighted", "weighted_class"):
-            per_class = name == "weighted_class"
-            methods.append(
-                WeightSearch(
-                    per_class=per_class,
-                    rules=rules,
-                    metric=config.metric,
-                    n_random=config.random_candidates,
-                    sweeps=config.coordinate_sweeps,
-                    extra=None if per_class else tune_candidates,
-                    seed=config.seed,
-                )
-            )
-        elif name == "greedy":
-            methods.append(GreedySelection(config.greedy_rounds, rules, config.metric))
-        elif name.startswith("stacking_"):
-            methods.append(
-                StackingFusion(
-                    meta=name.removeprefix("stacking_"),
-                    c_grid=tuple(config.stacking_c),
-                    folds=config.cv_folds,
-                    seed=config.seed,
-                )
-            )
-        elif name == "cascade":
-            methods.append(_cascade(config, members, classes))
-    return methods
-
-
-def _cascade(config: FuseConfig, members: list[str], classes: list[str]) -> CascadeFusion:
-    try:
-        groups = group_index(config.cascade.groups, classes)
-    except ValueError as exc:
-        raise ConfigError(f"cascade.groups: {exc}; fix the fuse config.") from None
-    chosen = []
-    for field in ("coarse", "fine"):
-        model = getattr(config.cascade, field)
-        if model is not None and model not in members:
-            raise ConfigError(
-                f"cascade.{field} '{model}' is not one of the fused models "
-                f"({', '.join(members)}); name one of them or leave it unset."
-            )
-        chosen.append(None if model is None else members.index(model))
-    return CascadeFusion(groups, chosen[0], chosen[1])
+    """The configured fusion methods (registered in FUSION_METHODS), ready to fit."""
+    context = FusionContext(config, list(members), list(classes), tune_candidates)
+    return build_fusion_methods(context, list(config.methods))
 
 
 def _members(run: RunFolder, config: FuseConfig) -> list[str]:
@@ -208,7 +160,7 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
             f"{config.cv_folds}; lower cv_folds or add val media."
         )
     candidates = np.zeros((0, len(members)))
-    if config.num_samples > 0 and "weighted" in config.methods:
+    if config.num_samples > 0 and any(FUSION_METHODS.get(m).uses_tune for m in config.methods):
         log.info("Ray Tune: %d fusion weight vectors of %s", config.num_samples, members)
         with ray_session(config.ray):
             candidates = tune_weight_candidates(aligned, run, config, n_classes)
