@@ -96,14 +96,20 @@ class TuneClassifiersConfig(StrictModel):
     lightgbm: {num_leaves: [4, 15], n_estimators: [200]}, mlp: {hidden: [64]}}."""
     search: Literal["grid", "random", "optuna"] = "grid"
     """grid: every combination; random: num_samples combinations drawn (by seed) from it;
-    optuna: num_samples trials chosen by Optuna's TPE sampler from the same combinations."""
+    optuna: num_samples trials chosen by Optuna's TPE sampler (seeded by seed) from the same
+    combinations. TPE proposes each trial from the trials finished before it, so with several
+    trials at once two runs can propose differently; max_concurrent_trials=1 makes an optuna
+    search reproducible (grid and random searches are at any concurrency)."""
     num_samples: int = Field(default=24, ge=1)
     """Trial budget of the random and optuna searches."""
     time_budget_s: float | None = Field(default=None, gt=0)
     """Stop starting trials after this many seconds; a re-run goes on with the rest."""
     early_stopping: Literal["asha", "none"] = "asha"
     """asha: stop poor torch-head trials early by their per-epoch validation metric;
-    scikit-learn trials fit in one step and are never stopped."""
+    scikit-learn trials fit in one step and are never stopped. ASHA compares a trial with
+    those that reached the same epoch before it, so with several torch-head trials at once
+    two runs can stop different trials; max_concurrent_trials=1 (or early_stopping none)
+    makes the search reproducible."""
     max_epochs: int = Field(default=30, ge=1)
     """Epochs of the torch heads (mlp and sequence heads); ASHA's longest trial."""
     grace_epochs: int = Field(default=5, ge=2)
@@ -132,7 +138,9 @@ class TuneClassifiersConfig(StrictModel):
     max_concurrent_trials: int | None = Field(default=None, ge=1)
     """Trials running at once; unset: as many as the CPUs allow."""
     seed: int = 0
-    """Random seed of every model and of the random search."""
+    """Random seed of every model (scikit-learn random_state, LightGBM, torch heads), of the
+    fitted poolings (Fisher GMM, VLAD k-means), of oversampling and of the random and optuna
+    searches."""
     ray: RayConfig = RayConfig()
     """Ray connection."""
 

@@ -18,7 +18,11 @@ def lightgbm_params(params: dict[str, Any], seed: int) -> dict[str, Any]:
         "subsample_freq": 1,
         "colsample_bytree": 0.8,
         "random_state": seed,
+        # One thread, and LightGBM's deterministic mode (which wants a fixed histogram
+        # layout), so the same data and seed always grow the same trees.
         "n_jobs": 1,
+        "deterministic": True,
+        "force_row_wise": True,
         "verbose": -1,
     }
 
