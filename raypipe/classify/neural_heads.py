@@ -98,6 +98,37 @@ class NeuralHeadEstimator(BaseEstimator):
         self.mean_ = rows.mean(axis=0).astype(np.float32)
         self.scale_ = np.maximum(rows.std(axis=0), 1e-6).astype(np.float32)
 
+    def _build_module(self) -> nn.Module:
+        dim, out = self.module_shape_
+        if self.kind == "mlp":
+            return MLPHead(dim, out, self.hidden, self.dropout)
+        return SequenceHead(dim, out, self.kind, self.hidden, self.dropout)
+
+    # -- saving ------------------------------------------------------------------------------
+    # The fitted torch module is saved as plain NumPy arrays (its state dict) and rebuilt on
+    # load, so a saved estimator holds no torch objects: run folders store it with skops
+    # (raypipe.store.artifacts), which loads arrays and never unpickles code.
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        module = state.pop("module_", None)
+        if module is not None:
+            state["module_state_"] = {
+                name: value.detach().cpu().numpy().copy()
+                for name, value in module.state_dict().items()
+            }
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        weights = state.pop("module_state_", None)
+        super().__setstate__(state)
+        if weights is not None:
+            self.module_ = self._build_module()
+            self.module_.load_state_dict(
+                {name: torch.from_numpy(np.array(value)) for name, value in weights.items()}
+            )
+            self.module_.eval()
+
     def _forward(self, features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.module_(features) if mask is None else self.module_(features, mask)
 
@@ -132,11 +163,8 @@ class NeuralHeadEstimator(BaseEstimator):
             out = target.shape[1]
             loss_fn = nn.BCEWithLogitsLoss() if self.task == "multilabel" else nn.MSELoss()
         dim = features.shape[-1]
-        self.module_: nn.Module = (
-            MLPHead(dim, out, self.hidden, self.dropout)
-            if self.kind == "mlp"
-            else SequenceHead(dim, out, self.kind, self.hidden, self.dropout)
-        )
+        self.module_shape_ = (int(dim), int(out))
+        self.module_: nn.Module = self._build_module()
         optimiser = torch.optim.Adam(
             self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )

@@ -20,6 +20,7 @@ import pandas as pd
 
 from raypipe.classify.classifiers import predict_proba_full
 from raypipe.classify.feature_matrix import model_features
+from raypipe.classify.trial_spec import TrialSpec
 from raypipe.config import ExtractConfig, PredictConfig
 from raypipe.config.base import load_config
 from raypipe.errors import ConfigError
@@ -148,7 +149,10 @@ def run_predict(config: PredictConfig) -> PredictSummary:
     fitted = run.load_fused_model(fusion)
     training = FeatureStore(meta["store"])
     records = training.extractors()
-    needed = {str(run.load_model(m)["spec"]["feature_set"]).partition(".")[0] for m in members}
+    needed = {
+        TrialSpec.parse(run.load_model(m)["spec"], f"model '{m}' of run '{run.root}'").extractor
+        for m in members
+    }
     missing = sorted(needed - set(records))
     if missing:
         raise ConfigError(

@@ -4,7 +4,8 @@ The driver writes one small JSON file per finished trial (atomically, named by t
 spec key) as Ray Tune reports it complete, after copying the trial's predictions out of its
 checkpoint into the run folder. A driver killed mid-search loses only the trials that were
 running; a re-run of the same search reads the ledger and starts only the specs not in it
-(failed trials are not recorded, so a re-run tries them again).
+(failed trials are not recorded, so a re-run tries them again). Each entry's spec is a
+:class:`~raypipe.classify.trial_spec.TrialSpec`, validated when the ledger is read.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from typing import Any
 from ray.tune import Callback
 
 from raypipe.classify.fit import model_name
+from raypipe.classify.trial_spec import TrialSpec
+from raypipe.errors import RaypipeError
+from raypipe.store import artifacts
 from raypipe.store.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.parquet"
-MODEL_FILE = "model.pkl"
+#: A trial checkpoint's model record (a skops file, :mod:`raypipe.store.artifacts`).
+MODEL_FILE = f"model{artifacts.SUFFIX}"
 
 
 class TrialLedger:
@@ -40,16 +45,32 @@ class TrialLedger:
         temporary.replace(self.folder / f"{key}.json")
 
     def done(self) -> dict[str, dict[str, Any]]:
-        """Every recorded trial by key."""
+        """Every recorded trial by key (``spec`` validated, as a plain dict).
+
+        Raises:
+            RaypipeError: an entry is not JSON or its spec is not a valid trial spec.
+        """
         if not self.folder.exists():
             return {}
-        return {path.stem: json.loads(path.read_text()) for path in self.folder.glob("*.json")}
+        entries = {}
+        for path in self.folder.glob("*.json"):
+            try:
+                entry = json.loads(path.read_text())
+            except ValueError:
+                entry = None
+            if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
+                raise RaypipeError(
+                    f"{path} is not a trial ledger entry; delete it to run that trial again."
+                )
+            entry["spec"] = TrialSpec.parse(entry.get("spec"), str(path)).to_dict()
+            entries[path.stem] = entry
+        return entries
 
 
 class LedgerCallback(Callback):
     """Records finished trials in a :class:`TrialLedger`, copies their predictions (the
     checkpoint's predictions.parquet) to ``RUN/trial_predictions/<key>.parquet`` and keeps the
-    model record (model.pkl) of the best trial so far of each model name (by ``metric``,
+    model record (model.skops) of the best trial so far of each model name (by ``metric``,
     higher is better) in ``RUN/trial_models``, so the best models need no refit."""
 
     def __init__(self, ledger: TrialLedger, run: RunFolder, metric: str) -> None:
@@ -70,7 +91,7 @@ class LedgerCallback(Callback):
             # Stopped (time budget) before its first report or between checkpoints: it counts
             # as not finished and a re-run trains it again.
             return
-        spec = json.loads(result["spec_json"])
+        spec = TrialSpec.parse(result["spec_json"], f"trial {key}").to_dict()
         name = model_name(spec)
         score = float(result.get(self._metric, float("-inf")))
         with trial.checkpoint.as_directory() as folder:

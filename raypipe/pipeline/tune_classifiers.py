@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from raypipe.classify.fit import fit_and_score, model_name, outputs
 from raypipe.classify.pooling import POOLINGS
 from raypipe.classify.search_space import OptunaSpace, spec_from_sample, spec_key, trial_specs
 from raypipe.classify.targets import read_targets
+from raypipe.classify.trial_spec import TrialSpec
 from raypipe.config import TuneClassifiersConfig
 from raypipe.errors import ConfigError
 from raypipe.labels import label_space
@@ -41,6 +41,7 @@ from raypipe.pipeline.trial_ledger import (
 )
 from raypipe.pipeline.tune_progress import TrialProgress
 from raypipe.progress import progress_bar
+from raypipe.store import artifacts
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.run_folder import RunFolder, prediction_table
 
@@ -53,11 +54,15 @@ def _prediction_args(matrix: FeatureMatrix, out: Any) -> dict[str, Any]:
     return {"labels": [-1] * len(matrix.y), "probs": out, "targets": matrix.y}
 
 
-def model_record(matrix: FeatureMatrix, spec: dict[str, Any], model: Any) -> dict[str, Any]:
-    """The saved form of a fitted model (``RunFolder.save_model``): ``pipeline`` (with
-    ``predict_proba``; regression: ``predict``), ``spec``, ``modality``, ``task``, the fitted
-    ``pooler`` (None for media-level sets), ``trial_id``; multilabel and regression records add
-    ``targets`` (names), multilabel ones ``thresholds`` (per label, chosen on val)."""
+def model_record(
+    matrix: FeatureMatrix, spec: dict[str, Any] | TrialSpec, model: Any
+) -> dict[str, Any]:
+    """The saved form of a fitted model (``RunFolder.save_model``, a skops file): ``pipeline``
+    (with ``predict_proba``; regression: ``predict``), ``spec`` (a validated
+    :class:`TrialSpec` as a plain dict), ``modality``, ``task``, the fitted ``pooler`` (None
+    for media-level sets), ``trial_id``; multilabel and regression records add ``targets``
+    (names), multilabel ones ``thresholds`` (per label, chosen on val)."""
+    spec = TrialSpec.parse(spec).to_dict()
     record: dict[str, Any] = {
         "pipeline": model,
         "spec": spec,
@@ -86,6 +91,7 @@ def _trial(
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     # Grid and random searches hand over a spec, Optuna a flat sample of the same space.
     spec = config["spec"] if "spec" in config else spec_from_sample(search, config)
+    spec_json = TrialSpec.parse(spec).to_json()
     matrix = matrices[spec["feature_set"]]
     key = spec_key(spec)
     started = time.time()
@@ -93,7 +99,7 @@ def _trial(
     def report(epoch: int, model: Any, scores: dict[str, float]) -> None:
         extra = {
             "trial_key": key,
-            "spec_json": json.dumps(spec),
+            "spec_json": spec_json,
             "epochs": epoch,
             "started_at": started,
             "seconds": time.time() - started,
@@ -108,7 +114,8 @@ def _trial(
                 matrix.media_ids, matrix.split, **_prediction_args(matrix, out)
             )
             pq.write_table(table, str(Path(folder) / PREDICTIONS_FILE))
-            (Path(folder) / MODEL_FILE).write_bytes(pickle.dumps(model_record(matrix, spec, model)))
+            record = model_record(matrix, spec, model)
+            (Path(folder) / MODEL_FILE).write_bytes(artifacts.dumps(record))
             checkpoint = tune.Checkpoint.from_directory(folder)
             tune.report({**scores, **extra, "checkpointed": True}, checkpoint=checkpoint)
 
@@ -267,8 +274,9 @@ def _run_search(
 def trials_table(
     specs: list[dict[str, Any]], done: dict[str, dict[str, Any]], task: str
 ) -> pd.DataFrame:
-    """One row per finished spec: model, feature_set, classifier, params,
-    trial_id, task, then its scores ('val_*', 'train_*') and started_at, seconds, epochs."""
+    """One row per finished spec: model, feature_set, classifier, params (JSON), trial_id,
+    spec (the :class:`TrialSpec` as JSON), task, then its scores ('val_*', 'train_*') and
+    started_at, seconds, epochs."""
     rows = []
     for spec in specs:
         entry = done.get(spec_key(spec))
@@ -279,8 +287,9 @@ def trials_table(
                 "model": model_name(spec),
                 "feature_set": spec["feature_set"],
                 "classifier": spec["classifier"],
-                "params": str(spec["params"]),
+                "params": json.dumps(spec["params"], sort_keys=True),
                 "trial_id": spec_key(spec),
+                "spec": TrialSpec.parse(spec).to_json(),
                 "task": task,
                 **entry["metrics"],
             }
@@ -367,12 +376,8 @@ def _refit(
 ) -> None:
     """Fit a best configuration again (its trial's record was lost, e.g. the driver died
     between keeping it and recording the trial) and store its record and predictions."""
-    spec = {
-        "feature_set": row.feature_set,
-        "classifier": row.classifier,
-        "params": eval_params(row.params),
-    }
-    fit_spec = {**spec, "params": dict(spec["params"])}
+    spec = TrialSpec.parse(row.spec, f"trials.parquet of run '{run.root}' (trial {row.trial_id})")
+    fit_spec = spec.to_dict()
     if trains_in_epochs(row.classifier):
         # The epochs the trial ran (fewer when ASHA stopped it).
         fit_spec["params"]["epochs"] = int(row.epochs)
@@ -382,16 +387,6 @@ def _refit(
     run.write_predictions(
         row.model, matrix.media_ids, matrix.split, **_prediction_args(matrix, out)
     )
-
-
-def eval_params(text: str) -> dict[str, Any]:
-    """Parse the params column (a dict's repr of numbers) back into a dict."""
-    import ast
-
-    value = ast.literal_eval(text)
-    if not isinstance(value, dict):
-        raise ValueError(f"params must be a dict, got {text!r}")
-    return value
 
 
 def best_per_modality(run: RunFolder, metric: str = "macro_f1") -> list[str]:

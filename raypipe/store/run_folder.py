@@ -2,15 +2,15 @@
 
 ```
 RUN/
-  run.json                   store URI, label space, what produced the run
-  trials.parquet             every Ray Tune trial with its validation scores
-  models/<model>.pkl         model records: pipeline, spec, modality, task (+ pooler, thresholds)
+  run.json                   format, store URI, label space, what produced the run
+  trials.parquet             every Ray Tune trial with its validation scores and spec (JSON)
+  models/<model>.skops       model records: pipeline, spec, modality, task (+ pooler, thresholds)
   predictions/<model>.parquet  media_id, split, label (class index, -1 unlabelled), probs
                              (+ start_s, seconds, for frame/window-level models)
   trial_predictions/<trial>.parquet  the same for every finished search trial (trials.trial_id)
-  trial_models/<trial>.pkl   the model record of the best trial so far of each model name
+  trial_models/<trial>.skops the model record of the best trial so far of each model name
   fusion/<model>.json        fused models' method, members, weights, val / val CV / test scores
-  fusion/<model>.pkl         the fitted fusion, applied by `raypipe predict`
+  fusion/<model>.skops       the fitted fusion, applied by `raypipe predict`
   fusion_trials.parquet      Ray Tune fusion trials (weights, val score) in trial order
   tune/                      Ray Tune's own experiment folders (restorable)
   report/                    report.md, metrics.json, confusion-matrix PNGs
@@ -20,12 +20,16 @@ Multilabel and regression models (``task`` in their record and in trials.parquet
 prediction columns: ``label`` is -1, ``probs`` holds per-label probabilities (multilabel, (L,))
 or predicted values (regression, (K,)), and an extra column ``target`` holds the truth
 ((L,) 0/1 or (K,) values, NaN where missing). Classification files have no ``target`` column.
+
+Fitted objects (model records, fitted fusions) are skops files of trusted types only
+(:mod:`raypipe.store.artifacts`): reading a run never executes code from it. run.json carries
+the folder layout's ``format`` (:data:`RUN_FORMAT`); a folder of another format (an older
+raypipe's, whose models were pickles) is refused with the command that makes a new one.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raypipe.errors import RaypipeError
+from raypipe.store import artifacts
+
+#: Layout version of run folders written by this raypipe (``format`` in run.json). 2: fitted
+#: objects are skops files (format 1, unmarked, stored pickles).
+RUN_FORMAT = 2
 
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -96,21 +105,47 @@ class RunFolder:
         self.root = Path(self.root).resolve()
 
     def create(self, meta: dict[str, Any]) -> None:
-        """Create the folder and (re)write run.json, keeping keys already there."""
+        """Create the folder and (re)write run.json, keeping keys already there (a folder of
+        another format is refused, see :meth:`meta`)."""
         self.root.mkdir(parents=True, exist_ok=True)
         current = self.meta() if (self.root / "run.json").exists() else {}
+        if not current and any(self.root.glob("*/*.pkl")):
+            raise self._format_error("pickle files but no run.json")
         current.update(meta)
+        current["format"] = RUN_FORMAT
         _atomic_write(self.root / "run.json", json.dumps(current, indent=2, default=str).encode())
 
     def meta(self) -> dict[str, Any]:
-        """Contents of run.json."""
+        """Contents of run.json.
+
+        Raises:
+            RaypipeError: no run.json, or the folder is of another format (an older raypipe's,
+                with pickled models, or a foreign one).
+        """
         path = self.root / "run.json"
         if not path.exists():
             raise RaypipeError(
                 f"'{self.root}' is not a raypipe run (no run.json); run "
                 "`raypipe tune-classifiers --store STORE --run RUN` first."
             )
-        return json.loads(path.read_text())
+        try:
+            meta = json.loads(path.read_text())
+        except ValueError:
+            raise self._format_error("run.json is not JSON") from None
+        if not isinstance(meta, dict):
+            raise self._format_error("run.json is not an object")
+        found = meta.get("format")
+        if found != RUN_FORMAT:
+            what = "no format (an older raypipe's run)" if found is None else f"format {found!r}"
+            raise self._format_error(what)
+        return meta
+
+    def _format_error(self, what: str) -> RaypipeError:
+        return RaypipeError(
+            f"Run folder '{self.root}' has {what}, not run format {RUN_FORMAT} (models are no "
+            "longer read from pickles); re-run `raypipe tune-classifiers --store STORE --run NEW` "
+            "(then `raypipe fuse --run NEW`) into a new folder."
+        )
 
     @property
     def tune_dir(self) -> Path:
@@ -140,12 +175,31 @@ class RunFolder:
         return self._read_frame("trials.parquet")
 
     def save_model(self, name: str, model: Any) -> None:
-        """Pickle a fitted model."""
-        _atomic_write(self.root / "models" / f"{name}.pkl", pickle.dumps(model))
+        """Store a fitted model record (a skops file, :mod:`raypipe.store.artifacts`)."""
+        _atomic_write(self._model_path(name), artifacts.dumps(model))
 
     def load_model(self, name: str) -> Any:
-        """Load a pickled model written by :meth:`save_model`."""
-        return pickle.loads((self.root / "models" / f"{name}.pkl").read_bytes())
+        """Load a model record written by :meth:`save_model` (trusted types only; never a
+        pickle).
+
+        Raises:
+            RaypipeError: the run is of another format, the model is missing, or its file
+                holds types raypipe does not load.
+        """
+        self.meta()
+        path = self._model_path(name)
+        if not path.exists():
+            raise RaypipeError(
+                f"Run '{self.root}' has no model '{name}' ({path} is missing); re-run "
+                f"`raypipe tune-classifiers --run {self.root}`."
+            )
+        return artifacts.load(path)
+
+    def _model_path(self, name: str) -> Path:
+        return self.root / "models" / f"{name}{artifacts.SUFFIX}"
+
+    def _trial_model_path(self, trial_id: str) -> Path:
+        return self.root / "trial_models" / f"{trial_id}{artifacts.SUFFIX}"
 
     def write_predictions(
         self,
@@ -170,22 +224,29 @@ class RunFolder:
         _atomic_write(self.root / "trial_predictions" / f"{trial_id}.parquet", data)
 
     def write_trial_model(self, trial_id: str, data: bytes) -> None:
-        """Store one search trial's pickled model record."""
-        _atomic_write(self.root / "trial_models" / f"{trial_id}.pkl", data)
+        """Store one search trial's model record (bytes of :func:`artifacts.dumps`; checked to
+        load from trusted types only before it is kept)."""
+        refused = artifacts.untrusted_types(data)
+        if refused:
+            raise RaypipeError(
+                f"Trial {trial_id}'s model record holds untrusted type(s) {refused}; add them "
+                "to raypipe.store.artifacts.TRUSTED_TYPES."
+            )
+        _atomic_write(self._trial_model_path(trial_id), data)
 
     def drop_trial_model(self, trial_id: str) -> None:
         """Remove a trial's model record (a better trial of the same model replaced it)."""
-        (self.root / "trial_models" / f"{trial_id}.pkl").unlink(missing_ok=True)
+        self._trial_model_path(trial_id).unlink(missing_ok=True)
 
     def has_trial_model(self, trial_id: str) -> bool:
         """Whether a trial's model record is stored."""
-        return (self.root / "trial_models" / f"{trial_id}.pkl").exists()
+        return self._trial_model_path(trial_id).exists()
 
     def promote_trial(self, trial_id: str, name: str) -> None:
         """Make a trial's stored model record and predictions those of model ``name``."""
-        model = (self.root / "trial_models" / f"{trial_id}.pkl").read_bytes()
+        model = self._trial_model_path(trial_id).read_bytes()
         predictions = (self.root / "trial_predictions" / f"{trial_id}.parquet").read_bytes()
-        _atomic_write(self.root / "models" / f"{name}.pkl", model)
+        _atomic_write(self._model_path(name), model)
         _atomic_write(self.root / "predictions" / f"{name}.parquet", predictions)
 
     def trial_predictions(self, trial_id: str) -> pd.DataFrame:
@@ -219,18 +280,19 @@ class RunFolder:
         return json.loads((self.root / "fusion" / f"{name}.json").read_text())
 
     def save_fused_model(self, name: str, fitted: Any) -> None:
-        """Pickle a fitted fusion (what `raypipe predict` applies to new media)."""
-        _atomic_write(self.root / "fusion" / f"{name}.pkl", pickle.dumps(fitted))
+        """Store a fitted fusion (what `raypipe predict` applies to new media) as a skops file."""
+        _atomic_write(self.root / "fusion" / f"{name}{artifacts.SUFFIX}", artifacts.dumps(fitted))
 
     def load_fused_model(self, name: str) -> Any:
-        """Load a fitted fusion written by :meth:`save_fused_model`."""
-        path = self.root / "fusion" / f"{name}.pkl"
+        """Load a fitted fusion written by :meth:`save_fused_model` (trusted types only)."""
+        self.meta()
+        path = self.root / "fusion" / f"{name}{artifacts.SUFFIX}"
         if not path.exists():
             raise RaypipeError(
                 f"Run '{self.root}' has no fitted fusion '{name}' ({path} is missing); run "
                 f"`raypipe fuse --run {self.root}` first."
             )
-        return pickle.loads(path.read_bytes())
+        return artifacts.load(path)
 
     def fusions(self) -> list[str]:
         """Names of every fused model with a description."""

@@ -135,7 +135,7 @@ def test_asha_stops_poor_torch_trials_early(
     best = trials.sort_values("val_macro_f1").iloc[-1]
     assert best["epochs"] == 18 and "0.03" in best["params"]
     # Only the best trial's record is kept, and it became the model: no refit needed.
-    kept = list((tmp_path / "run" / "trial_models").glob("*.pkl"))
+    kept = list((tmp_path / "run" / "trial_models").glob("*.skops"))
     assert len(kept) == 1
     record = RunFolder(tmp_path / "run").load_model("face_sim.mean.mlp")
     assert kept[0].stem == record["trial_id"]
