@@ -92,15 +92,22 @@ def tune_weight_candidates(
             row["rule"] = result.config["rule"]
             row.update({k: v for k, v in result.metrics.items() if k.startswith("val_")})
             row["finished_s"] = float(result.metrics.get("timestamp", started)) - started
+            row["trial_id"] = str(result.metrics.get("trial_id", ""))
             rows.append(row)
     trials = pd.DataFrame(rows)
     if trials.empty:
         log.warning("every Ray Tune fusion trial failed; fusing without them")
         return np.zeros((0, n_models))
-    trials = trials.sort_values("finished_s", kind="stable").reset_index(drop=True)
+    # The candidates go in the order the seeded search generated them (trial ids count up),
+    # so the weight search's tie-breaks never depend on which trial happened to finish first;
+    # the stored table is in finishing order, for the report's search curve.
+    generated = trials.sort_values("trial_id", kind="stable")
+    candidates = generated[[f"w{i}" for i in range(n_models)]].to_numpy()
+    trials = trials.drop(columns="trial_id").sort_values("finished_s", kind="stable")
+    trials = trials.reset_index(drop=True)
     trials.insert(0, "trial", np.arange(len(trials)))
     run.write_fusion_trials(trials)
-    return trials[[f"w{i}" for i in range(n_models)]].to_numpy()
+    return candidates
 
 
 def fusion_methods(

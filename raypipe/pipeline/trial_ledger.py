@@ -71,7 +71,8 @@ class LedgerCallback(Callback):
     """Records finished trials in a :class:`TrialLedger`, copies their predictions (the
     checkpoint's predictions.parquet) to ``RUN/trial_predictions/<key>.parquet`` and keeps the
     model record (model.skops) of the best trial so far of each model name (by ``metric``,
-    higher is better) in ``RUN/trial_models``, so the best models need no refit."""
+    higher is better; among equal scores the smallest trial id, as the search's final ranking
+    does) in ``RUN/trial_models``, so the best models need no refit."""
 
     def __init__(self, ledger: TrialLedger, run: RunFolder, metric: str) -> None:
         self._ledger = ledger
@@ -96,7 +97,9 @@ class LedgerCallback(Callback):
         score = float(result.get(self._metric, float("-inf")))
         with trial.checkpoint.as_directory() as folder:
             self._run.write_trial_predictions(key, (Path(folder) / PREDICTIONS_FILE).read_bytes())
-            if name not in self._best or score > self._best[name][0]:
+            kept = self._best.get(name)
+            # Equal scores: the smaller trial id wins, whichever trial finished first.
+            if kept is None or (score, kept[1]) > (kept[0], key):
                 self._run.write_trial_model(key, (Path(folder) / MODEL_FILE).read_bytes())
                 if name in self._best:
                     self._run.drop_trial_model(self._best[name][1])

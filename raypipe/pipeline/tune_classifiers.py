@@ -355,10 +355,10 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
     if trials.empty:
         raise RuntimeError("every Tune trial failed; see the logs above")
     run.write_trials(trials)
-    # The best trial of each model name; among equal scores the one whose record was kept.
-    trials["_kept"] = [run.has_trial_model(t) for t in trials["trial_id"]]
-    ranked = trials.sort_values([metric, "_kept"], ascending=False, kind="stable")
-    best = ranked.groupby("model", sort=False).head(1).drop(columns="_kept")
+    # The best trial of each model name; among equal scores the smallest trial id (the one
+    # whose record the ledger callback kept), whatever order the trials finished in.
+    ranked = trials.sort_values([metric, "trial_id"], ascending=[False, True], kind="stable")
+    best = ranked.groupby("model", sort=False).head(1)
 
     for row in best.itertuples(index=False):
         if run.has_trial_model(row.trial_id):
