@@ -3,16 +3,24 @@ overrides, then its own flags; bad values fail before any work starts, in one se
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import re
 import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from raypipe.config.base import load_config
 from raypipe.errors import RaypipeError
+
+M = TypeVar("M")
 
 log = logging.getLogger("raypipe")
 
@@ -24,6 +32,8 @@ app = typer.Typer(
 )
 store_app = typer.Typer(no_args_is_help=True, help="Inspect a feature store.")
 app.add_typer(store_app, name="store")
+config_app = typer.Typer(no_args_is_help=True, help="Show the commands' default configs.")
+app.add_typer(config_app, name="config")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
 SetOpt = Annotated[
@@ -35,6 +45,29 @@ AddressOpt = Annotated[
     typer.Option("--address", help="Ray cluster address; omit for an embedded local Ray."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from raypipe.provenance import version_line
+
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print raypipe's version (and code revision in a git checkout) and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Distributed multimodal emotion-recognition pipeline on Ray."""
 
 
 def _setup_logging() -> None:
@@ -53,9 +86,188 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(code=2)
+class _Where:
+    """What a command writes (its --out/--run), named when a disk error does not say."""
+
+    path: str | None = None
+
+
+@contextmanager
+def _user_errors(command: str) -> Iterator[_Where]:
+    """Run a command's body; every failure a user can cause (a raypipe error, a full disk, a
+    path in the way) ends as one line on stderr and exit code 2, a failure of Ray itself as one
+    line and exit code 1. Anything else is a bug: its traceback, then one line, exit code 1.
+    ``RAYPIPE_DEBUG=1`` prints the traceback in every case."""
+    _setup_logging()
+    where = _Where()
+    try:
+        yield where
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo(
+            f"error: `raypipe {command}` was interrupted; re-running the same command resumes "
+            "from what it stored.",
+            err=True,
+        )
+        raise typer.Exit(code=130) from None
+    except Exception as exc:
+        explained = _explain(command, exc, where.path)
+        if explained is None or os.environ.get("RAYPIPE_DEBUG"):
+            traceback.print_exc()
+        if explained is None:
+            explained = (
+                f"unexpected {type(exc).__name__} in `raypipe {command}` (a raypipe bug; the "
+                "traceback above belongs in a bug report).",
+                1,
+            )
+        message, code = explained
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(code=code) from None
+
+
+def _explain(command: str, exc: BaseException, path: str | None) -> tuple[str, int] | None:
+    """The one-line message and exit code of a failure, or None for an unexpected one."""
+    cause = _task_cause(exc)
+    if _is_ray_failure(cause):
+        # Ray Data keeps the error of the code it ran only as text: read it back from there.
+        remote = _remote_error(str(exc))
+        if remote is not None:
+            cause = remote
+        elif _remote_error_name(str(exc)) is not None:
+            return None  # an error of raypipe's own code inside a task: a bug
+    if isinstance(cause, RaypipeError):
+        return _one_line(str(cause)), 2
+    if _is_ray_failure(cause):
+        first = _one_line(str(cause)) or "no details"
+        return (
+            f"Ray failed during `raypipe {command}` ({type(cause).__name__}: {first}); what "
+            "finished is stored, so re-running the same command resumes (check the cluster, "
+            "e.g. `ray status`, if it fails again).",
+            1,
+        )
+    if isinstance(cause, ConnectionError):
+        return (
+            f"`raypipe {command}` lost a connection ({_one_line(str(cause))}); check --address "
+            "(or RAY_ADDRESS) and the store URI, then re-run the same command.",
+            1,
+        )
+    if isinstance(cause, OSError):
+        return _disk_message(command, cause, path), 2
+    return None
+
+
+def _task_cause(exc: BaseException) -> BaseException:
+    """The exception raised inside a Ray task or actor, which Ray wraps (RayTaskError, Ray
+    Data's UserCodeException), else ``exc`` itself."""
+    seen: set[int] = set()
+    while _is_ray_failure(exc) and id(exc) not in seen:
+        seen.add(id(exc))
+        cause = getattr(exc, "cause", None)
+        if not isinstance(cause, BaseException):
+            cause = exc.__cause__
+        if not isinstance(cause, BaseException):
+            break
+        exc = cause
+    return exc
+
+
+_REMOTE_ERROR = re.compile(r"^((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception)): (.*)$")
+
+
+def _remote_error_name(text: str) -> tuple[str, str] | None:
+    """The last ``Type: message`` line of a remote traceback that is not one of Ray's own."""
+    found = None
+    for line in text.splitlines():
+        match = _REMOTE_ERROR.match(line.strip())
+        if match and not match.group(1).startswith("ray."):
+            found = (match.group(1), match.group(2))
+    return found
+
+
+def _remote_error(text: str) -> BaseException | None:
+    """A raypipe error or an OSError rebuilt from a remote traceback's text, else None."""
+    import builtins
+
+    import raypipe.errors
+
+    found = _remote_error_name(text)
+    if found is None:
+        return None
+    name, message = found
+    short = name.rsplit(".", 1)[-1]
+    kind = getattr(raypipe.errors, short, None)
+    if isinstance(kind, type) and issubclass(kind, RaypipeError):
+        return kind(message)
+    kind = getattr(builtins, short, None)
+    if isinstance(kind, type) and issubclass(kind, OSError):
+        match = _ERRNO.search(message)
+        return kind(int(match.group(1)), message) if match else kind(message)
+    return None
+
+
+def _is_ray_failure(exc: BaseException) -> bool:
+    """A failure of Ray itself: a lost node, actor or object, a dead worker, Tune or Train
+    giving up (not an error of raypipe's code run inside a task)."""
+    module = type(exc).__module__ or ""
+    return module == "ray" or module.startswith("ray.")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+_ERRNO = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
+
+_DISK_FIXES = {
+    errno.ENOSPC: "no space left on device: free space there or give another location, then "
+    "re-run the same command (finished work is kept)",
+    errno.EDQUOT: "disk quota exceeded: free space there or give another location, then re-run "
+    "the same command (finished work is kept)",
+    errno.EACCES: "permission denied: make it accessible or give another location",
+    errno.EPERM: "operation not permitted: make it accessible or give another location",
+    errno.EROFS: "read-only file system: give another location",
+    errno.EEXIST: "a file is in the way where a folder is needed: move it or give another path",
+    errno.ENOTDIR: "a file is in the way where a folder is needed: move it or give another path",
+    errno.EISDIR: "it is a folder where a file is needed: give a file path",
+    errno.ENOENT: "no such file or folder: check the path",
+}
+
+
+def _disk_message(command: str, exc: OSError, path: str | None) -> str:
+    """One line for an OSError: the path (the error's, else what the command writes) and fix."""
+    code = exc.errno
+    if code is None and (match := _ERRNO.search(str(exc))):
+        code = int(match.group(1))
+    where = exc.filename or path
+    fix = _DISK_FIXES.get(code) if code is not None else None
+    if fix is None:
+        fix = f"{exc.strerror or _one_line(str(exc))}: check that path"
+    if where is None:
+        return f"`raypipe {command}` failed on a file: {fix} ({_one_line(str(exc))})."
+    return f"`raypipe {command}` failed on '{where}': {fix}."
+
+
+def _load(
+    model: type[M],
+    config: Path | None,
+    overrides: list[str] | None,
+    flags: dict[str, Any],
+    address: str | None,
+) -> M:
+    """The command's config: its YAML, then --set overrides, then its flags (and --address)."""
+    merged_overrides, merged_flags = _merge({**flags, **_ray_flags(address)}, overrides)
+    return load_config(model, config, merged_overrides, merged_flags)
+
+
+def _require_run(run: Path | None) -> None:
+    """A run folder given to fuse, predict or report must exist (and hold run.json)."""
+    if run is not None and not Path(run).exists():
+        raise RaypipeError(
+            f"Run folder '{run}' does not exist; give the folder a `raypipe tune-classifiers` "
+            "run wrote (its --run)."
+        )
 
 
 def _ray_flags(address: str | None) -> dict[str, Any]:
@@ -79,13 +291,11 @@ def extract(
     from raypipe.config import ExtractConfig
     from raypipe.pipeline.extract import run_extract
 
-    _setup_logging()
-    try:
-        overrides, flags = _merge({"manifest": manifest, "out": out, **_ray_flags(address)}, set_)
-        cfg = load_config(ExtractConfig, config, overrides, flags)
+    with _user_errors("extract") as where:
+        flags = {"manifest": manifest, "out": out}
+        cfg = _load(ExtractConfig, config, set_, flags, address)
+        where.path = cfg.out
         summary = run_extract(cfg)
-    except RaypipeError as exc:
-        _fail(exc)
     typer.echo(summary.line())
     typer.echo(f"see per-media results: raypipe store status {cfg.out}")
 
@@ -99,12 +309,11 @@ def store_status(
     and for visual extractors tracks, mean face score and seconds per stage."""
     from raypipe.store.feature_store import FeatureStore
 
-    try:
+    with _user_errors("store status") as where:
+        where.path = store
         feature_store = FeatureStore(store)
         feature_store.require()
         table = feature_store.status()
-    except RaypipeError as exc:
-        _fail(exc)
     if as_json:
         records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
         typer.echo(json.dumps(records, indent=1, default=_jsonable))
@@ -144,13 +353,10 @@ def tune_classifiers(
     from raypipe.config import TuneClassifiersConfig
     from raypipe.pipeline.tune_classifiers import run_tune_classifiers
 
-    _setup_logging()
-    try:
-        overrides, flags = _merge({"store": store, "run": run, **_ray_flags(address)}, set_)
-        cfg = load_config(TuneClassifiersConfig, config, overrides, flags)
+    with _user_errors("tune-classifiers") as where:
+        cfg = _load(TuneClassifiersConfig, config, set_, {"store": store, "run": run}, address)
+        where.path = str(cfg.run) if cfg.run else None
         best = run_tune_classifiers(cfg)
-    except RaypipeError as exc:
-        _fail(exc)
     _print_table(best, "best configuration per feature set x classifier")
     typer.echo(f"next: raypipe fuse --run {cfg.run}")
 
@@ -169,13 +375,11 @@ def fuse(
     from raypipe.config import FuseConfig
     from raypipe.pipeline.fuse import run_fuse
 
-    _setup_logging()
-    try:
-        overrides, flags = _merge({"run": run, **_ray_flags(address)}, set_)
-        cfg = load_config(FuseConfig, config, overrides, flags)
+    with _user_errors("fuse") as where:
+        cfg = _load(FuseConfig, config, set_, {"run": run}, address)
+        _require_run(cfg.run)
+        where.path = str(cfg.run) if cfg.run else None
         record = run_fuse(cfg)
-    except RaypipeError as exc:
-        _fail(exc)
     rows = [
         {
             "model": r["name"],
@@ -206,16 +410,13 @@ def train(
     from raypipe.config import TrainConfig
     from raypipe.pipeline.train import run_train
 
-    _setup_logging()
-    try:
-        overrides, flags = _merge({"run": run, **_ray_flags(address)}, set_)
-        cfg = load_config(TrainConfig, config, overrides, flags)
+    with _user_errors("train") as where:
+        cfg = _load(TrainConfig, config, set_, {"run": run}, address)
         if data is not None:
             key = "store" if cfg.data.source == "store" else "root"
             cfg.data = cfg.data.model_copy(update={key: data})
+        where.path = str(cfg.run) if cfg.run else None
         summary = run_train(cfg)
-    except RaypipeError as exc:
-        _fail(exc)
     typer.echo(summary.line())
     typer.echo(f"next: raypipe extract --config {summary.extract_config}")
 
@@ -229,14 +430,13 @@ def report(
     from raypipe.report.writer import metrics_table, write_report
     from raypipe.store.run_folder import RunFolder
 
-    _setup_logging()
-    try:
+    with _user_errors("report") as where:
+        _require_run(run)
+        where.path = str(Path(run) / "report")
         folder = RunFolder(run)
         folder.meta()
         table = metrics_table(folder)
         path = write_report(folder)
-    except RaypipeError as exc:
-        _fail(exc)
     if as_json:
         typer.echo(json.dumps(table.to_dict(orient="records"), indent=1))
         return
@@ -258,15 +458,12 @@ def predict(
     from raypipe.config import PredictConfig
     from raypipe.pipeline.predict import run_predict
 
-    _setup_logging()
-    try:
-        overrides, flags = _merge(
-            {"run": run, "manifest": manifest, "out": out, **_ray_flags(address)}, set_
-        )
-        cfg = load_config(PredictConfig, config, overrides, flags)
+    with _user_errors("predict") as where:
+        flags = {"run": run, "manifest": manifest, "out": out}
+        cfg = _load(PredictConfig, config, set_, flags, address)
+        _require_run(cfg.run)
+        where.path = str(cfg.out or cfg.run) if (cfg.out or cfg.run) else None
         summary = run_predict(cfg)
-    except RaypipeError as exc:
-        _fail(exc)
     typer.echo(summary.line())
     typer.echo(f"submission: {summary.submission}")
 
@@ -282,15 +479,27 @@ def demo(
     from raypipe.config import DemoConfig
     from raypipe.pipeline.demo import run_demo
 
-    _setup_logging()
-    try:
-        overrides, flags = _merge({"out": out, **_ray_flags(address)}, set_)
-        cfg = load_config(DemoConfig, config, overrides, flags)
+    with _user_errors("demo") as where:
+        cfg = _load(DemoConfig, config, set_, {"out": out}, address)
+        where.path = str(cfg.out)
         run_folder, lines = run_demo(cfg)
-    except RaypipeError as exc:
-        _fail(exc)
     typer.echo("\n".join(lines))
     typer.echo(f"see the results: raypipe report {run_folder}")
+
+
+@config_app.command("show")
+def config_show(
+    command: Annotated[
+        str, typer.Argument(help="extract, tune-classifiers, fuse, predict, train or demo.")
+    ],
+) -> None:
+    """Print COMMAND's full default config as YAML, each field's help as a comment above it
+    (a valid --config file)."""
+    from raypipe.config.show import render_defaults
+
+    with _user_errors("config show"):
+        text = render_defaults(command)
+    typer.echo(text, nl=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,3 +19,8 @@ class MediaError(RaypipeError):
 
 class WeightsError(RaypipeError):
     """Pretrained weights cannot be found or do not match the expected architecture."""
+
+
+class SearchError(RaypipeError):
+    """A Ray Tune search or a Ray Train run ended without a usable result (every trial failed,
+    no checkpoint); the message says where the trials' errors are and what to change."""

@@ -78,6 +78,10 @@ def validate_manifest(
             f"Manifest '{source}' lacks column(s) {missing}; it needs 'media_id' and 'path' "
             f"(found: {list(table.columns)})."
         )
+    if table.empty:
+        raise ManifestError(
+            f"Manifest '{source}' has no rows (only a header); add one row per media."
+        )
     labels = labels or label_space()
     table = table.copy()
     table["media_id"] = table["media_id"].astype(str).str.strip()
@@ -101,6 +105,8 @@ def validate_manifest(
             problem = "empty path; give the media file's path"
         elif check_files and not path.exists():
             problem = f"file '{path}' does not exist; fix the path or remove the row"
+        elif check_files and path.is_dir():
+            problem = f"'{path}' is a folder, not a media file; give the path of one file"
         else:
             for column in label_columns:
                 value = record.get(column)

@@ -61,6 +61,8 @@ class MediaInfo:
 def open_container(path: str | Path) -> av.container.InputContainer:
     """Open ``path`` with FFmpeg (PyAV), turning every failure into one clear MediaError."""
     path = Path(path)
+    if path.is_dir():
+        raise MediaError(f"{path}: is a folder, not a media file; fix the manifest path.")
     if not path.is_file():
         raise MediaError(f"{path}: file does not exist; fix the manifest path.")
     if path.stat().st_size == 0:
@@ -133,6 +135,8 @@ def probe_image(path: str | Path) -> MediaInfo:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
+    if path.is_dir():
+        raise MediaError(f"{path}: is a folder, not a media file; fix the manifest path.")
     if not path.is_file():
         raise MediaError(f"{path}: file does not exist; fix the manifest path.")
     if path.stat().st_size == 0:

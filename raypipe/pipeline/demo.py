@@ -10,6 +10,7 @@ from raypipe.pipeline.extract import run_extract
 from raypipe.pipeline.fuse import run_fuse
 from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.tune_classifiers import run_tune_classifiers
+from raypipe.provenance import record_run
 from raypipe.report.writer import metrics_table, write_report
 from raypipe.store.run_folder import RunFolder
 
@@ -67,6 +68,7 @@ def run_demo(config: DemoConfig) -> tuple[Path, list[str]]:
             )
         )
     folder = RunFolder(run)
+    record_run(folder, "demo", config)
     write_report(folder)
     table = metrics_table(folder)
     test = table[table["split"] == "test"].set_index("model")

@@ -29,6 +29,7 @@ from raypipe.media.manifest import load_manifest
 from raypipe.media.prefetch import prefetch
 from raypipe.pipeline.runtime import cluster_cpus, ray_session
 from raypipe.progress import progress_bar
+from raypipe.provenance import provenance
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
 from raypipe.store.schema import STATUS_FAILED
 
@@ -155,6 +156,9 @@ def prefetch_batch(
             max_frames,
             decode=needs_frames,
         )
+        # In-memory only: these bytes travel from this task to an extraction actor through
+        # Ray's object store (which pickles anyway) and are never written to or read from a
+        # store or run folder.
         packed.append(pickle.dumps(ahead, protocol=5))
     return {**batch, "prefetched": packed}
 
@@ -219,6 +223,8 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
     ]
     store = FeatureStore(config.out)
     store.initialise()
+    job = provenance("extract", config)
+    job_name = store.write_job_record(job)
     # Ids the store already knows keep their manifest row (path, label, split) while their
     # new row is rejected: only ids new to the store are added with a null path.
     valid_ids = set(manifest["media_id"]) | set(store.read_manifest()["media_id"])
@@ -259,6 +265,7 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
     )
     if not items:
         log.info("nothing to compute: every (media, extractor) is up to date")
+        store.write_job_record(_finished(job, summary), job_name)
         return summary
 
     gpus = max((e.resources.get("num_gpus", 0.0) for e in extractors), default=0.0)
@@ -316,4 +323,21 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
                         "%s [%s] failed: %s", row["media_id"], row["extractor"], row["error"]
                     )
                 advance(1)
+    store.write_job_record(_finished(job, summary), job_name)
     return summary
+
+
+def _finished(job: dict[str, Any], summary: ExtractSummary) -> dict[str, Any]:
+    """A job's record once it ended: its summary (counts) and end time added."""
+    from datetime import datetime, timezone
+
+    return {
+        **job,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "summary": {
+            "media": summary.media,
+            "computed": dict(summary.computed),
+            "skipped": summary.skipped,
+            "manifest_issues": summary.manifest_issues,
+        },
+    }

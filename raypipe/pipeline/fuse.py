@@ -21,6 +21,7 @@ from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.tune_classifiers import best_per_modality
 from raypipe.pipeline.tune_progress import TrialProgress
 from raypipe.progress import progress_bar
+from raypipe.provenance import record_run
 from raypipe.store.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
         raise ConfigError("fuse needs a run folder (--run).")
     run = RunFolder(config.run)
     classes = list(run.meta()["classes"])
+    record_run(run, "fuse", config)
     n_classes = len(classes)
     members = _members(run, config)
     aligned = align_predictions(

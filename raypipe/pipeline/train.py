@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from raypipe.config import TrainConfig
-from raypipe.errors import ConfigError
+from raypipe.errors import ConfigError, SearchError
 from raypipe.finetune.augment import build_transform
 from raypipe.finetune.dataset import ImageDataset, ShardedWeightedSampler
 from raypipe.finetune.export import export_backbone, extract_snippet, write_extract_config
@@ -45,6 +45,7 @@ from raypipe.finetune.loop import (
 from raypipe.finetune.summary import write_training_report
 from raypipe.models.classifier import build_classifier
 from raypipe.pipeline.runtime import ray_session
+from raypipe.provenance import record_train_run
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +352,10 @@ def _search(config: TrainConfig) -> tuple[TrainConfig, str, str]:
             best, best_score = result, metrics["best_score"]
             best_path, latest_path = metrics["best_checkpoint"], metrics["latest_checkpoint"]
     if best is None:
-        raise RuntimeError("every training trial failed; see the logs above")
+        raise SearchError(
+            f"Every training trial failed; Ray Tune printed each trial's error above and keeps "
+            f"it in error.txt under '{experiment}': fix its cause, then re-run the same command."
+        )
     return TrainConfig.model_validate({**base, **best.config}), latest_path, best_path
 
 
@@ -359,7 +363,10 @@ def _latest_and_best(result: Any, metric: str) -> tuple[str, str]:
     """Paths of the latest checkpoint and of the best one by ``metric`` of a Train result."""
     latest = result.checkpoint
     if latest is None:
-        raise RuntimeError("the training run reported no checkpoint")
+        raise SearchError(
+            "The training run reported no checkpoint (it failed before its first epoch ended; "
+            "its error is printed above): fix its cause, then re-run the same command."
+        )
     best = max(result.best_checkpoints, key=lambda pair: pair[1].get(metric, -math.inf))[0]
     return latest.path, best.path
 
@@ -400,6 +407,7 @@ def run_train(config: TrainConfig, epoch_hook: EpochHook | None = None) -> Train
         images.classes,
     )
     run = Path(config.run)
+    record_train_run(run, config)
     metric = f"val_{config.metric}"
     with ray_session(config.ray):
         if config.search.active():

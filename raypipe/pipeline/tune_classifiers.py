@@ -30,7 +30,7 @@ from raypipe.classify.search_space import OptunaSpace, spec_from_sample, spec_ke
 from raypipe.classify.targets import read_targets
 from raypipe.classify.trial_spec import TrialSpec
 from raypipe.config import TuneClassifiersConfig
-from raypipe.errors import ConfigError
+from raypipe.errors import ConfigError, SearchError
 from raypipe.labels import label_space
 from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.trial_ledger import (
@@ -41,6 +41,7 @@ from raypipe.pipeline.trial_ledger import (
 )
 from raypipe.pipeline.tune_progress import TrialProgress
 from raypipe.progress import progress_bar
+from raypipe.provenance import record_run
 from raypipe.store import artifacts
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.run_folder import RunFolder, prediction_table
@@ -168,6 +169,15 @@ def load_matrices(config: TuneClassifiersConfig, store: FeatureStore) -> dict[st
                         "manifest needs a 'split' column with train and val rows (and, for "
                         "multilabel or regression, targets for them)."
                     )
+            train_classes = set(matrix.y[(matrix.split == "train") & labelled].tolist())
+            if config.task == "classification" and len(train_classes) < 2:
+                names = ", ".join(labels.classes[int(c)] for c in sorted(train_classes))
+                raise ConfigError(
+                    f"Feature set '{matrix.name}' has labelled train media of one class only "
+                    f"({names}) in store '{store.uri}'; a classifier needs at least two: label "
+                    "train media of other classes in the manifest, then re-run `raypipe "
+                    "extract` with it (only the store's manifest changes)."
+                )
             matrices[matrix.name] = matrix
     return matrices
 
@@ -318,6 +328,7 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
     if config.task != "classification":
         meta["targets"] = list(config.target_columns)
     run.create(meta)
+    record_run(run, "tune-classifiers", config)
     specs = trial_specs(config, matrices)
     if not specs:
         raise ConfigError(
@@ -353,7 +364,10 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
         )
     trials = trials_table(specs, done, config.task)
     if trials.empty:
-        raise RuntimeError("every Tune trial failed; see the logs above")
+        raise SearchError(
+            f"Every Tune trial failed; Ray Tune printed each trial's error above and keeps it "
+            f"in error.txt under '{experiment}': fix its cause, then re-run the same command."
+        )
     run.write_trials(trials)
     # The best trial of each model name; among equal scores the smallest trial id (the one
     # whose record the ledger callback kept), whatever order the trials finished in.

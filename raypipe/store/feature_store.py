@@ -94,7 +94,25 @@ class FeatureStore:
         return self.fs.get_file_info(self.path(relative)).type == pafs.FileType.File
 
     def initialise(self) -> None:
-        """Create the store (idempotent) and check that an existing one has a known format."""
+        """Create the store (idempotent) and check that an existing one has a known format.
+
+        Refuses a path that is a file, or a non-empty folder that is not a store (raypipe
+        would otherwise write its tables among someone else's files).
+        """
+        kind = self.fs.get_file_info(self.root).type
+        if kind == pafs.FileType.File:
+            raise RaypipeError(
+                f"Store path '{self.uri}' is an existing file; give a folder (a new one, or a "
+                "store written by `raypipe extract`)."
+            )
+        if kind == pafs.FileType.Directory and not self.is_store():
+            selector = pafs.FileSelector(self.root, recursive=False)
+            if self.fs.get_file_info(selector):
+                raise RaypipeError(
+                    f"Store path '{self.uri}' is a folder with other files and no "
+                    f"{layout.MARKER}, so not a raypipe feature store; give a new or empty "
+                    "folder, or an existing store."
+                )
         self.fs.create_dir(self.root, recursive=True)
         if self.exists(layout.MARKER):
             meta = json.loads(self._read_bytes(layout.MARKER))
@@ -208,6 +226,29 @@ class FeatureStore:
                 registry[record.name] = record
             payload = {name: record.__dict__ for name, record in sorted(registry.items())}
             self._write_bytes(layout.EXTRACTORS, json.dumps(payload, indent=2).encode())
+
+    def write_job_record(self, record: Mapping[str, Any], name: str | None = None) -> str:
+        """Write one extract job's record (its resolved config, raypipe version, code
+        revision...) as ``jobs/<name>.json``; a new name (UTC time + random suffix) unless
+        ``name`` is given (to rewrite a job's record when it ends). Returns the name."""
+        if name is None:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            name = f"{stamp}-{uuid.uuid4().hex[:8]}"
+        payload = json.dumps(dict(record), indent=2, default=str).encode()
+        self._write_bytes(f"{layout.JOBS}/{name}.json", payload)
+        return name
+
+    def job_records(self) -> list[dict[str, Any]]:
+        """Every extract job's record, oldest first."""
+        selector = pafs.FileSelector(self.path(layout.JOBS), allow_not_found=True)
+        files = sorted(
+            info.path for info in self.fs.get_file_info(selector) if info.path.endswith(".json")
+        )
+        records = []
+        for path in files:
+            with self.fs.open_input_stream(path) as stream:
+                records.append(json.loads(stream.read()))
+        return records
 
     def extractors(self) -> dict[str, ExtractorRecord]:
         """The current version of each extractor, by name."""

@@ -6,6 +6,8 @@ STORE/
   manifest.parquet                         media_id, path, label, split (merged over runs)
   extractors.json                          latest version of each extractor, with its config
   .lock                                    held while the two files above are rewritten
+  jobs/<UTC time>-<id>.json                one per extract job: its resolved config, raypipe
+                                           version, code revision, summary (not read by jobs)
   media/extractor=<name>/version=<v>/<key>.parquet    one row per media: status + media features
   frames/extractor=<name>/version=<v>/<key>.parquet   one row per sampled frame (visual only)
   crops/extractor=<name>/version=<v>/<key>.parquet    aligned face crops (when asked for)
@@ -26,6 +28,8 @@ MANIFEST = "manifest.parquet"
 EXTRACTORS = "extractors.json"
 #: Lock file taken while the manifest or the registry is rewritten (local stores).
 LOCK = ".lock"
+#: Folder of the extract jobs' records (one JSON file per job).
+JOBS = "jobs"
 LEVEL_DIRS = ("media", "frames", "crops")
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
