@@ -217,6 +217,9 @@ class WhisperTranscriptConfig(WhisperModelConfig):
     """Beam width (1: greedy decoding)."""
     temperatures: list[float] = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     """Decoding temperatures tried in turn when a quality gate fails."""
+    seed: int = 0
+    """Seed of the sampling at temperatures above 0, drawn afresh for each media, so a
+    transcript does not depend on which worker decoded it or after which media."""
     no_speech_threshold: float = Field(default=0.6, ge=0, le=1)
     """Segments above this no-speech probability with low log-probability are dropped."""
     log_prob_threshold: float = -1.0

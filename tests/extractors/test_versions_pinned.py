@@ -23,10 +23,10 @@ PINNED = {
     "face_tracks": "c6c1e7fe91",
     "opensmile": "2d08755afb",
     "opensmile_lld": "1e0a756361",
-    "text_embedding": "03bdfb6b7c",
+    "text_embedding": "8b8a9d2a0a",
     "vad": "d8e2d34eb5",
     "whisper_embedding": "9992a88652",
-    "whisper_transcript": "60bf67eccf",
+    "whisper_transcript": "4ee43670b2",
 }
 
 

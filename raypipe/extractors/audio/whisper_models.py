@@ -157,9 +157,14 @@ class FasterWhisper(WhisperBackend):
             )
         if compute_type == "default":
             compute_type = "int8" if device == "cpu" else "float16"
-        self.model = WhisperModel(
-            str(folder), device=device, compute_type=compute_type, cpu_threads=cpu_threads
+        self._load = functools.partial(
+            WhisperModel,
+            str(folder),
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
         )
+        self.model = self._load()
         self.batched = BatchedInferencePipeline(self.model) if batch_size > 1 else None
         self.batch_size = batch_size
         self.device = device
@@ -182,18 +187,21 @@ class FasterWhisper(WhisperBackend):
             compression_ratio_threshold=options.get("compression_ratio_threshold", 2.4),
             max_new_tokens=options.get("max_new_tokens"),
         )
-        if self.batched is not None:
-            pieces, info = self.batched.transcribe(
-                signal,
-                clip_timestamps=[{"start": s, "end": e} for s, e in clips],
-                batch_size=self.batch_size,
-                **common,
-            )
-        else:
-            stamps = [t for clip in clips for t in clip]
-            pieces, info = self.model.transcribe(
-                signal, clip_timestamps=stamps, condition_on_previous_text=False, **common
-            )
+        pieces, info = self._decode(self.model, self.batched, signal, clips, common)
+        seed = options.get("seed")
+        if seed is not None and any(s.temperature > 0 for s in pieces):
+            # A quality gate failed and decoding sampled (temperature above 0). CTranslate2
+            # draws from one generator per model thread, seeded when the thread first samples,
+            # so its draws would depend on the media this worker decoded before. Decoding again
+            # on a fresh model, whose threads' generators start at the seed, makes the
+            # transcript depend on the media and the seed alone.
+            import ctranslate2
+            from faster_whisper import BatchedInferencePipeline
+
+            ctranslate2.set_random_seed(int(seed))
+            fresh = self._load()
+            batched = BatchedInferencePipeline(fresh) if self.batched is not None else None
+            pieces, info = self._decode(fresh, batched, signal, clips, common)
         segments = [
             Segment(
                 float(s.start),
@@ -211,6 +219,29 @@ class FasterWhisper(WhisperBackend):
             for s in pieces
         ]
         return clamp_to_clips(segments, clips), info.language
+
+    def _decode(
+        self,
+        model: Any,
+        batched: Any,
+        signal: np.ndarray,
+        clips: list[tuple[float, float]],
+        common: dict[str, Any],
+    ) -> tuple[list[Any], Any]:
+        """faster-whisper's segments (decoded, not lazy) and transcription info."""
+        if batched is not None:
+            pieces, info = batched.transcribe(
+                signal,
+                clip_timestamps=[{"start": s, "end": e} for s, e in clips],
+                batch_size=self.batch_size,
+                **common,
+            )
+        else:
+            stamps = [t for clip in clips for t in clip]
+            pieces, info = model.transcribe(
+                signal, clip_timestamps=stamps, condition_on_previous_text=False, **common
+            )
+        return list(pieces), info
 
     def encode(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
         import ctranslate2
@@ -263,22 +294,31 @@ class OpenAIWhisper(WhisperBackend):
 
         if not clips:
             return [], None
-        result = whisper.transcribe(
-            self.model,
-            signal,
-            language=options.get("language"),
-            temperature=tuple(options.get("temperatures", [0.0])),
-            word_timestamps=True,
-            clip_timestamps=[t for clip in clips for t in clip],
-            no_speech_threshold=options.get("no_speech_threshold", 0.6),
-            logprob_threshold=options.get("log_prob_threshold", -1.0),
-            compression_ratio_threshold=options.get("compression_ratio_threshold", 2.4),
-            condition_on_previous_text=False,
-            fp16=self.device != "cpu",
-            beam_size=options.get("beam_size", 1) if options.get("beam_size", 1) > 1 else None,
-            sample_len=options.get("max_new_tokens"),
-            verbose=None,
-        )
+        import torch
+
+        seed = options.get("seed")
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                # Temperature fallback samples with torch's generator: seeded per media.
+                torch.manual_seed(int(seed))
+            result = whisper.transcribe(
+                self.model,
+                signal,
+                language=options.get("language"),
+                temperature=tuple(options.get("temperatures", [0.0])),
+                word_timestamps=True,
+                clip_timestamps=[t for clip in clips for t in clip],
+                no_speech_threshold=options.get("no_speech_threshold", 0.6),
+                logprob_threshold=options.get("log_prob_threshold", -1.0),
+                compression_ratio_threshold=options.get("compression_ratio_threshold", 2.4),
+                condition_on_previous_text=False,
+                fp16=self.device != "cpu",
+                beam_size=(
+                    options.get("beam_size", 1) if options.get("beam_size", 1) > 1 else None
+                ),
+                sample_len=options.get("max_new_tokens"),
+                verbose=None,
+            )
         segments = [
             Segment(
                 float(s["start"]),

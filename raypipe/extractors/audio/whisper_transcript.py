@@ -50,6 +50,7 @@ class WhisperTranscriber:
             "language": c.language,
             "beam_size": c.beam_size,
             "temperatures": [float(t) for t in c.temperatures],
+            "seed": c.seed,
             "no_speech_threshold": c.no_speech_threshold,
             "log_prob_threshold": c.log_prob_threshold,
             "compression_ratio_threshold": c.compression_ratio_threshold,
