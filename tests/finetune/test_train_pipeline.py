@@ -75,10 +75,16 @@ def probe_accuracy(backbone: torch.nn.Module, corpus: Path) -> float:
 def test_fine_tuned_backbone_beats_its_starting_point(
     ray_local: None, corpus: Path, tmp_path: Path
 ) -> None:
+    # Seeded throughout (corpus, weights, sampling, augmentation; one torch thread), so this is
+    # one fixed outcome. 12 epochs of batches of 8 (about 230 steps) take the held-out probe
+    # from about 0.5-0.6 on the random start to above 0.9: with seeds 0, 1, 2 it went
+    # 0.60 -> 0.92, 0.57 -> 0.93, 0.48 -> 0.95, so the +0.1 asked for holds with room for the
+    # small numerical differences between machines. (8 epochs of batches of 16, 80 steps, left
+    # training accuracy below 0.6 and the result to chance: 0.60 -> 0.57 on one machine.)
     config = load_config(
         TrainConfig,
         None,
-        [*SMALL, "epochs=8", f"data.root={corpus}"],
+        [*SMALL, "batch_size=8", "epochs=12", "seed=0", f"data.root={corpus}"],
         {"run": tmp_path / "run"},
     )
     summary = run_train(config)
@@ -90,7 +96,7 @@ def test_fine_tuned_backbone_beats_its_starting_point(
 
     run = tmp_path / "run"
     history = pd.read_csv(run / "report" / "metrics.csv")
-    assert history["epoch"].tolist() == list(range(1, 9))
+    assert history["epoch"].tolist() == list(range(1, 13))
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert (run / "report" / "curves.png").stat().st_size > 1000
     assert "| epoch | lr | train_loss |" in (run / "report" / "report.md").read_text()
