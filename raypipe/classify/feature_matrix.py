@@ -66,7 +66,7 @@ def frame_sequences(store: FeatureStore, extractor: str) -> dict[str, np.ndarray
     for media_id, group in frames.groupby("media_id", sort=False):
         rows = [np.asarray(v, np.float32) for v in group["features"] if v is not None]
         sequences[media_id] = np.stack(rows) if rows else np.zeros((0, record.dim), np.float32)
-    for media_id in ok_ids - set(sequences):
+    for media_id in sorted(ok_ids - set(sequences)):  # set order varies by process
         sequences[media_id] = np.zeros((0, record.dim), np.float32)
     return sequences
 
