@@ -85,7 +85,10 @@ def tune_weight_candidates(
                 callbacks=[TrialProgress(advance)],
             ),
         )
-        results = tuner.fit()
+        try:
+            results = tuner.fit()
+        finally:
+            run.drop_tune_pickles()
     rows = []
     for result in results:
         if result.error is None and result.metrics:

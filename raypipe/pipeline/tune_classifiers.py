@@ -278,7 +278,10 @@ def _run_search(
                 callbacks=[TrialProgress(advance), LedgerCallback(ledger, run, metric)],
             ),
         )
-        tuner.fit()
+        try:
+            tuner.fit()
+        finally:
+            run.drop_tune_pickles()
 
 
 def trials_table(

@@ -74,10 +74,55 @@ def trusted_types() -> list[str]:
 
 
 def dumps(obj: Any) -> bytes:
-    """The bytes of ``obj`` as a skops file (raises if it holds a type skops cannot store)."""
+    """The bytes of ``obj`` as a skops file (raises if it holds a type skops cannot store).
+
+    Fit-time state is left out (see :func:`_without_fit_state`), so a model saved between
+    epochs of its fit (a search trial's checkpoint) is stored as it would be after the fit."""
     import skops.io as sio
 
-    return sio.dumps(obj)
+    return sio.dumps(_without_fit_state(obj, {}))
+
+
+def _is_fit_state(name: str) -> bool:
+    # scikit-learn (1.9+) hangs a callback context on an estimator and its pipeline while
+    # ``fit`` runs (``_callback_fit_ctx``, ``_parent_callback_ctx``, ...) and removes it after;
+    # it refers back to the estimators (skops cannot store cycles) and is no fitted state.
+    return name.startswith("_") and "callback" in name
+
+
+def _without_fit_state(obj: Any, memo: dict[int, Any]) -> Any:
+    """``obj`` with fit-time attributes left out of every object in it: objects that hold
+    some (or hold an object that does) are shallow copies, everything else is ``obj``'s own."""
+    import numpy as np
+
+    if obj is None or isinstance(obj, (str, bytes, int, float, bool, np.ndarray, np.generic)):
+        return obj
+    key = id(obj)
+    if key in memo:
+        return memo[key]
+    memo[key] = obj  # a cycle back to obj keeps obj
+    result = obj
+    if type(obj) in (dict, list, tuple):
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        stripped = {k: _without_fit_state(v, memo) for k, v in items}
+        if any(
+            stripped[k] is not v
+            for k, v in (obj.items() if isinstance(obj, dict) else enumerate(obj))
+        ):
+            values = stripped if isinstance(obj, dict) else list(stripped.values())
+            result = type(obj)(values)
+    elif isinstance(getattr(obj, "__dict__", None), dict):
+        attributes = vars(obj)
+        kept = {
+            name: _without_fit_state(value, memo)
+            for name, value in attributes.items()
+            if not _is_fit_state(name)
+        }
+        if len(kept) != len(attributes) or any(kept[n] is not attributes[n] for n in kept):
+            result = object.__new__(type(obj))
+            result.__dict__.update(kept)
+    memo[key] = result
+    return result
 
 
 def untrusted_types(data: bytes) -> list[str]:

@@ -12,7 +12,9 @@ RUN/
   fusion/<model>.json        fused models' method, members, weights, val / val CV / test scores
   fusion/<model>.skops       the fitted fusion, applied by `raypipe predict`
   fusion_trials.parquet      Ray Tune fusion trials (weights, val score) in trial order
-  tune/                      Ray Tune's own experiment folders (restorable)
+  tune/                      Ray Tune's experiment folders (results, trial checkpoints, the
+                             search ledger; Ray's pickled restore state is removed after each
+                             search, as searches resume from the ledger)
   report/                    report.md, metrics.json, confusion-matrix PNGs
 ```
 
@@ -151,6 +153,14 @@ class RunFolder:
     def tune_dir(self) -> Path:
         """Where Ray Tune keeps its experiments for this run."""
         return self.root / "tune"
+
+    def drop_tune_pickles(self) -> None:
+        """Remove the pickles Ray Tune writes under tune/ (``tuner.pkl``, trials'
+        ``params.pkl``): raypipe resumes searches from its ledger, never from them, and a run
+        folder holds no file whose reading executes code."""
+        if self.tune_dir.exists():
+            for path in self.tune_dir.rglob("*.pkl"):
+                path.unlink(missing_ok=True)
 
     @property
     def report_dir(self) -> Path:

@@ -134,3 +134,21 @@ def test_every_trusted_type_names_a_class() -> None:
         except (ImportError, AttributeError):
             missing.append(entry)
     assert missing == [], f"TRUSTED_TYPES entries that moved or vanished: {missing}"
+
+
+@pytest.mark.parametrize("task", ["classification", "multilabel"])
+def test_a_model_saved_between_epochs_loads_as_fitted(task: str) -> None:
+    """A search trial checkpoints its torch head between epochs, while scikit-learn's fit-time
+    callback context hangs on the pipeline; it is left out of the file, not out of the model."""
+    matrix = _matrix(task, sequence=False)
+    saved: list[tuple[bytes, np.ndarray]] = []
+
+    def on_epoch(epoch: int, model: object, scores: dict) -> None:
+        saved.append((artifacts.dumps(model), outputs(model, task, matrix.x, 3)))
+
+    params = {"epochs": 2, "hidden": 8}
+    fit_and_score(matrix, {"classifier": "mlp", "params": params}, 3, on_epoch=on_epoch)
+    assert len(saved) == 2
+    for data, expected in saved:
+        assert artifacts.untrusted_types(data) == []
+        np.testing.assert_array_equal(outputs(artifacts.loads(data), task, matrix.x, 3), expected)
