@@ -169,8 +169,11 @@ def load_matrices(config: TuneClassifiersConfig, store: FeatureStore) -> dict[st
                         "manifest needs a 'split' column with train and val rows (and, for "
                         "multilabel or regression, targets for them)."
                     )
-            train_classes = set(matrix.y[(matrix.split == "train") & labelled].tolist())
-            if config.task == "classification" and len(train_classes) < 2:
+            # Multilabel and regression targets are (N, L) rows: only classes are counted.
+            train = (matrix.split == "train") & labelled
+            classification = config.task == "classification"
+            train_classes = set(matrix.y[train].tolist()) if classification else set()
+            if classification and len(train_classes) < 2:
                 names = ", ".join(labels.classes[int(c)] for c in sorted(train_classes))
                 raise ConfigError(
                     f"Feature set '{matrix.name}' has labelled train media of one class only "
