@@ -49,7 +49,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 def _print_version(value: bool) -> None:
     if value:
-        from raypipe.provenance import version_line
+        from raypipe.pipeline.provenance import version_line
 
         typer.echo(version_line())
         raise typer.Exit()

@@ -8,9 +8,9 @@ from pathlib import Path
 from raypipe.config import DemoConfig, ExtractConfig, FuseConfig, TuneClassifiersConfig
 from raypipe.pipeline.extract import run_extract
 from raypipe.pipeline.fuse import run_fuse
+from raypipe.pipeline.provenance import record_run
 from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.tune_classifiers import run_tune_classifiers
-from raypipe.provenance import record_run
 from raypipe.report.writer import metrics_table, write_report
 from raypipe.store.run_folder import RunFolder
 

@@ -27,9 +27,9 @@ from raypipe.extractors.registry import EXTRACTORS, build_extractor
 from raypipe.media.context import MediaContext
 from raypipe.media.manifest import load_manifest
 from raypipe.media.prefetch import prefetch
+from raypipe.pipeline.progress import progress_bar
+from raypipe.pipeline.provenance import provenance
 from raypipe.pipeline.runtime import cluster_cpus, ray_session
-from raypipe.progress import progress_bar
-from raypipe.provenance import provenance
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
 from raypipe.store.schema import STATUS_FAILED
 

@@ -17,11 +17,11 @@ from raypipe.fusion.cross_validation import FusionMethod, out_of_fold, stratifie
 from raypipe.fusion.methods import FUSION_METHODS, FusionContext, build_fusion_methods
 from raypipe.fusion.rules import RULES, AlignedPredictions, align_predictions, weighted_fusion
 from raypipe.metrics import classification_scores
+from raypipe.pipeline.progress import progress_bar
+from raypipe.pipeline.provenance import record_run
 from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.tune_classifiers import best_per_modality
 from raypipe.pipeline.tune_progress import TrialProgress
-from raypipe.progress import progress_bar
-from raypipe.provenance import record_run
 from raypipe.store.run_folder import RunFolder
 
 log = logging.getLogger(__name__)

@@ -44,8 +44,8 @@ from raypipe.finetune.loop import (
 )
 from raypipe.finetune.summary import write_training_report
 from raypipe.models.classifier import build_classifier
+from raypipe.pipeline.provenance import record_train_run
 from raypipe.pipeline.runtime import ray_session
-from raypipe.provenance import record_train_run
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,8 @@ from raypipe.classify.trial_spec import TrialSpec
 from raypipe.config import TuneClassifiersConfig
 from raypipe.errors import ConfigError, SearchError
 from raypipe.labels import label_space
+from raypipe.pipeline.progress import progress_bar
+from raypipe.pipeline.provenance import record_run
 from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.trial_ledger import (
     MODEL_FILE,
@@ -40,8 +42,6 @@ from raypipe.pipeline.trial_ledger import (
     TrialLedger,
 )
 from raypipe.pipeline.tune_progress import TrialProgress
-from raypipe.progress import progress_bar
-from raypipe.provenance import record_run
 from raypipe.store import artifacts
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.run_folder import RunFolder, prediction_table
