@@ -6,8 +6,8 @@
 On the same synthetic validation predictions (``--models`` models, ``--media`` labelled media,
 7 classes; AFEW's validation split has 383 clips) and the same random weight vectors it times:
 
-- the vectorised scorer (:class:`raypipe.fusion.weight_search.CandidateScorer`) on one thread, with
-  one weight per model and per model x class;
+- the vectorised scorer (:class:`raypipe.fusion.methods.weighted.CandidateScorer`) on one
+  thread, with one weight per model and per model x class;
 - a naive Python loop over the same candidates, one at a time: the reference fusion
   (``weighted_fusion``) then scikit-learn's scores, as the Ray Tune trial does, and the same
   loop with NumPy-only scores;
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from raypipe.fusion.methods.weighted import CandidateScorer
 from raypipe.fusion.rules import AlignedPredictions, weighted_fusion
-from raypipe.fusion.weight_search import CandidateScorer
 from raypipe.metrics import classification_scores
 
 log = logging.getLogger("raypipe.benchmark_fusion")

@@ -50,10 +50,10 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "raypipe.classify.tfidf.TfidfPooler",
     "raypipe.classify.tfidf.TfidfModel",
     # raypipe: fitted fusions.
-    "raypipe.fusion.weight_search.WeightedFusion",
-    "raypipe.fusion.stacking.FittedStacking",
-    "raypipe.fusion.stacking._Constant",
-    "raypipe.fusion.cascade.FittedCascade",
+    "raypipe.fusion.methods.weighted.WeightedFusion",
+    "raypipe.fusion.methods.stacking.FittedStacking",
+    "raypipe.fusion.methods.stacking._Constant",
+    "raypipe.fusion.methods.cascade.FittedCascade",
 )
 
 

@@ -11,10 +11,10 @@ from raypipe.classify.feature_matrix import FeatureMatrix
 from raypipe.classify.fit import fit_and_score, outputs
 from raypipe.classify.pooling import WindowSequencePooler, make_pooler
 from raypipe.classify.tfidf import TfidfPooler
-from raypipe.fusion.cascade import CascadeFusion
-from raypipe.fusion.selection import GreedySelection
-from raypipe.fusion.stacking import StackingFusion
-from raypipe.fusion.weight_search import WeightSearch
+from raypipe.fusion.methods.cascade import CascadeFusion
+from raypipe.fusion.methods.greedy import GreedySelection
+from raypipe.fusion.methods.stacking import StackingFusion
+from raypipe.fusion.methods.weighted import WeightSearch
 from raypipe.store import artifacts
 from tests.fusion.synthetic import complementary
 

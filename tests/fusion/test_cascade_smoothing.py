@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raypipe.fusion.cascade import CascadeFusion, cascade, group_index
+from raypipe.fusion.methods.cascade import CascadeFusion, cascade, group_index
 from raypipe.fusion.smoothing import media_predictions, smooth_probs
 
 CLASSES = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from raypipe.fusion.cross_validation import out_of_fold, stratified_folds
-from raypipe.fusion.selection import GreedySelection
-from raypipe.fusion.stacking import StackingFusion, stacking_features
+from raypipe.fusion.methods.greedy import GreedySelection
+from raypipe.fusion.methods.stacking import StackingFusion, stacking_features
 from tests.fusion.synthetic import complementary
 
 

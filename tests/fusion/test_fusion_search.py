@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from raypipe.fusion.methods.weighted import CandidateScorer, WeightSearch, fixed_candidates
 from raypipe.fusion.rules import weighted_fusion
-from raypipe.fusion.weight_search import CandidateScorer, WeightSearch, fixed_candidates
 from raypipe.metrics import classification_scores
 from tests.fusion.synthetic import column_experts, complementary
 
