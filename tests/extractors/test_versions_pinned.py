@@ -23,10 +23,10 @@ PINNED = {
     "face_tracks": "c6c1e7fe91",
     "opensmile": "2d08755afb",
     "opensmile_lld": "1e0a756361",
-    "text_embedding": "8b8a9d2a0a",
+    "text_embedding": "03bdfb6b7c",
     "vad": "d8e2d34eb5",
     "whisper_embedding": "9992a88652",
-    "whisper_transcript": "4ee43670b2",
+    "whisper_transcript": "60bf67eccf",
 }
 
 
@@ -48,3 +48,13 @@ def test_a_changed_option_changes_the_version(monkeypatch: pytest.MonkeyPatch) -
     extractor = build_extractor("face_hog", config.face_hog, config.video)
     monkeypatch.setattr(type(extractor), "weights_digest", lambda self: "pinned")
     assert extractor.version != PINNED["face_hog"]
+
+
+def test_a_non_default_transcription_seed_makes_a_new_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = load_config(ExtractConfig, None, ["whisper_transcript.seed=7"], {})
+    for name in ("whisper_transcript", "text_embedding"):
+        extractor = build_extractor(name, getattr(config, name), config.video)
+        monkeypatch.setattr(type(extractor), "weights_digest", lambda self: "pinned")
+        assert extractor.version != PINNED[name]

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 #: Whisper's usual temperature fallback schedule.
 
 
+#: Default sampling seed; only another value enters versions (see version_settings).
+_DEFAULT_SEED = WhisperTranscriptConfig.model_fields["seed"].default
+
+
 class WhisperTranscriber:
     """Voice activity, then Whisper on the speech only, then the usual quality gates.
 
@@ -58,6 +62,18 @@ class WhisperTranscriber:
             "max_new_tokens": c.max_new_tokens,
         }
         self.device = c.device
+
+    def version_settings(self) -> dict[str, Any]:
+        """The settings that make the transcriber's part of an extractor version.
+
+        ``seed`` counts only when it differs from its default (0): transcripts stored before
+        sampling was seeded are one valid draw of the same settings, so seeding it changed no
+        default version and recomputed no one's transcripts.
+        """
+        settings = dict(self.settings)
+        if settings["seed"] == _DEFAULT_SEED:
+            del settings["seed"]
+        return settings
 
     def digest(self) -> str:
         """Digest of the Whisper and voice-activity weights."""
@@ -146,7 +162,7 @@ class WhisperTranscriptExtractor(Extractor):
         return {"num_cpus": 1.0, "num_gpus": gpus}
 
     def config_dict(self) -> dict[str, Any]:
-        return dict(self.transcriber.settings)
+        return self.transcriber.version_settings()
 
     def weights_digest(self) -> str:
         return self.transcriber.digest()

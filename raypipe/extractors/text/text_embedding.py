@@ -157,7 +157,7 @@ class TextEmbeddingExtractor(Extractor):
             "max_tokens": self.encoder.max_tokens,
             "normalize": self.encoder.normalize,
             "pooling": "mean",
-            "transcriber": self.transcriber.settings,
+            "transcriber": self.transcriber.version_settings(),
         }
 
     def weights_digest(self) -> str:
