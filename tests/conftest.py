@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,17 @@ import pytest
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _raypipe_logging_reset() -> Iterator[None]:
+    """Undo what a CLI call made in-process leaves behind: its own handler on the ``raypipe``
+    logger (bound to that test's captured stderr) and ``propagate = False``, which would hide
+    every later test's raypipe log lines from ``caplog``."""
+    yield
+    logger = logging.getLogger("raypipe")
+    logger.handlers.clear()
+    logger.propagate = True
 
 
 @pytest.fixture(scope="session")
