@@ -210,7 +210,7 @@ def test_raypipe_error_raised_inside_a_ray_task_is_its_own_line(
 
 
 def test_error_known_only_as_text_of_a_ray_data_task_is_recognised() -> None:
-    from raypipe.cli import _explain
+    from raypipe.cli.failures import explain as _explain
 
     class UserCodeException(Exception):  # noqa: N818 (named as Ray names it)
         pass
