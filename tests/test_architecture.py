@@ -128,3 +128,35 @@ def test_the_checks_above_can_fail(tmp_path: Path) -> None:
     assert _module_level_imports(bad) == ["ray", "raypipe.report.writer"]
     assert "media/probe.py" in _code_tree() and "media/" in _code_tree()
     assert "fusion/methods/weighted.py" in _doc_tree()
+
+
+#: Files the docs show as examples to create (docs/extending.md), not as parts of raypipe.
+EXAMPLE_FILES = {
+    "raypipe/extractors/audio/rms.py",
+    "raypipe/classify/classifiers/prototype.py",
+    "raypipe/fusion/methods/best_member.py",
+}
+
+
+def test_paths_named_in_the_docs_exist() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = []
+    for page in pages:
+        for path in re.findall(r"raypipe/[\w/]+\.py", page.read_text()):
+            if path not in EXAMPLE_FILES and not (ROOT / path).is_file():
+                missing.append(f"{page.name}: {path}")
+        for dotted in re.findall(r"\braypipe(?:\.\w+)+", page.read_text()):
+            parts = dotted.split(".")
+            # a module, a package, or a name defined in a module (not in a package: a stale
+            # submodule of an existing package must not pass)
+            whole = ROOT / Path(*parts)
+            prefixes = [ROOT / Path(*parts[:n]) for n in range(len(parts) - 1, 1, -1)]
+            known = whole.with_suffix(".py").is_file() or whole.is_dir()
+            inside = any(c.with_suffix(".py").is_file() for c in prefixes)
+            package = ROOT / Path(*parts[:-1]) / "__init__.py"
+            exported = package.is_file() and parts[-1] in package.read_text()
+            if not (known or inside or exported):
+                missing.append(f"{page.name}: {dotted}")
+    examples = {p.replace("/", ".").removesuffix(".py") for p in EXAMPLE_FILES}
+    missing = [m for m in missing if not any(e in m for e in examples)]
+    assert missing == []

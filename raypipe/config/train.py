@@ -70,6 +70,11 @@ class TrainSearchConfig(StrictModel):
     """Head dropouts to try."""
     max_concurrent_trials: int = Field(default=1, ge=1)
     """Training runs at once (each uses num_workers workers)."""
+    resume: bool = False
+    """Resume an interrupted search from Ray Tune's saved state in the run folder. Ray keeps
+    that state as pickles, which execute code when read: set it only for run folders you
+    created yourself, never for one received from someone else. Off: an interrupted search
+    runs its grid again (and Ray Tune's state files are removed after each search)."""
 
     def active(self) -> bool:
         """True when at least one hyperparameter has values to search."""

@@ -46,6 +46,7 @@ from raypipe.finetune.summary import write_training_report
 from raypipe.models.classifier import build_classifier
 from raypipe.pipeline.provenance import record_train_run
 from raypipe.pipeline.runtime import ray_session
+from raypipe.store.run_folder import TUNE_RESTORE_STATE
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +318,13 @@ def _trial(params: dict[str, Any], base: dict[str, Any] | None = None) -> None:
     tune.report({"best_score": score, "best_checkpoint": best, "latest_checkpoint": latest})
 
 
+def _drop_tune_state(experiment: Path) -> None:
+    """Remove Ray Tune's pickled restore state of a search (see ``search.resume``)."""
+    for pattern in TUNE_RESTORE_STATE:
+        for path in experiment.rglob(pattern):
+            path.unlink(missing_ok=True)
+
+
 def _search(config: TrainConfig) -> tuple[TrainConfig, str, str]:
     """Ray Tune grid over ``config.search``; returns the best trial's config and the paths of
     its latest and best checkpoints. An interrupted search resumes when run again."""
@@ -328,8 +336,8 @@ def _search(config: TrainConfig) -> tuple[TrainConfig, str, str]:
     # (Tune refuses an empty request, hence a sliver of a CPU).
     trainable = tune.with_resources(tune.with_parameters(_trial, base=base), {"cpu": 0.05})
     experiment = search_experiment(config)
-    if tune.Tuner.can_restore(str(experiment)):
-        log.info("resuming the search in %s", experiment)
+    if config.search.resume and tune.Tuner.can_restore(str(experiment)):
+        log.info("resuming the search in %s (search.resume: Ray Tune's own state)", experiment)
         tuner = tune.Tuner.restore(
             str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True
         )
@@ -340,7 +348,16 @@ def _search(config: TrainConfig) -> tuple[TrainConfig, str, str]:
             tune_config=tune.TuneConfig(max_concurrent_trials=config.search.max_concurrent_trials),
             run_config=tune.RunConfig(storage_path=str(experiment.parent), name=experiment.name),
         )
-    results = tuner.fit()
+    if not config.search.resume and experiment.exists():
+        log.info(
+            "starting the search in %s afresh (set search.resume=true to restore it)", experiment
+        )
+        _drop_tune_state(experiment)
+    try:
+        results = tuner.fit()
+    finally:
+        if not config.search.resume:
+            _drop_tune_state(experiment)
     best, best_score, best_path, latest_path = None, -math.inf, "", ""
     for result in results:
         metrics = result.metrics or {}

@@ -101,7 +101,7 @@ class LedgerCallback(Callback):
             # Equal scores: the smaller trial id wins, whichever trial finished first.
             if kept is None or (score, kept[1]) > (kept[0], key):
                 self._run.write_trial_model(key, (Path(folder) / MODEL_FILE).read_bytes())
-                if name in self._best:
+                if name in self._best and self._best[name][1] != key:
                     self._run.drop_trial_model(self._best[name][1])
                 self._best[name] = (score, key)
         metrics = {

@@ -32,6 +32,7 @@ raypipe's, whose models were pickles) is refused with the command that makes a n
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,28 @@ PREDICTION_SCHEMA = pa.schema(
 
 
 TARGET_FIELD = pa.field("target", pa.list_(pa.float32()))
+
+
+#: Ray Tune's restore state (pickled, whatever the suffix), removed after each search.
+TUNE_RESTORE_STATE = (
+    "*.pkl",
+    "searcher-state*",
+    "basic-variant-state-*.json",
+    "experiment_state-*.json",
+)
+#: Names of models, fusions and trials as they become file names: no separators, no "..".
+_SAFE_NAME = re.compile(r"^(?!\.)[A-Za-z0-9_.=+-]+$")
+
+
+def _checked_name(name: str, what: str) -> str:
+    """``name`` if it is a plain file name inside its folder; a run folder whose records name
+    paths outside itself is refused."""
+    if not _SAFE_NAME.match(name) or ".." in name:
+        raise RaypipeError(
+            f"{what} name {name!r} is not a plain name (letters, digits, '_.=+-'); the run "
+            "folder's records were altered: re-run `raypipe tune-classifiers` into a new run."
+        )
+    return name
 
 
 def prediction_table(
@@ -155,11 +178,16 @@ class RunFolder:
         return self.root / "tune"
 
     def drop_tune_pickles(self) -> None:
-        """Remove the pickles Ray Tune writes under tune/ (``tuner.pkl``, trials'
-        ``params.pkl``): raypipe resumes searches from its ledger, never from them, and a run
-        folder holds no file whose reading executes code."""
-        if self.tune_dir.exists():
-            for path in self.tune_dir.rglob("*.pkl"):
+        """Remove Ray Tune's own restore state under tune/, which is pickled whatever its file
+        name says (``tuner.pkl``, trials' ``params.pkl``, ``searcher-state*``,
+        ``basic-variant-state-*.json``, the cloudpickled parts of ``experiment_state-*.json``):
+        raypipe resumes searches from its ledger, never from them, and a finished run folder
+        holds no file whose reading executes code. Trial results (``result.json``,
+        ``progress.csv``) and TensorBoard event files stay."""
+        if not self.tune_dir.exists():
+            return
+        for pattern in TUNE_RESTORE_STATE:
+            for path in self.tune_dir.rglob(pattern):
                 path.unlink(missing_ok=True)
 
     @property
@@ -206,10 +234,10 @@ class RunFolder:
         return artifacts.load(path)
 
     def _model_path(self, name: str) -> Path:
-        return self.root / "models" / f"{name}{artifacts.SUFFIX}"
+        return self.root / "models" / f"{_checked_name(name, 'model')}{artifacts.SUFFIX}"
 
     def _trial_model_path(self, trial_id: str) -> Path:
-        return self.root / "trial_models" / f"{trial_id}{artifacts.SUFFIX}"
+        return self.root / "trial_models" / f"{_checked_name(trial_id, 'trial')}{artifacts.SUFFIX}"
 
     def write_predictions(
         self,
@@ -270,7 +298,7 @@ class RunFolder:
 
     def predictions(self, model: str) -> pd.DataFrame:
         """Stored predictions of one model."""
-        path = self.root / "predictions" / f"{model}.parquet"
+        path = self.root / "predictions" / f"{_checked_name(model, 'model')}.parquet"
         if not path.exists():
             known = ", ".join(self.models()) or "none"
             raise RaypipeError(
@@ -287,7 +315,9 @@ class RunFolder:
 
     def fusion(self, name: str) -> dict[str, Any]:
         """A fused model's description."""
-        return json.loads((self.root / "fusion" / f"{name}.json").read_text())
+        return json.loads(
+            (self.root / "fusion" / f"{_checked_name(name, 'fusion')}.json").read_text()
+        )
 
     def save_fused_model(self, name: str, fitted: Any) -> None:
         """Store a fitted fusion (what `raypipe predict` applies to new media) as a skops file."""
@@ -296,7 +326,7 @@ class RunFolder:
     def load_fused_model(self, name: str) -> Any:
         """Load a fitted fusion written by :meth:`save_fused_model` (trusted types only)."""
         self.meta()
-        path = self.root / "fusion" / f"{name}{artifacts.SUFFIX}"
+        path = self.root / "fusion" / f"{_checked_name(name, 'fusion')}{artifacts.SUFFIX}"
         if not path.exists():
             raise RaypipeError(
                 f"Run '{self.root}' has no fitted fusion '{name}' ({path} is missing); run "

@@ -23,6 +23,7 @@ from raypipe.models.backbones import build_backbone
 from raypipe.pipeline.extract import run_extract
 from raypipe.pipeline.train import run_name, run_train
 from raypipe.store.feature_store import FeatureStore
+from tests.pickle_scan import pickled_files
 
 pytestmark = pytest.mark.integration
 
@@ -170,6 +171,8 @@ def test_tune_searches_training_runs_and_exports_the_best(
     assert len(runs) == 2 and all((r / "epoch_0001" / "model.pt").is_file() for r in runs)
     build_backbone("resnet18", summary.export_model)
     assert (tmp_path / "run" / "report" / "report.md").is_file()
+    # Without search.resume, Ray Tune's pickled search state does not stay in the run folder.
+    assert pickled_files(tmp_path / "run") == []
 
 
 def _hashes(store: Path) -> dict[str, str]:

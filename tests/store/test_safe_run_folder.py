@@ -27,6 +27,7 @@ from raypipe.pipeline.fuse import run_fuse
 from raypipe.store import artifacts
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.run_folder import RUN_FORMAT, RunFolder
+from tests.pickle_scan import pickled_files
 
 CLASSES = ["Angry", "Happy", "Sad"]
 
@@ -254,9 +255,8 @@ def test_tune_and_fuse_leave_no_pickle_in_the_run(ray_local: None, tmp_path: Pat
     )
     run_tune_classifiers(config)
     run_fuse(FuseConfig(run=root, num_samples=4, random_candidates=50, cv_folds=3))
-    files = [p for p in root.rglob("*") if p.is_file()]
-    pickles = [p for p in files if p.suffix in (".pkl", ".pickle", ".joblib", ".pt")]
-    assert pickles == []
+    assert pickled_files(root) == []  # by content: Ray Tune's state files included
+    assert not list(root.rglob("*.pt"))
     run = RunFolder(root)
     assert {p.name for p in (root / "models").iterdir()} == {
         f"{m}{artifacts.SUFFIX}" for m in run.trials()["model"].unique()
@@ -264,3 +264,12 @@ def test_tune_and_fuse_leave_no_pickle_in_the_run(ray_local: None, tmp_path: Pat
     assert list((root / "fusion").glob(f"*{artifacts.SUFFIX}"))
     for name in run.trials()["model"].unique():
         assert run.load_model(name)["spec"]["feature_set"] in name
+
+
+def test_the_scan_finds_pickles_under_any_name(tmp_path: Path) -> None:
+    (tmp_path / "state.json").write_bytes(pickle.dumps({"a": 1}))
+    (tmp_path / "experiment_state.json").write_text(json.dumps({"_type": "CLOUDPICKLE_FALLBACK"}))
+    (tmp_path / "result.json").write_text(json.dumps({"score": 1.0}))
+    (tmp_path / "table.parquet").write_bytes(b"PAR1....PAR1")
+    names = [p.name for p in pickled_files(tmp_path)]
+    assert names == ["experiment_state.json", "state.json"]
