@@ -273,3 +273,16 @@ def test_the_scan_finds_pickles_under_any_name(tmp_path: Path) -> None:
     (tmp_path / "table.parquet").write_bytes(b"PAR1....PAR1")
     names = [p.name for p in pickled_files(tmp_path)]
     assert names == ["experiment_state.json", "state.json"]
+
+
+@pytest.mark.parametrize("name", ["../../outside/secret", "a/b", ".hidden", "x/../../y"])
+def test_names_in_run_records_cannot_leave_the_run_folder(tmp_path: Path, name: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / f"secret{artifacts.SUFFIX}").write_bytes(artifacts.dumps({"a": 1}))
+    run = RunFolder(tmp_path / "run")
+    run.create({"store": "s"})
+    (run.root / "models").mkdir()
+    for read in (run.load_model, run.predictions, run.fusion, run.load_fused_model):
+        with pytest.raises(RaypipeError, match="not a plain name"):
+            read(name)
