@@ -123,6 +123,16 @@ class NeuralHeadEstimator(BaseEstimator):
         weights = state.pop("module_state_", None)
         super().__setstate__(state)
         if weights is not None:
+            # Sizes come from the file: check them on the meta device (nothing allocated)
+            # against the stored arrays before building, so a crafted file cannot make a
+            # load allocate more than the arrays it carries.
+            with torch.device("meta"):
+                shapes = {k: tuple(v.shape) for k, v in self._build_module().state_dict().items()}
+            stored = {k: tuple(np.shape(v)) for k, v in weights.items()}
+            if shapes != stored:
+                raise ValueError(
+                    f"saved {self.kind} head weights do not match its shape {self.module_shape_}"
+                )
             self.module_ = self._build_module()
             self.module_.load_state_dict(
                 {name: torch.from_numpy(np.array(value)) for name, value in weights.items()}

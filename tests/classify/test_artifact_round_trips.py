@@ -152,3 +152,24 @@ def test_a_model_saved_between_epochs_loads_as_fitted(task: str) -> None:
     for data, expected in saved:
         assert artifacts.untrusted_types(data) == []
         np.testing.assert_array_equal(outputs(artifacts.loads(data), task, matrix.x, 3), expected)
+
+
+def test_a_head_whose_saved_sizes_do_not_match_its_weights_is_refused() -> None:
+    """Sizes in a saved head come from the file: a crafted one asking for a huge network is
+    refused before anything is allocated."""
+    from raypipe.classify.neural_heads import NeuralHeadEstimator
+
+    rng = np.random.default_rng(0)
+    head = NeuralHeadEstimator(kind="mlp", hidden=8, epochs=1).fit(
+        rng.normal(size=(20, 4)).astype(np.float32), np.arange(20) % 2
+    )
+    state = head.__getstate__()
+    restored = NeuralHeadEstimator.__new__(NeuralHeadEstimator)
+    restored.__setstate__(dict(state))
+    assert restored.module_ is not None
+    state["hidden"] = 10**9  # about 4 GB per layer if it were built
+    with pytest.raises(ValueError, match="do not match"):
+        NeuralHeadEstimator.__new__(NeuralHeadEstimator).__setstate__(state)
+    crafted = dict(state, hidden=8, module_shape_=(4, 10**9))
+    with pytest.raises(ValueError, match="do not match"):
+        NeuralHeadEstimator.__new__(NeuralHeadEstimator).__setstate__(crafted)
