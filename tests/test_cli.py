@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -28,7 +29,36 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 )
 def test_help(command: list[str]) -> None:
     result = _run(*command, "--help")
-    assert result.returncode == 0 and "Usage" in result.stdout
+    assert result.returncode == 0 and f"Usage: raypipe {' '.join(command)}" in result.stdout
+    if command != ["store", "status"] and command != ["report"]:
+        assert "--config" in result.stdout and "--set" in result.stdout
+
+
+#: Each command's flags and the config field whose docstring is their help.
+FLAG_FIELDS = {
+    "extract": ("ExtractConfig", {"--manifest": "manifest", "--out": "out"}),
+    "tune-classifiers": ("TuneClassifiersConfig", {"--store": "store", "--run": "run"}),
+    "fuse": ("FuseConfig", {"--run": "run"}),
+    "predict": ("PredictConfig", {"--run": "run", "--manifest": "manifest", "--out": "out"}),
+    "train": ("TrainConfig", {"--run": "run", "--data": "data.root"}),
+    "demo": ("DemoConfig", {"--out": "out"}),
+}
+
+
+@pytest.mark.parametrize("command", sorted(FLAG_FIELDS))
+def test_flag_help_is_the_config_fields_docstring(command: str) -> None:
+    import raypipe.config as configs
+    from raypipe.cli import app
+    from raypipe.config.base import field_help
+
+    model_name, flags = FLAG_FIELDS[command]
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    # The help is a box of wrapped columns: unwrapped, each flag is followed by its help.
+    text = " ".join(result.stdout.replace("│", " ").split())
+    for flag, field in flags.items():
+        doc = field_help(getattr(configs, model_name), field)
+        assert len(doc) > 15 and doc in text[text.index(f" {flag} ") :], f"{command} {flag}"
 
 
 def test_bad_config_fails_before_work_with_one_line(tmp_path: Path) -> None:

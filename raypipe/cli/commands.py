@@ -13,7 +13,15 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from raypipe.cli.failures import user_errors
-from raypipe.config.base import load_config
+from raypipe.config import (
+    DemoConfig,
+    ExtractConfig,
+    FuseConfig,
+    PredictConfig,
+    TrainConfig,
+    TuneClassifiersConfig,
+)
+from raypipe.config.base import field_help, load_config
 from raypipe.errors import RaypipeError
 
 M = TypeVar("M")
@@ -30,6 +38,12 @@ store_app = typer.Typer(no_args_is_help=True, help="Inspect a feature store.")
 app.add_typer(store_app, name="store")
 config_app = typer.Typer(no_args_is_help=True, help="Show the commands' default configs.")
 app.add_typer(config_app, name="config")
+
+
+def _flag(model: type[Any], field: str) -> Any:
+    """A command-line option whose help is the config field's docstring."""
+    return typer.Option(help=field_help(model, field))
+
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
 SetOpt = Annotated[
@@ -98,14 +112,13 @@ def _merge(flags: dict[str, Any], overrides: list[str] | None) -> tuple[list[str
 
 @app.command()
 def extract(
-    manifest: Annotated[Path | None, typer.Option(help="Manifest file or dataset folder.")] = None,
-    out: Annotated[str | None, typer.Option(help="Feature store path or URI.")] = None,
+    manifest: Annotated[Path | None, _flag(ExtractConfig, "manifest")] = None,
+    out: Annotated[str | None, _flag(ExtractConfig, "out")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
 ) -> None:
     """Extract features of every media in a manifest into a versioned feature store."""
-    from raypipe.config import ExtractConfig
     from raypipe.pipeline.extract import run_extract
 
     with user_errors("extract") as where:
@@ -160,14 +173,13 @@ def _print_table(frame: Any, title: str) -> None:
 
 @app.command("tune-classifiers")
 def tune_classifiers(
-    store: Annotated[str | None, typer.Option(help="Feature store path or URI.")] = None,
-    run: Annotated[Path | None, typer.Option(help="Run folder for models and predictions.")] = None,
+    store: Annotated[str | None, _flag(TuneClassifiersConfig, "store")] = None,
+    run: Annotated[Path | None, _flag(TuneClassifiersConfig, "run")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
 ) -> None:
     """Search feature set x pooling x classifier x params with Ray Tune; store predictions."""
-    from raypipe.config import TuneClassifiersConfig
     from raypipe.pipeline.tune_classifiers import run_tune_classifiers
 
     with user_errors("tune-classifiers") as where:
@@ -180,7 +192,7 @@ def tune_classifiers(
 
 @app.command()
 def fuse(
-    run: Annotated[Path | None, typer.Option(help="Run folder from tune-classifiers.")] = None,
+    run: Annotated[Path | None, _flag(FuseConfig, "run")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
@@ -189,7 +201,6 @@ def fuse(
     validation; the method with the best cross-validated val score is selected."""
     import pandas as pd
 
-    from raypipe.config import FuseConfig
     from raypipe.pipeline.fuse import run_fuse
 
     with user_errors("fuse") as where:
@@ -215,16 +226,19 @@ def fuse(
 
 @app.command()
 def train(
-    run: Annotated[Path | None, typer.Option(help="Run folder for checkpoints and export.")] = None,
+    run: Annotated[Path | None, _flag(TrainConfig, "run")] = None,
     data: Annotated[
-        str | None, typer.Option(help="Image folder (or, with --set data.source=store, a store).")
+        str | None,
+        typer.Option(
+            help=field_help(TrainConfig, "data.root")
+            + " With --set data.source=store: the store holding the crops."
+        ),
     ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
 ) -> None:
     """Fine-tune a backbone with Ray Train (resumable), then export it as a face_backbone."""
-    from raypipe.config import TrainConfig
     from raypipe.pipeline.train import run_train
 
     with user_errors("train") as where:
@@ -263,16 +277,15 @@ def report(
 
 @app.command()
 def predict(
-    run: Annotated[Path | None, typer.Option(help="Run folder with models and fusion.")] = None,
-    manifest: Annotated[Path | None, typer.Option(help="Manifest of the new media.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Submission CSV to write.")] = None,
+    run: Annotated[Path | None, _flag(PredictConfig, "run")] = None,
+    manifest: Annotated[Path | None, _flag(PredictConfig, "manifest")] = None,
+    out: Annotated[Path | None, _flag(PredictConfig, "out")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
 ) -> None:
     """Apply a run's fitted models and fusion to new media (extracting what is missing) and
     write a submission CSV: media_id, label, one probability column per class."""
-    from raypipe.config import PredictConfig
     from raypipe.pipeline.predict import run_predict
 
     with user_errors("predict") as where:
@@ -287,13 +300,12 @@ def predict(
 
 @app.command()
 def demo(
-    out: Annotated[Path | None, typer.Option(help="Folder for media, store and run.")] = None,
+    out: Annotated[Path | None, _flag(DemoConfig, "out")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
 ) -> None:
     """Generate a small labelled face+voice set, then extract, tune, fuse and report."""
-    from raypipe.config import DemoConfig
     from raypipe.pipeline.demo import run_demo
 
     with user_errors("demo") as where:

@@ -133,3 +133,15 @@ def load_config(
     if overrides or set_flags:
         source += " with command-line options"
     return validate_config(model, data, source)
+
+
+def field_help(model: type[BaseModel], field: str) -> str:
+    """The docstring of ``model``'s field (dotted for nested sections), as one line: the help
+    text of the command-line flag that sets it, so flags and config never describe a field
+    differently."""
+    for part in field.split(".")[:-1]:
+        model = model.model_fields[part].annotation  # type: ignore[assignment]
+    description = model.model_fields[field.split(".")[-1]].description
+    if not description:
+        raise ValueError(f"{model.__name__}.{field} has no docstring")
+    return " ".join(description.split())
