@@ -217,9 +217,12 @@ class WhisperTranscriptConfig(WhisperModelConfig):
     """Beam width (1: greedy decoding)."""
     temperatures: list[float] = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     """Decoding temperatures tried in turn when a quality gate fails."""
-    seed: int = 0
+    seed: int | None = 0
     """Seed of the sampling at temperatures above 0, drawn afresh for each media, so a
-    transcript does not depend on which worker decoded it or after which media."""
+    transcript does not depend on which worker decoded it or after which media. With
+    faster-whisper a media that sampled is decoded again on a freshly loaded model (about
+    0.2 s for the packaged tiny.en on one CPU thread, more for larger models); null: unseeded
+    sampling, no second decode, transcripts may differ between runs."""
     no_speech_threshold: float = Field(default=0.6, ge=0, le=1)
     """Segments above this no-speech probability with low log-probability are dropped."""
     log_prob_threshold: float = -1.0

@@ -58,3 +58,11 @@ def test_a_non_default_transcription_seed_makes_a_new_version(
         extractor = build_extractor(name, getattr(config, name), config.video)
         monkeypatch.setattr(type(extractor), "weights_digest", lambda self: "pinned")
         assert extractor.version != PINNED[name]
+
+
+def test_an_unseeded_transcription_is_its_own_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(ExtractConfig, None, ["whisper_transcript.seed=null"], {})
+    assert config.whisper_transcript.seed is None
+    extractor = build_extractor("whisper_transcript", config.whisper_transcript, config.video)
+    monkeypatch.setattr(type(extractor), "weights_digest", lambda self: "pinned")
+    assert extractor.version != PINNED["whisper_transcript"]
