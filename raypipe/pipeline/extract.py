@@ -128,6 +128,8 @@ class ExtractionActor:
         for media_id, path, todo, packed in zip(
             batch["media_id"], batch["path"], batch["todo"], ahead, strict=True
         ):
+            # Bytes packed by prefetch_batch of this same job and handed over through Ray's
+            # object store; never read from a file.
             prefetched = pickle.loads(packed) if packed is not None else None
             media = MediaContext(str(media_id), str(path), prefetched=prefetched, **self.video)
             chosen = [self.extractors[name] for name in str(todo).split(",")]
