@@ -60,6 +60,13 @@ def settings_section(
         ) from None
 
 
+def numbered_names(prefix: str, count: int) -> list[str]:
+    """``count`` names ``{prefix}_000``, ``{prefix}_001``... zero-padded to one width (at least
+    3 digits), so they sort in vector order."""
+    width = max(3, len(str(max(count - 1, 0))))
+    return [f"{prefix}_{i:0{width}d}" for i in range(count)]
+
+
 class Extractor(ABC, Generic[SectionT]):
     """Base of all extractors. Subclasses set the class attributes and implement ``extract``.
 
@@ -93,6 +100,19 @@ class Extractor(ABC, Generic[SectionT]):
     @abstractmethod
     def dim(self) -> int:
         """Length of the feature vector."""
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Name of each entry of the feature vector, in vector order: ``dim`` unique names.
+
+        A name says what the entry measures (an openSMILE descriptor, a class probability, a
+        histogram bin...) so stored vectors can be read as named columns; the store records
+        them with the extractor's version. Extractors without a vector (``dim`` 0) have none.
+        This default numbers the entries ``{name}_000``, ``{name}_001``...; extractors whose
+        entries have meaning override it. Computing the names must be cheap (no model load),
+        and they are not part of the version: they describe the output, they do not change it.
+        """
+        return numbered_names(self.name, self.dim)
 
     @abstractmethod
     def config_dict(self) -> dict[str, Any]:

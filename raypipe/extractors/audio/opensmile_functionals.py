@@ -77,7 +77,7 @@ class OpenSmileExtractor(Extractor):
         self.feature_set = c.feature_set
         self._smile = smile(c.feature_set, "functionals")
         self._version = opensmile.__version__
-        self.feature_names: list[str] = list(self._smile.feature_names)
+        self._feature_names: list[str] = list(self._smile.feature_names)
         self.window_s = float(c.window_s)
         self.hop_s = float(c.hop_s) if c.hop_s else self.window_s
         self.segments = c.segments
@@ -89,7 +89,13 @@ class OpenSmileExtractor(Extractor):
 
     @property
     def dim(self) -> int:
-        return len(self.feature_names)
+        return len(self._feature_names)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """openSMILE's own names of the feature set's functionals (``Smile.feature_names``), in
+        the order of its output columns, which is the order of the stored values."""
+        return list(self._feature_names)
 
     def config_dict(self) -> dict[str, Any]:
         config: dict[str, Any] = {

@@ -43,11 +43,18 @@ class OpenSmileLldExtractor(Extractor):
         self.feature_set = self.config.feature_set
         self._smile = smile(self.feature_set, "lld")
         self._version = opensmile.__version__
-        self.feature_names: list[str] = list(self._smile.feature_names)
+        self._feature_names: list[str] = list(self._smile.feature_names)
 
     @property
     def dim(self) -> int:
-        return len(self.feature_names)
+        return len(self._feature_names)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """openSMILE's own names of the feature set's low-level descriptors
+        (``Smile.feature_names``), in the order of its output columns, which is the order of
+        the stored values."""
+        return list(self._feature_names)
 
     def config_dict(self) -> dict[str, Any]:
         return {"feature_set": self.feature_set, "level": "lld", "sample_rate": SAMPLE_RATE}

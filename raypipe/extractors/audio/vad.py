@@ -102,6 +102,11 @@ class VadExtractor(Extractor):
     def dim(self) -> int:
         return 3
 
+    @property
+    def feature_names(self) -> list[str]:
+        """Seconds of speech, its share of the track (0-1), number of speech segments."""
+        return ["speech_s", "speech_fraction", "speech_segments"]
+
     def config_dict(self) -> dict[str, Any]:
         v = self.vad
         return {

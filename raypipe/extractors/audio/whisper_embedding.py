@@ -10,7 +10,7 @@ import pyarrow as pa
 from raypipe.config.extract import WhisperEmbeddingConfig
 from raypipe.extractors.audio.vad import VoiceActivity, speech_segments
 from raypipe.extractors.audio.whisper_models import CHUNK_SAMPLES, ENCODER_HZ, load_backend
-from raypipe.extractors.base import ExtractionResult, Extractor
+from raypipe.extractors.base import ExtractionResult, Extractor, numbered_names
 from raypipe.extractors.spans import no_audio_row, span_table
 from raypipe.extractors.windows import sliding_windows
 from raypipe.media.audio import SAMPLE_RATE, NoAudioError
@@ -57,6 +57,12 @@ class WhisperEmbeddingExtractor(Extractor):
     @property
     def dim(self) -> int:
         return self.model.dim
+
+    @property
+    def feature_names(self) -> list[str]:
+        """``emb_000``...: dimensions of the mean Whisper encoder state (no individual
+        meaning)."""
+        return numbered_names("emb", self.dim)
 
     def config_dict(self) -> dict[str, Any]:
         return {

@@ -157,6 +157,11 @@ class WhisperTranscriptExtractor(Extractor):
         return 0
 
     @property
+    def feature_names(self) -> list[str]:
+        """None: a transcript has no feature vector."""
+        return []
+
+    @property
     def resources(self) -> dict[str, float]:
         gpus = self.gpu_fraction if self.transcriber.device.startswith("cuda") else 0.0
         return {"num_cpus": 1.0, "num_gpus": gpus}

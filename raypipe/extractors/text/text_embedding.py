@@ -13,7 +13,7 @@ import numpy as np
 from raypipe.config.extract import TextEmbeddingConfig
 from raypipe.errors import ConfigError, WeightsError
 from raypipe.extractors.audio.whisper_transcript import WhisperTranscriber
-from raypipe.extractors.base import ExtractionResult, Extractor
+from raypipe.extractors.base import ExtractionResult, Extractor, numbered_names
 from raypipe.extractors.spans import no_audio_row, span_table
 from raypipe.media.audio import SAMPLE_RATE, NoAudioError
 from raypipe.media.context import MediaContext
@@ -146,6 +146,11 @@ class TextEmbeddingExtractor(Extractor):
     @property
     def dim(self) -> int:
         return self.encoder.dim
+
+    @property
+    def feature_names(self) -> list[str]:
+        """``emb_000``...: dimensions of the sentence embedding (no individual meaning)."""
+        return numbered_names("emb", self.dim)
 
     @property
     def resources(self) -> dict[str, float]:

@@ -20,7 +20,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from raypipe.config.extract import FaceBackboneConfig
 from raypipe.errors import ConfigError
-from raypipe.extractors.base import ExtractionResult
+from raypipe.extractors.base import ExtractionResult, numbered_names
 from raypipe.extractors.visual.base import (
     FaceRows,
     VisualExtractor,
@@ -68,6 +68,11 @@ class FaceBackboneExtractor(VisualExtractor):
     @property
     def dim(self) -> int:
         return int(self.model.dim)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """``emb_000``...: the backbone's pooled output channels, without individual meaning."""
+        return numbered_names("emb", self.dim)
 
     def config_dict(self) -> dict[str, Any]:
         config = {

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from raypipe.config.extract import FaceExpressionConfig
+from raypipe.extractors.base import numbered_names
 from raypipe.extractors.visual.base import VisualExtractor, aligned_crops
 from raypipe.faces.analysis import FrameWindow, WindowFaces
 from raypipe.faces.crop import crop_face
@@ -44,6 +45,17 @@ class FaceExpressionExtractor(VisualExtractor):
     @property
     def dim(self) -> int:
         return self.embedder.dim if self.output == "features" else 7
+
+    @property
+    def feature_names(self) -> list[str]:
+        """``prob_<class>`` (softmax probabilities) or ``logit_<class>`` (pre-softmax scores)
+        for the FER CNN's classes in its output order (``angry``... ``neutral``, the labels of
+        the ``fer`` model); ``emb_000``... for the 128-d ``features`` (the global average of
+        the CNN's last residual block, dimensions without individual meaning)."""
+        if self.output == "features":
+            return numbered_names("emb", self.embedder.dim)
+        prefix = "prob" if self.output == "probs" else "logit"
+        return [f"{prefix}_{label}" for label in self.embedder.classes]
 
     def config_dict(self) -> dict[str, Any]:
         return {

@@ -24,6 +24,9 @@ from raypipe.extractors.visual.base import (
 from raypipe.faces.analysis import FrameWindow, WindowFaces
 from raypipe.media.context import MediaContext
 
+#: The five MTCNN landmarks in the detector's order ("left" as seen in the image).
+LANDMARKS: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
 
 class FaceTracksExtractor(VisualExtractor):
     """Faces, tracks and landmark geometry per sampled frame; aligned crops on request.
@@ -45,6 +48,13 @@ class FaceTracksExtractor(VisualExtractor):
     @property
     def dim(self) -> int:
         return 10
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The x of the five landmarks, then their y, as fractions of the face box:
+        ``left_eye_x``... ``mouth_right_x``, ``left_eye_y``... ``mouth_right_y`` (MTCNN's
+        landmark order; "left" as seen in the image)."""
+        return [f"{point}_{axis}" for axis in ("x", "y") for point in LANDMARKS]
 
     def config_dict(self) -> dict[str, Any]:
         config = {"store_crops": self.store_crops, **self.face_config()}

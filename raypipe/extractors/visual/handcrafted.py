@@ -81,6 +81,24 @@ class FaceHogExtractor(_AlignedFaceDescriptor):
             feature_vector=True,
         )
 
+    @property
+    def feature_names(self) -> list[str]:
+        """``hog_block{r}_{c}_cell{R}_{C}_ori{o}`` in scikit-image's output order: for each
+        normalisation block (row ``r``, column ``c`` of the block grid), each of its cells
+        (row ``R``, column ``C`` of the face's cell grid, counted from the top left), each
+        orientation bin ``o`` (0 .. orientations - 1, evenly over 0-180 degrees of unsigned
+        gradient direction; bin 0 starts at gradients along x, i.e. vertical edges)."""
+        cells = self.crop_size // self.cell
+        blocks = cells - self.block + 1
+        return [
+            f"hog_block{r}_{c}_cell{r + i}_{c + j}_ori{o}"
+            for r in range(blocks)
+            for c in range(blocks)
+            for i in range(self.block)
+            for j in range(self.block)
+            for o in range(self.orientations)
+        ]
+
     def config_dict(self) -> dict[str, Any]:
         return {
             **super().config_dict(),
@@ -126,6 +144,17 @@ class FaceLbpExtractor(_AlignedFaceDescriptor):
                 counts = np.bincount(cell.astype(np.int64).ravel(), minlength=bins)[:bins]
                 histograms.append(counts / max(cell.size, 1))
         return np.concatenate(histograms)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """``lbp_cell{i}_{j}_u{k}`` and ``lbp_cell{i}_{j}_nonuniform``: for each grid cell (row
+        ``i``, column ``j``, from the top left, row by row), the share of its pixels whose
+        pattern is uniform with ``k`` of the ``points`` neighbours at least as bright as the
+        centre (k = 0 .. points), then the share of non-uniform patterns."""
+        bins = [f"u{k}" for k in range(self.points + 1)] + ["nonuniform"]
+        return [
+            f"lbp_cell{i}_{j}_{b}" for i in range(self.grid) for j in range(self.grid) for b in bins
+        ]
 
     def config_dict(self) -> dict[str, Any]:
         return {
