@@ -25,6 +25,10 @@ class VideoConfig(StrictModel):
     decode_timeout_s: float = Field(default=120.0, gt=0)
     """Seconds the decoder child may stay silent (probe, or next window) before it counts as
     hung and is killed; that file then fails alone."""
+    min_coverage: float = Field(default=0.9, ge=0, le=1)
+    """Fraction (0 to 1) of a media's declared duration that must decode (video frames for
+    visual extractors, the audio track for audio and text ones); below it the row stays ok
+    with a note in its error column that the file may be truncated. Not part of versions."""
 
 
 class ExtractorSection(StrictModel):

@@ -16,6 +16,7 @@ from raypipe.errors import MediaError
 from raypipe.extractors.base import ExtractionResult, Extractor
 from raypipe.extractors.visual.base import VisualExtractor, run_visual_pass
 from raypipe.media.context import MediaContext
+from raypipe.media.coverage import add_audio_coverage
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.schema import STATUS_FAILED, STATUS_OK
 
@@ -72,6 +73,8 @@ def process_media(
             row, frame_rows = dict(result.media_row), result.frame_rows
             crop_rows = result.crop_rows
             row.setdefault("status", STATUS_OK)
+            if extractor.modality != "visual":  # visual rows get theirs in run_visual_pass
+                add_audio_coverage(row, media)
             if extractor.name in shared:
                 for stage in ("probe", "decode", "faces"):
                     row.setdefault(f"{stage}_s", media.seconds.get(stage))

@@ -37,6 +37,8 @@ class MediaContext:
         max_frames: at most this many frames are sampled (evenly thinned beyond); None: all.
         window_frames: frames per decoded window (bounds memory), frames.
         decode_timeout_s: seconds the decoder may stay silent before it counts as hung.
+        min_coverage: fraction (0 to 1) of the declared duration that must decode; rows of
+            media decoding less get a truncation note (:mod:`raypipe.media.coverage`).
         decoder: the decoder child to use; default: this process's shared one.
         prefetched: probe and frames computed ahead by a decode task
             (:func:`raypipe.media.prefetch.prefetch`); used instead of probing and decoding.
@@ -51,6 +53,7 @@ class MediaContext:
         max_frames: int | None = 300,
         window_frames: int = 64,
         decode_timeout_s: float = 120.0,
+        min_coverage: float = 0.9,
         decoder: DecoderProcess | None = None,
         prefetched: Prefetched | None = None,
     ) -> None:
@@ -60,6 +63,7 @@ class MediaContext:
         self.max_side = max_side
         self.max_frames = max_frames
         self.window_frames = window_frames
+        self.min_coverage = min_coverage
         self.decoder = decoder or shared_decoder(decode_timeout_s)
         self._cache: dict[str, Any] = {}
         #: Seconds spent per stage (probe, decode, audio, faces...), for the quality summary.
@@ -134,6 +138,11 @@ class MediaContext:
     def audio(self) -> np.ndarray:
         """Mono float32 audio at :data:`~raypipe.media.audio.SAMPLE_RATE` Hz."""
         return self._cached("audio", lambda: self.decoder.audio(self.path, SAMPLE_RATE))
+
+    def decoded_audio(self) -> np.ndarray | None:
+        """The audio track if :attr:`audio` has decoded it (None otherwise; nothing is decoded)."""
+        state, value = self._cache.get("audio", ("error", None))
+        return value if state == "ok" else None
 
     def shared(self, key: str, compute: Any) -> Any:
         """Cache any derived result (e.g. face detections) under ``key`` for other extractors."""

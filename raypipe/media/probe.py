@@ -56,6 +56,8 @@ class MediaInfo:
     video_codec: str = ""
     #: Presentation time of the last video packet, seconds on the stream's clock (-1: unknown).
     last_frame_s: float = -1.0
+    #: Duration the audio stream declares, seconds (0: no audio stream, or none declared).
+    audio_duration_s: float = 0.0
 
 
 def open_container(path: str | Path) -> av.container.InputContainer:
@@ -200,6 +202,9 @@ def probe(path: str | Path) -> MediaInfo:
             header = int(video.frames or 0)
             rotation = _frame_rotation(container, video)
         sample_rate = int(audio.codec_context.sample_rate or 0) if audio else 0
+        audio_duration = 0.0
+        if audio is not None and audio.duration is not None and audio.time_base is not None:
+            audio_duration = float(audio.duration * audio.time_base)
         channels = int(audio.codec_context.channels or 0) if audio else 0
         container_name = container.format.name
     if video is not None:
@@ -235,4 +240,5 @@ def probe(path: str | Path) -> MediaInfo:
         fps_mode=mode,
         video_codec=codec,
         last_frame_s=last,
+        audio_duration_s=audio_duration,
     )

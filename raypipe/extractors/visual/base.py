@@ -39,6 +39,7 @@ from raypipe.faces.analysis import (
     window_faces,
 )
 from raypipe.media.context import MediaContext
+from raypipe.media.coverage import apply_coverage, video_coverage
 from raypipe.store.schema import CROP_SCHEMA, FACE_FRAME_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -262,10 +263,15 @@ def run_visual_pass(
     """Decode ``media`` once, window by window, feeding every extractor in ``extractors``.
 
     Returns each extractor's result, or the exception that stopped it: a decode failure stops
-    them all, an error inside one extractor stops only that one.
+    them all, an error inside one extractor stops only that one. Each media row gets the
+    ``coverage`` of the decoded frames (:func:`raypipe.media.coverage.video_coverage`: from the
+    first sampled frame to the last one plus one frame interval, over the declared duration),
+    and a truncation note in ``error`` when that is below ``media.min_coverage``.
     """
     results: dict[str, ExtractionResult | BaseException] = {}
     states: dict[str, Any] = {}
+    first_s: float | None = None
+    last_s: float | None = None
     for extractor in extractors:
         try:
             states[extractor.name] = extractor.start(media)
@@ -276,6 +282,9 @@ def run_visual_pass(
         for index, part in enumerate(media.windows()):
             window = FrameWindow(index, part, first_row)
             first_row += len(part)
+            if len(part):
+                first_s = float(part.timestamps_s[0]) if first_s is None else first_s
+                last_s = float(part.timestamps_s[-1])
             for extractor in extractors:
                 if extractor.name in results:
                     continue
@@ -293,11 +302,17 @@ def run_visual_pass(
     except Exception as exc:  # decoding failed: every extractor still running fails with it
         for extractor in extractors:
             results.setdefault(extractor.name, exc)
+    coverage = None
     for extractor in extractors:
         if extractor.name in results:
             continue
         try:
-            results[extractor.name] = extractor.finish(media, states[extractor.name])
+            result = extractor.finish(media, states[extractor.name])
+            if coverage is None:
+                coverage = video_coverage(media.info, first_s, last_s, media.fps)
+            result.media_row = dict(result.media_row)
+            apply_coverage(result.media_row, coverage, media.path, media.min_coverage)
+            results[extractor.name] = result
         except Exception as exc:
             log.error(
                 "extractor %s failed on %s:\n%s", extractor.name, media.path, traceback.format_exc()
