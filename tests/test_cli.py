@@ -101,8 +101,19 @@ def test_store_status_json_on_a_written_store(tmp_path: Path) -> None:
     store.write_result(
         "face_expression", "v", "a", {"status": "failed", "error": "a.mp4: file is empty (0 bytes)"}
     )
-    rows = json.loads(_run("store", "status", str(tmp_path / "s"), "--json").stdout)
-    by_id = {r["media_id"]: r for r in rows}
+    store.write_manifest(pd.DataFrame({"media_id": ["c"], "path": ["z"]}))
+    store.write_result("face_expression", "v", "c", {"status": "ok", "frames": 4})
+    payload = json.loads(_run("store", "status", str(tmp_path / "s"), "--json").stdout)
+    [summary] = payload["extractors"]
+    assert (summary["ok"], summary["failed"], summary["missing"]) == (1, 1, 1)
+    by_id = {r["media_id"]: r for r in payload["rows"]}  # the rows that need a look
+    assert set(by_id) == {"a", "b"}
     assert by_id["a"]["status"] == "failed" and "empty" in by_id["a"]["error"]
     assert by_id["b"]["status"] == "missing"
-    assert {"media_id", "extractor", "status", "error", "frames", "face_frames"} <= set(rows[0])
+    assert {"media_id", "extractor", "status", "error", "frames", "coverage"} <= set(by_id["a"])
+    every = json.loads(_run("store", "status", str(tmp_path / "s"), "--json", "--all").stdout)
+    assert {r["media_id"]: r["status"] for r in every["rows"]} == {
+        "a": "failed",
+        "b": "missing",
+        "c": "ok",
+    }

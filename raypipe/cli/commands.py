@@ -8,11 +8,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
 from raypipe.cli.failures import user_errors
+from raypipe.cli.options import AddressOpt, ConfigOpt, JsonOpt, SetOpt
+from raypipe.cli.options import flag as _flag
+from raypipe.cli.options import load as _load
+from raypipe.cli.output import print_table
+from raypipe.cli.store_commands import store_app
 from raypipe.config import (
     DemoConfig,
     ExtractConfig,
@@ -21,10 +26,8 @@ from raypipe.config import (
     TrainConfig,
     TuneClassifiersConfig,
 )
-from raypipe.config.base import field_help, load_config
+from raypipe.config.base import field_help
 from raypipe.errors import RaypipeError
-
-M = TypeVar("M")
 
 log = logging.getLogger("raypipe")
 
@@ -34,27 +37,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Distributed multimodal emotion-recognition pipeline on Ray.",
 )
-store_app = typer.Typer(no_args_is_help=True, help="Inspect a feature store.")
 app.add_typer(store_app, name="store")
 config_app = typer.Typer(no_args_is_help=True, help="Show the commands' default configs.")
 app.add_typer(config_app, name="config")
-
-
-def _flag(model: type[Any], field: str) -> Any:
-    """A command-line option whose help is the config field's docstring."""
-    return typer.Option(help=field_help(model, field))
-
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a config field, e.g. --set video.fps=2 (repeatable)."),
-]
-AddressOpt = Annotated[
-    str | None,
-    typer.Option("--address", help="Ray cluster address; omit for an embedded local Ray."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _print_version(value: bool) -> None:
@@ -80,18 +65,6 @@ def _options(
     """Distributed multimodal emotion-recognition pipeline on Ray."""
 
 
-def _load(
-    model: type[M],
-    config: Path | None,
-    overrides: list[str] | None,
-    flags: dict[str, Any],
-    address: str | None,
-) -> M:
-    """The command's config: its YAML, then --set overrides, then its flags (and --address)."""
-    merged_overrides, merged_flags = _merge({**flags, **_ray_flags(address)}, overrides)
-    return load_config(model, config, merged_overrides, merged_flags)
-
-
 def _require_run(run: Path | None) -> None:
     """A run folder given to fuse, predict or report must exist (and hold run.json)."""
     if run is not None and not Path(run).exists():
@@ -99,15 +72,6 @@ def _require_run(run: Path | None) -> None:
             f"Run folder '{run}' does not exist; give the folder a `raypipe tune-classifiers` "
             "run wrote (its --run)."
         )
-
-
-def _ray_flags(address: str | None) -> dict[str, Any]:
-    return {"ray": {"address": address}} if address else {}
-
-
-def _merge(flags: dict[str, Any], overrides: list[str] | None) -> tuple[list[str], dict[str, Any]]:
-    extra = [f"ray.address={flags.pop('ray')['address']}"] if "ray" in flags else []
-    return [*(overrides or []), *extra], flags
 
 
 @app.command()
@@ -130,47 +94,6 @@ def extract(
     typer.echo(f"see per-media results: raypipe store status {cfg.out}")
 
 
-@store_app.command("status")
-def store_status(
-    store: Annotated[str, typer.Argument(help="Feature store path or URI.")],
-    as_json: JsonOpt = False,
-) -> None:
-    """One row per (media, extractor): status ok | failed | missing, error, frames, face_frames,
-    and for visual extractors tracks, mean face score and seconds per stage."""
-    from raypipe.store.feature_store import FeatureStore
-
-    with user_errors("store status") as where:
-        where.path = store
-        feature_store = FeatureStore(store)
-        feature_store.require()
-        table = feature_store.status()
-    if as_json:
-        records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
-        typer.echo(json.dumps(records, indent=1, default=_jsonable))
-        return
-    _print_table(table, "store status")
-    counts = table.groupby(["extractor", "status"]).size()
-    typer.echo("; ".join(f"{e} {s}: {n}" for (e, s), n in counts.items()))
-
-
-def _jsonable(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else str(value)
-
-
-def _print_table(frame: Any, title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(str(column))
-    for row in frame.itertuples(index=False):
-        table.add_row(
-            *[f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
-        )
-    Console(width=160).print(table)
-
-
 @app.command("tune-classifiers")
 def tune_classifiers(
     store: Annotated[str | None, _flag(TuneClassifiersConfig, "store")] = None,
@@ -186,7 +109,7 @@ def tune_classifiers(
         cfg = _load(TuneClassifiersConfig, config, set_, {"store": store, "run": run}, address)
         where.path = str(cfg.run) if cfg.run else None
         best = run_tune_classifiers(cfg)
-    _print_table(best, "best configuration per feature set x classifier")
+    print_table(best, "best configuration per feature set x classifier")
     typer.echo(f"next: raypipe fuse --run {cfg.run}")
 
 
@@ -219,7 +142,7 @@ def fuse(
         }
         for r in record["methods"].values()
     ]
-    _print_table(pd.DataFrame(rows), "fusion methods (val: fitted, val_cv: out-of-fold)")
+    print_table(pd.DataFrame(rows), "fusion methods (val: fitted, val_cv: out-of-fold)")
     typer.echo(f"selected: {record['name']}")
     typer.echo(f"next: raypipe report {cfg.run}")
 
@@ -271,7 +194,7 @@ def report(
     if as_json:
         typer.echo(json.dumps(table.to_dict(orient="records"), indent=1))
         return
-    _print_table(table, f"metrics: {run}")
+    print_table(table, f"metrics: {run}")
     typer.echo(f"report: {path}")
 
 

@@ -323,6 +323,13 @@ class ExtractConfig(StrictModel):
     """Recompute media whose row for the current version is failed (after replacing broken
     files, or when a failure was transient). Rows that failed because of their manifest row
     (missing file, unknown label) are retried whenever that row is now valid."""
+    fingerprint: Literal["quick", "full"] = "quick"
+    """How a media file's content is identified besides its size and modification time:
+    `quick` hashes its first and last 64 KiB, `full` every byte (slower; for files that may
+    change in the middle only). A file whose content changed is recomputed."""
+    compact: bool = True
+    """When the job ends, fold the index files and the small data files of the extractor
+    versions it wrote (what `raypipe store compact` does, for those versions only)."""
     ray: RayConfig = RayConfig()
     """Ray connection."""
 

@@ -11,13 +11,15 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from raypipe.errors import MediaError
 from raypipe.extractors.base import ExtractionResult, Extractor
 from raypipe.extractors.visual.base import VisualExtractor, run_visual_pass
 from raypipe.media.context import MediaContext
 from raypipe.media.coverage import add_audio_coverage
-from raypipe.store.feature_store import FeatureStore
+from raypipe.store.feature_store import MediaResult
+from raypipe.store.fingerprint import Fingerprint, fingerprint
 from raypipe.store.schema import STATUS_FAILED, STATUS_OK
 
 log = logging.getLogger(__name__)
@@ -38,12 +40,24 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())[:500]
 
 
+class ResultSink(Protocol):
+    """Where results go: a :class:`~raypipe.store.feature_store.FeatureStore`, or a buffer
+    that a Ray actor writes to the store once per batch of media."""
+
+    def write_results(self, results: Sequence[MediaResult]) -> None:
+        """Take the results of one media (all its extractors)."""
+
+
 def process_media(
     media: MediaContext,
     extractors: Sequence[Extractor],
-    store: FeatureStore,
+    store: ResultSink,
+    source: Fingerprint | None = None,
 ) -> list[Outcome]:
-    """Run ``extractors`` on one media and write each result (ok or failed) to ``store``.
+    """Run ``extractors`` on one media and hand each result (ok or failed) to ``store``.
+
+    ``source`` is the file's fingerprint, recorded with the results so that a changed file is
+    recomputed; taken here (size, time, quick digest) when not given.
 
     Visual extractors share one windowed decode and face pass (:func:`run_visual_pass`); the
     others run one after another. A problem with the file (:class:`MediaError`, including a
@@ -52,6 +66,8 @@ def process_media(
     job (an infrastructure fault, not a property of the file; a re-run resumes).
     """
     outcomes = []
+    results = []
+    source = source or fingerprint(media.path)
     visual = [e for e in extractors if isinstance(e, VisualExtractor)]
     shared: dict[str, ExtractionResult | BaseException] = {}
     shared_seconds = 0.0
@@ -93,10 +109,20 @@ def process_media(
             }
         seconds = time.perf_counter() - start + (shared_seconds if extractor in visual else 0.0)
         row["seconds"] = seconds
-        store.write_result(
-            extractor.name, extractor.version, media.media_id, row, frame_rows, crop_rows
+        results.append(
+            MediaResult(
+                extractor.name,
+                extractor.version,
+                media.media_id,
+                row,
+                frame_rows,
+                crop_rows,
+                path=media.path,
+                source=source,
+            )
         )
         outcomes.append(
             Outcome(media.media_id, extractor.name, row["status"], row.get("error"), seconds)
         )
+    store.write_results(results)
     return outcomes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,10 @@ from raypipe.media.prefetch import prefetch
 from raypipe.pipeline.progress import progress_bar
 from raypipe.pipeline.provenance import provenance
 from raypipe.pipeline.runtime import cluster_cpus, ray_session
-from raypipe.store.feature_store import ExtractorRecord, FeatureStore
+from raypipe.store.compaction import compact
+from raypipe.store.feature_store import ExtractorRecord, FeatureStore, MediaResult
+from raypipe.store.fingerprint import fingerprint
+from raypipe.store.planning import Plan, plan_work
 from raypipe.store.schema import STATUS_FAILED
 
 log = logging.getLogger(__name__)
@@ -103,14 +107,30 @@ def _record(extractor: Extractor) -> ExtractorRecord:
             **extractor.config_dict(),
             **({"sampling": extractor.sampling} if extractor.sampling else {}),
         },
+        feature_names=list(extractor.feature_names),
     )
+
+
+@dataclass
+class ResultBuffer:
+    """Results of a batch of media, held until the batch is written in one go."""
+
+    results: list[MediaResult] = field(default_factory=list)
+
+    def write_results(self, results: Sequence[MediaResult]) -> None:
+        """Keep one media's results."""
+        self.results.extend(results)
 
 
 class ExtractionActor:
     """A Ray Data actor: builds the extractors once, then processes batches of media."""
 
     def __init__(
-        self, specs: list[tuple[str, dict[str, Any]]], store_uri: str, video: dict[str, Any]
+        self,
+        specs: list[tuple[str, dict[str, Any]]],
+        store_uri: str,
+        video: dict[str, Any],
+        digest: str = "quick",
     ) -> None:
         logging.basicConfig(level=logging.INFO)
         # Torch threads follow the CPUs this actor holds: its default of one thread per core
@@ -121,10 +141,14 @@ class ExtractionActor:
         self.extractors = {name: build_extractor(name, options, video) for name, options in specs}
         self.store = FeatureStore(store_uri)
         self.video = video
+        self.digest = digest
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {"media_id": [], "extractor": [], "status": [], "error": []}
         ahead = batch.get("prefetched", [None] * len(batch["media_id"]))
+        # The batch's results are written together: a few files per extractor version, not a
+        # few per media. A crash loses this batch only; the re-run computes it again.
+        written = ResultBuffer()
         for media_id, path, todo, packed in zip(
             batch["media_id"], batch["path"], batch["todo"], ahead, strict=True
         ):
@@ -133,11 +157,13 @@ class ExtractionActor:
             prefetched = pickle.loads(packed) if packed is not None else None
             media = MediaContext(str(media_id), str(path), prefetched=prefetched, **self.video)
             chosen = [self.extractors[name] for name in str(todo).split(",")]
-            for outcome in process_media(media, chosen, self.store):
+            source = fingerprint(str(path), self.digest)
+            for outcome in process_media(media, chosen, written, source):
                 out["media_id"].append(outcome.media_id)
                 out["extractor"].append(outcome.extractor)
                 out["status"].append(outcome.status)
                 out["error"].append(outcome.error or "")
+        self.store.write_results(written.results)
         return out
 
 
@@ -177,29 +203,25 @@ def _record_manifest_issues(
     manifest problem (a moved file, a label typo) never replaces a good result. Those are
     reported and keep their result until the row is fixed or removed. Returns how many media
     kept results that way."""
+    named = [i for i in issues if i.media_id and i.media_id != "nan"]
+    named = [i for i in named if "duplicate" not in i.message]
+    if not named:
+        return 0
     good = {e.name: store.done_media(e.name, e.version, lambda error: True) for e in extractors}
     seen: set[str] = set()
     kept: set[str] = set()
-    for issue in issues:
-        where = f"{MANIFEST_FAILURE}'{manifest_path}' row {issue.row}"
-        if not issue.media_id or issue.media_id == "nan" or "duplicate" in issue.message:
-            continue
+    failed = []
+    for issue in named:
         if issue.media_id in seen:
             continue
         seen.add(issue.media_id)
+        where = f"{MANIFEST_FAILURE}'{manifest_path}' row {issue.row}"
         for extractor in extractors:
             if issue.media_id in good[extractor.name]:
                 kept.add(issue.media_id)
                 continue
-            store.write_result(
-                extractor.name,
-                extractor.version,
-                issue.media_id,
-                {
-                    "status": STATUS_FAILED,
-                    "error": f"{where}: {issue.message}",
-                },
-            )
+            row = {"status": STATUS_FAILED, "error": f"{where}: {issue.message}"}
+            failed.append(MediaResult(extractor.name, extractor.version, issue.media_id, row))
         if issue.media_id in kept:
             log.warning(
                 "%s: %s; its stored results are kept (fix the row, or remove the media from "
@@ -207,14 +229,35 @@ def _record_manifest_issues(
                 where,
                 issue.message,
             )
+    store.write_results(failed)
     return len(kept)
+
+
+def plan_extract(config: ExtractConfig) -> Plan:
+    """What ``raypipe extract`` with ``config`` would compute, per extractor; writes nothing."""
+    if config.manifest is None or config.out is None:
+        raise ConfigError("store plan needs both a manifest (--manifest) and a store (--out).")
+    manifest, _ = load_manifest(config.manifest)
+    extractors = [
+        build_extractor(name, options, config.video.model_dump())
+        for name, options in extractor_specs(config)
+    ]
+    store = FeatureStore(config.out)
+    if store.is_store():
+        store.require()
+
+    def retry(error: str) -> bool:
+        return config.retry_failed or error.startswith(MANIFEST_FAILURE)
+
+    return plan_work(store, manifest, [(e.name, e.version) for e in extractors], retry)
 
 
 def run_extract(config: ExtractConfig) -> ExtractSummary:
     """Extract every enabled extractor's features for the manifest into the store.
 
-    Work already in the store for the current extractor versions is skipped; stale or missing
-    (media, extractor) pairs are computed. Returns counts; per-media outcomes are in the store.
+    Work already in the store for the current extractor versions and unchanged files is
+    skipped; new, changed or (on request) failed (media, extractor) pairs are computed. Returns
+    counts; per-media outcomes are in the store.
     """
     if config.manifest is None or config.out is None:
         raise ConfigError("extract needs both a manifest (--manifest) and a store (--out).")
@@ -250,23 +293,26 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
     def retry(error: str) -> bool:
         return config.retry_failed or error.startswith(MANIFEST_FAILURE)
 
-    done = {e.name: store.done_media(e.name, e.version, retry) for e in extractors}
-    items = []
-    skipped = 0
-    for row in manifest.itertuples(index=False):
-        todo = [e.name for e in extractors if row.media_id not in done[e.name]]
-        skipped += len(extractors) - len(todo)
-        if todo:
-            items.append({"media_id": row.media_id, "path": row.path, "todo": ",".join(todo)})
+    plan = plan_work(store, manifest, [(e.name, e.version) for e in extractors], retry)
+    items = plan.items
+    for part in plan.extractors:
+        if part.reasons.get("changed"):
+            log.info(
+                "%s: %d media changed on disk since their results were written; recomputing "
+                "them (the old rows are retired)",
+                part.name,
+                part.reasons["changed"],
+            )
     summary = ExtractSummary(
         store=config.out,
         media=len(manifest),
-        skipped=skipped,
+        skipped=plan.skipped,
         manifest_issues=len(issues),
         kept_despite_manifest=kept,
     )
     if not items:
         log.info("nothing to compute: every (media, extractor) is up to date")
+        _end(store, config, extractors)
         store.write_job_record(_finished(job, summary), job_name)
         return summary
 
@@ -311,6 +357,7 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
                 "specs": specs,
                 "store_uri": config.out,
                 "video": config.video.model_dump(),
+                "digest": config.fingerprint,
             },
             batch_size=config.batch_size,
             compute=ray.data.ActorPoolStrategy(size=workers),
@@ -325,8 +372,15 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
                         "%s [%s] failed: %s", row["media_id"], row["extractor"], row["error"]
                     )
                 advance(1)
+    _end(store, config, extractors)
     store.write_job_record(_finished(job, summary), job_name)
     return summary
+
+
+def _end(store: FeatureStore, config: ExtractConfig, extractors: list[Extractor]) -> None:
+    """Fold the index and small files of the versions this job wrote (``compact``)."""
+    if config.compact:
+        compact(store, [(e.name, e.version) for e in extractors])
 
 
 def _finished(job: dict[str, Any], summary: ExtractSummary) -> dict[str, Any]:

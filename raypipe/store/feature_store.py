@@ -1,33 +1,37 @@
-"""The feature store: versioned Parquet tables on a local folder or any pyarrow filesystem.
+"""The feature store: versioned Parquet tables and their index, on a local folder or any pyarrow
+filesystem (docs/store.md).
 
-Writes are atomic per file (temporary name, then rename on local disks; a single PUT on object
-stores) and idempotent (file names derive from the media id, so a re-run overwrites rather than
-duplicates). A media counts as done for an extractor version once its ``media`` row exists;
-frame rows are written first, so a crash in between leaves nothing that a re-run will not replace.
+A write holds many media: for each extractor version it writes the crops, frames and media
+files, then one index file naming them with their SHA-256 (:mod:`raypipe.store.index`). A media
+counts as done once its index row exists, so a crash loses at most the media of the write in
+flight, and a re-run never duplicates (the newest index row wins; compaction drops the rest).
+Files are never modified after they are written, so several jobs may write one store at once on
+object stores too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as pads
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from raypipe.errors import RaypipeError
-from raypipe.store import layout
+from raypipe.store import index, layout
+from raypipe.store.files import StoreFiles
+from raypipe.store.fingerprint import Fingerprint
 from raypipe.store.schema import (
     CROP_SCHEMA,
     FRAME_SCHEMA,
+    INDEX_SCHEMA,
     MANIFEST_SCHEMA,
     MEDIA_SCHEMA,
     STATUS_FAILED,
@@ -47,6 +51,7 @@ STATUS_COLUMNS = (
     "error",
     "frames",
     "face_frames",
+    "coverage",
     "tracks",
     "face_score",
     "probe_s",
@@ -54,11 +59,14 @@ STATUS_COLUMNS = (
     "faces_s",
     "embed_s",
 )
+#: Status columns that only visual extractors fill.
+_VISUAL_COLUMNS = ("frames", "face_frames", "tracks", "face_score", "probe_s", "decode_s")
+_LEVEL_SCHEMAS = {"media": MEDIA_SCHEMA, "frames": FRAME_SCHEMA, "crops": CROP_SCHEMA}
 
 
 @dataclass(frozen=True)
 class ExtractorRecord:
-    """What the store knows about one extractor: its current version, level and config."""
+    """What the store knows about one extractor version: level, size, config, feature names."""
 
     name: str
     version: str
@@ -66,216 +74,225 @@ class ExtractorRecord:
     dim: int
     modality: str
     config: dict[str, Any]
+    #: Name of each entry of the feature vector (``dim`` of them; empty when unknown).
+    feature_names: list[str] = field(default_factory=list)
+    #: When a job last registered this version (ISO 8601, UTC); the newest is current.
+    registered_at: str | None = None
+
+
+@dataclass
+class MediaResult:
+    """One media's result for one extractor version, as a write takes it."""
+
+    extractor: str
+    version: str
+    media_id: str
+    #: Status, error, counts and media-level ``features`` (:data:`MEDIA_SCHEMA` columns).
+    media_row: Mapping[str, Any]
+    frame_rows: pa.Table | None = None
+    crop_rows: pa.Table | None = None
+    #: The file the result was computed from, and its fingerprint (None: no readable file).
+    path: str | None = None
+    source: Fingerprint | None = None
 
 
 class FeatureStore:
     """Read and write one feature store rooted at ``uri`` (a path, ``file://``, ``s3://``...)."""
 
     def __init__(self, uri: str) -> None:
-        self.uri = str(uri)
-        try:
-            self.fs, root = pafs.FileSystem.from_uri(self.uri)
-        except (pa.ArrowInvalid, ValueError):
-            self.fs, root = pafs.LocalFileSystem(), self.uri
-        if isinstance(self.fs, pafs.LocalFileSystem):
-            import os
+        self.files = StoreFiles(uri)
+        self.uri = self.files.uri
+        self.fs = self.files.fs
+        self.root = self.files.root
 
-            root = os.path.abspath(root)
-        self.root = root.rstrip("/")
-        self._local = isinstance(self.fs, pafs.LocalFileSystem)
-
-    # -- paths -------------------------------------------------------------------------------
+    # -- the store itself --------------------------------------------------------------------
     def path(self, relative: str) -> str:
         """Absolute path (within the store's filesystem) of a store-relative path."""
-        return f"{self.root}/{relative}"
+        return self.files.path(relative)
 
-    def exists(self, relative: str) -> bool:
-        """Whether a file exists at a store-relative path."""
-        return self.fs.get_file_info(self.path(relative)).type == pafs.FileType.File
+    def format(self) -> int | None:
+        """The store's format number, or None when ``uri`` holds no store."""
+        if not self.files.exists(layout.MARKER):
+            return None
+        try:
+            return int(json.loads(self.files.read_bytes(layout.MARKER))["format"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RaypipeError(
+                f"'{self.path(layout.MARKER)}' is damaged ({exc}); restore it or write "
+                f'{{"format": {layout.FORMAT_VERSION}}} into it.'
+            ) from None
 
     def initialise(self) -> None:
-        """Create the store (idempotent) and check that an existing one has a known format.
+        """Create the store (idempotent) and check that an existing one has this format.
 
         Refuses a path that is a file, or a non-empty folder that is not a store (raypipe
         would otherwise write its tables among someone else's files).
         """
-        kind = self.fs.get_file_info(self.root).type
+        kind = self.files.kind()
         if kind == pafs.FileType.File:
             raise RaypipeError(
                 f"Store path '{self.uri}' is an existing file; give a folder (a new one, or a "
                 "store written by `raypipe extract`)."
             )
-        if kind == pafs.FileType.Directory and not self.is_store():
-            selector = pafs.FileSelector(self.root, recursive=False)
-            if self.fs.get_file_info(selector):
-                raise RaypipeError(
-                    f"Store path '{self.uri}' is a folder with other files and no "
-                    f"{layout.MARKER}, so not a raypipe feature store; give a new or empty "
-                    "folder, or an existing store."
-                )
-        self.fs.create_dir(self.root, recursive=True)
-        if self.exists(layout.MARKER):
-            meta = json.loads(self._read_bytes(layout.MARKER))
-            if meta.get("format") != layout.FORMAT_VERSION:
-                raise RaypipeError(
-                    f"Store '{self.uri}' has format {meta.get('format')}, this raypipe writes "
-                    f"format {layout.FORMAT_VERSION}; use a new store folder."
-                )
+        other = kind == pafs.FileType.Directory and not self.is_store()
+        if other and self.fs.get_file_info(pafs.FileSelector(self.root)):
+            raise RaypipeError(
+                f"Store path '{self.uri}' is a folder with other files and no "
+                f"{layout.MARKER}, so not a raypipe feature store; give a new or empty "
+                "folder, or an existing store."
+            )
+        if self.is_store():
+            self.require()
             return
-        self._write_bytes(layout.MARKER, json.dumps({"format": layout.FORMAT_VERSION}).encode())
+        self.fs.create_dir(self.root, recursive=True)
+        self.files.write_bytes(
+            layout.MARKER, json.dumps({"format": layout.FORMAT_VERSION}).encode()
+        )
 
     def is_store(self) -> bool:
-        """Whether ``uri`` holds a raypipe store."""
-        return self.exists(layout.MARKER)
+        """Whether ``uri`` holds a raypipe store (of any format)."""
+        return self.files.exists(layout.MARKER)
 
     def require(self) -> None:
-        """Raise a clear error unless ``uri`` holds a raypipe store."""
-        if not self.is_store():
+        """Raise a clear error unless ``uri`` holds a store of the format this raypipe reads."""
+        found = self.format()
+        if found is None:
             raise RaypipeError(
                 f"'{self.uri}' is not a raypipe feature store (no {layout.MARKER}); run "
                 "`raypipe extract --manifest M --out STORE` first."
             )
+        if found == 1:
+            raise RaypipeError(
+                f"Store '{self.uri}' has format 1 (one file per media); convert it once with "
+                f"`raypipe store migrate {self.uri}` (nothing is recomputed)."
+            )
+        if found != layout.FORMAT_VERSION:
+            raise RaypipeError(
+                f"Store '{self.uri}' has format {found}, this raypipe reads format "
+                f"{layout.FORMAT_VERSION}; use the raypipe that wrote it, or a new store."
+            )
 
-    # -- atomic primitives -------------------------------------------------------------------
-    def _write_bytes(self, relative: str, data: bytes) -> None:
-        target = self.path(relative)
-        parent = target.rsplit("/", 1)[0]
-        self.fs.create_dir(parent, recursive=True)
-        if self._local:
-            temporary = f"{parent}/.tmp-{uuid.uuid4().hex}"
-            with self.fs.open_output_stream(temporary) as stream:
-                stream.write(data)
-            self.fs.move(temporary, target)
-        else:
-            with self.fs.open_output_stream(target) as stream:
-                stream.write(data)
+    # -- manifest ----------------------------------------------------------------------------
+    def write_manifest(self, manifest: pd.DataFrame) -> int:
+        """Record manifest rows (media_id, path, label, split) that are new or changed.
 
-    def _read_bytes(self, relative: str) -> bytes:
-        with self.fs.open_input_stream(self.path(relative)) as stream:
-            return stream.read()
-
-    def write_table(self, relative: str, table: pa.Table) -> None:
-        """Write ``table`` as one Parquet file at ``relative``, atomically."""
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        self._write_bytes(relative, sink.getvalue().to_pybytes())
-
-    def read_table(self, relative: str, schema: pa.Schema | None = None) -> pa.Table:
-        """Read all Parquet files under a store-relative folder (hive partitions become columns).
-
-        Returns an empty table (of ``schema``, if given) when the folder does not exist.
+        The newest row of an id is its current row. Returns how many rows were recorded.
         """
-        where = self.path(relative)
-        info = self.fs.get_file_info(where)
-        if info.type == pafs.FileType.NotFound:
-            return (schema or pa.schema([])).empty_table()
-        dataset = pads.dataset(
-            where,
-            filesystem=self.fs,
-            format="parquet",
-            partitioning="hive",
-            exclude_invalid_files=False,
-            ignore_prefixes=[".", "_"],
-        )
-        return dataset.to_table()
-
-    # -- manifest and extractor registry -----------------------------------------------------
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the store's lock while reading and rewriting a shared file (the manifest, the
-        extractor registry), so two jobs writing one local store at once both keep their
-        changes. Object stores have no lock: run one job at a time per store there."""
-        if not self._local:
-            yield
-            return
-        import fcntl
-
-        self.fs.create_dir(self.root, recursive=True)
-        with open(self.path(layout.LOCK), "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def write_manifest(self, manifest: pd.DataFrame) -> None:
-        """Merge manifest rows (upsert by media_id) into the store's manifest."""
-        columns = [field.name for field in MANIFEST_SCHEMA]
+        columns = [f.name for f in MANIFEST_SCHEMA if f.name != "recorded_at"]
         incoming = manifest.reindex(columns=columns).astype(object)
-        incoming = incoming.where(pd.notna(incoming), None)
-        with self._locked():
-            if self.exists(layout.MANIFEST):
-                current = self.read_manifest()
-                current = current[~current["media_id"].isin(incoming["media_id"])]
-                incoming = pd.concat([current, incoming], ignore_index=True)
-            table = pa.Table.from_pandas(incoming, schema=MANIFEST_SCHEMA, preserve_index=False)
-            self.write_table(layout.MANIFEST, table)
+        incoming = incoming.where(pd.notna(incoming), None).drop_duplicates("media_id", keep="last")
+        current = self.read_manifest()
+        if len(current):
+            merged = incoming.merge(
+                current, on="media_id", how="left", suffixes=("", "_old"), indicator=True
+            )
+            same = merged["_merge"] == "both"
+            for column in columns[1:]:
+                a, b = merged[column], merged[f"{column}_old"]
+                same &= (a == b) | (a.isna() & b.isna())
+            incoming = incoming[~same.to_numpy()]
+        if incoming.empty:
+            return 0
+        incoming = incoming.assign(recorded_at=datetime.now(timezone.utc))
+        table = pa.Table.from_pandas(incoming, schema=MANIFEST_SCHEMA, preserve_index=False)
+        self.files.write_parquet(f"{layout.MANIFEST_DIR}/{layout.unique_name('part-')}", table)
+        return len(incoming)
+
+    def manifest_files(self) -> list[str]:
+        """Store-relative files of the manifest, in writing order."""
+        return [self.files.relative(i.path) for i in self.files.listing(layout.MANIFEST_DIR)]
 
     def read_manifest(self) -> pd.DataFrame:
-        """The store's manifest (media_id, path, label, split)."""
-        if not self.exists(layout.MANIFEST):
-            return MANIFEST_SCHEMA.empty_table().to_pandas()
-        with self.fs.open_input_file(self.path(layout.MANIFEST)) as handle:
-            return pq.read_table(handle).to_pandas()
+        """The store's manifest: the current row of each media id (media_id, path, label, split).
 
+        A damaged manifest file is named in a warning and skipped (the next ``raypipe
+        extract`` records its rows again from the manifest it is given).
+        """
+        tables = []
+        for relative in self.manifest_files():
+            try:
+                tables.append(self.files.read_parquet(relative).cast(MANIFEST_SCHEMA))
+            except (OSError, pa.ArrowException) as exc:
+                log.warning(
+                    "manifest file '%s' cannot be read (%s); skipped. Run `raypipe store "
+                    "verify --repair`, then `raypipe extract` records its rows again.",
+                    self.path(relative),
+                    " ".join(str(exc).split())[:200],
+                )
+        columns = [f.name for f in MANIFEST_SCHEMA if f.name != "recorded_at"]
+        if not tables:
+            return MANIFEST_SCHEMA.empty_table().to_pandas()[columns]
+        frame = pa.concat_tables(tables).to_pandas()
+        if len(tables) > 1:
+            frame = frame.sort_values("recorded_at", kind="stable")
+            frame = frame.drop_duplicates("media_id", keep="last")
+        return frame[columns].reset_index(drop=True)
+
+    # -- extractor versions ------------------------------------------------------------------
     def register_extractors(self, records: Iterable[ExtractorRecord]) -> None:
-        """Record the current version of each extractor (the versions readers default to)."""
-        with self._locked():
-            registry = self.extractors()
-            for record in records:
-                registry[record.name] = record
-            payload = {name: record.__dict__ for name, record in sorted(registry.items())}
-            self._write_bytes(layout.EXTRACTORS, json.dumps(payload, indent=2).encode())
+        """Record each extractor version and make it current (the one readers default to)."""
+        now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        for record in records:
+            payload = {**asdict(record), "registered_at": now}
+            self.files.write_bytes(
+                layout.extractor_file(record.name, record.version),
+                json.dumps(payload, indent=2).encode(),
+            )
 
+    def extractor_versions(self) -> list[ExtractorRecord]:
+        """Every recorded extractor version (a damaged record is named and skipped)."""
+        records = []
+        for info in self.files.listing(layout.EXTRACTORS_DIR):
+            if not info.path.endswith(".json"):
+                continue
+            relative = self.files.relative(info.path)
+            try:
+                records.append(ExtractorRecord(**json.loads(self.files.read_bytes(relative))))
+            except (ValueError, TypeError) as exc:
+                log.warning(
+                    "extractor record '%s' cannot be read (%s); skipped. The next `raypipe "
+                    "extract` with that extractor writes it again.",
+                    info.path,
+                    exc,
+                )
+        return records
+
+    def extractors(self) -> dict[str, ExtractorRecord]:
+        """The current version of each extractor (the one registered last), by name."""
+        current: dict[str, ExtractorRecord] = {}
+        for record in self.extractor_versions():
+            held = current.get(record.name)
+            if held is None or (record.registered_at or "") > (held.registered_at or ""):
+                current[record.name] = record
+        return dict(sorted(current.items()))
+
+    # -- job records -------------------------------------------------------------------------
     def write_job_record(self, record: Mapping[str, Any], name: str | None = None) -> str:
         """Write one extract job's record (its resolved config, raypipe version, code
         revision...) as ``jobs/<name>.json``; a new name (UTC time + random suffix) unless
         ``name`` is given (to rewrite a job's record when it ends). Returns the name."""
-        if name is None:
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            name = f"{stamp}-{uuid.uuid4().hex[:8]}"
+        name = name or layout.unique_name(suffix="")
         payload = json.dumps(dict(record), indent=2, default=str).encode()
-        self._write_bytes(f"{layout.JOBS}/{name}.json", payload)
+        self.files.write_bytes(f"{layout.JOBS}/{name}.json", payload)
         return name
 
     def job_records(self) -> list[dict[str, Any]]:
         """Every extract job's record, oldest first."""
-        selector = pafs.FileSelector(self.path(layout.JOBS), allow_not_found=True)
-        files = sorted(
-            info.path for info in self.fs.get_file_info(selector) if info.path.endswith(".json")
-        )
-        records = []
-        for path in files:
-            with self.fs.open_input_stream(path) as stream:
-                records.append(json.loads(stream.read()))
-        return records
+        return [
+            json.loads(self.files.read_bytes(self.files.relative(info.path)))
+            for info in self.files.listing(layout.JOBS)
+            if info.path.endswith(".json")
+        ]
 
-    def extractors(self) -> dict[str, ExtractorRecord]:
-        """The current version of each extractor, by name."""
-        if not self.exists(layout.EXTRACTORS):
-            return {}
-        payload = json.loads(self._read_bytes(layout.EXTRACTORS))
-        return {name: ExtractorRecord(**record) for name, record in payload.items()}
-
-    # -- per-media results -------------------------------------------------------------------
-    def done_media(
-        self, extractor: str, version: str, retry: Callable[[str], bool] | None = None
-    ) -> set[str]:
-        """Media ids with a result for this extractor version: ok, no_audio, or failed unless
-        ``retry(error)`` says the failure is worth another attempt."""
-        table = self.read_table(layout.partition_dir("media", extractor, version), MEDIA_SCHEMA)
-        if table.num_rows == 0:
-            return set()
-        ids = table.column("media_id").to_pylist()
-        if retry is None:
-            return set(ids)
-        statuses = table.column("status").to_pylist()
-        errors = table.column("error").to_pylist()
-        return {
-            media_id
-            for media_id, status, error in zip(ids, statuses, errors, strict=True)
-            if status != STATUS_FAILED or not retry(error or "")
-        }
+    # -- writing results ---------------------------------------------------------------------
+    def write_results(self, results: Sequence[MediaResult]) -> None:
+        """Write many media's results: per extractor version, the crops, frames and media
+        files (many media each), then one index file naming them (the commit)."""
+        groups: dict[tuple[str, str], list[MediaResult]] = defaultdict(list)
+        for result in results:
+            groups[(result.extractor, result.version)].append(result)
+        for (extractor, version), group in groups.items():
+            self._write_group(extractor, version, group)
 
     def write_result(
         self,
@@ -286,34 +303,114 @@ class FeatureStore:
         frame_rows: pa.Table | None = None,
         crop_rows: pa.Table | None = None,
     ) -> None:
-        """Write one media's result: crops and frame rows first, then the media row (done)."""
-        if crop_rows is not None:
-            self.write_table(layout.media_file("crops", extractor, version, media_id), crop_rows)
-        if frame_rows is not None:
-            self.write_table(layout.media_file("frames", extractor, version, media_id), frame_rows)
-        row = {field.name: media_row.get(field.name) for field in MEDIA_SCHEMA}
-        row["media_id"] = media_id
-        row["written_at"] = datetime.now(timezone.utc)
-        table = pa.Table.from_pylist([row], schema=MEDIA_SCHEMA)
-        self.write_table(layout.media_file("media", extractor, version, media_id), table)
+        """Write one media's result (one small write; :meth:`write_results` batches)."""
+        self.write_results(
+            [MediaResult(extractor, version, media_id, media_row, frame_rows, crop_rows)]
+        )
+
+    def _write_group(self, extractor: str, version: str, group: list[MediaResult]) -> None:
+        refs: dict[str, dict[str, str]] = defaultdict(dict)
+        now = datetime.now(timezone.utc)
+        for level, attribute in (("crops", "crop_rows"), ("frames", "frame_rows")):
+            parts = [
+                (r.media_id, getattr(r, attribute))
+                for r in group
+                if getattr(r, attribute) is not None and getattr(r, attribute).num_rows
+            ]
+            if not parts:
+                continue
+            table = pa.concat_tables([t for _, t in parts], promote_options="default")
+            relative = self._data_file(level, extractor, version)
+            digest = self.files.write_parquet(relative, table)
+            for media_id, _ in parts:
+                refs[media_id].update({f"{level}_file": relative, f"{level}_sha256": digest})
+        media_rows = []
+        for result in group:
+            row = {f.name: result.media_row.get(f.name) for f in MEDIA_SCHEMA}
+            row.update(media_id=result.media_id, written_at=now)
+            media_rows.append(row)
+        relative = self._data_file("media", extractor, version)
+        digest = self.files.write_parquet(relative, pa.Table.from_pylist(media_rows, MEDIA_SCHEMA))
+        index_rows = []
+        for result, row in zip(group, media_rows, strict=True):
+            entry = {k: v for k, v in row.items() if k != "features"}
+            source = result.source
+            entry.update(
+                path=result.path,
+                size=source.size if source else None,
+                mtime_ns=source.mtime_ns if source else None,
+                digest=source.digest if source else None,
+                media_file=relative,
+                media_sha256=digest,
+                **refs.get(result.media_id, {}),
+            )
+            index_rows.append(entry)
+        index.commit(self.files, extractor, version, pa.Table.from_pylist(index_rows, INDEX_SCHEMA))
+
+    @staticmethod
+    def _data_file(level: str, extractor: str, version: str) -> str:
+        return f"{layout.partition_dir(level, extractor, version)}/{layout.unique_name('part-')}"
+
+    # -- reading -----------------------------------------------------------------------------
+    def index(self, extractor: str, version: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """Live index rows of one extractor version (one per media; see :mod:`.index`)."""
+        return index.read_index(self.files, extractor, version, columns).rows
+
+    def done_media(
+        self, extractor: str, version: str, retry: Callable[[str], bool] | None = None
+    ) -> set[str]:
+        """Media ids with a result for this extractor version: ok, no_audio, or failed unless
+        ``retry(error)`` says the failure is worth another attempt."""
+        rows = self.index(extractor, version, ["error"])
+        if retry is None or rows.empty:
+            return set(rows["media_id"])
+        keep = [
+            status != STATUS_FAILED or not retry(error or "")
+            for status, error in zip(rows["status"], rows["error"], strict=True)
+        ]
+        return set(rows.loc[keep, "media_id"])
+
+    def read_level(self, level: str, extractor: str, version: str) -> pa.Table:
+        """The live rows of one extractor version's table at ``level`` (media, frames, crops).
+
+        Raises :class:`RaypipeError` naming a data file that cannot be read (readers must not
+        train on silently missing rows).
+        """
+        column = f"{level}_file"
+        rows = self.index(extractor, version, [column])
+        wanted: dict[str, list[str]] = defaultdict(list)
+        for media_id, relative in zip(rows["media_id"], rows[column], strict=True):
+            if isinstance(relative, str):
+                wanted[relative].append(media_id)
+        tables = []
+        for relative, ids in sorted(wanted.items()):
+            try:
+                table = self.files.read_parquet(relative)
+            except (OSError, pa.ArrowException) as exc:
+                raise RaypipeError(
+                    f"Store file '{self.path(relative)}' cannot be read ({exc}); run `raypipe "
+                    f"store verify --repair {self.uri}`, then `raypipe extract` to recompute "
+                    "its media."
+                ) from None
+            tables.append(table.filter(pc.is_in(table["media_id"], pa.array(ids))))
+        if not tables:
+            return _LEVEL_SCHEMAS[level].empty_table()
+        return pa.concat_tables(tables, promote_options="default")
 
     def media_table(self, extractor: str, version: str | None = None) -> pd.DataFrame:
         """Media-level rows of one extractor (its current version unless ``version`` is given)."""
         version = version or self._current_version(extractor)
-        table = self.read_table(layout.partition_dir("media", extractor, version), MEDIA_SCHEMA)
-        return table.to_pandas()
+        return self.read_level("media", extractor, version).to_pandas()
 
     def frame_table(self, extractor: str, version: str | None = None) -> pd.DataFrame:
         """Frame-level rows of one extractor (its current version unless ``version`` is given)."""
         version = version or self._current_version(extractor)
-        table = self.read_table(layout.partition_dir("frames", extractor, version), FRAME_SCHEMA)
-        return table.to_pandas()
+        return self.read_level("frames", extractor, version).to_pandas()
 
     def crop_table(self, extractor: str, version: str | None = None) -> pd.DataFrame:
         """Aligned face crops of one extractor (docs/store.md: ``crops`` table)."""
         version = version or self._current_version(extractor)
-        table = self.read_table(layout.partition_dir("crops", extractor, version), CROP_SCHEMA)
-        return table.to_pandas()
+        return self.read_level("crops", extractor, version).to_pandas()
 
     def _current_version(self, extractor: str) -> str:
         registry = self.extractors()
@@ -325,31 +422,33 @@ class FeatureStore:
             )
         return registry[extractor].version
 
-    def status(self) -> pd.DataFrame:
+    # -- status ------------------------------------------------------------------------------
+    def status(self, problems_only: bool = False) -> pd.DataFrame:
         """One row per (media id, extractor) for the current version of every extractor.
 
-        Columns: media_id, extractor, version, status (ok | failed | missing), error, frames,
-        face_frames, and the quality summary of visual extractors: tracks, face_score (mean
-        detector confidence), probe_s, decode_s, faces_s, embed_s (seconds per stage). Media
-        listed in the store's manifest without a row are ``missing``.
+        Columns: :data:`STATUS_COLUMNS`: status (ok | failed | no_audio | missing), error
+        (the reason, or a note on ok rows), frames and face frames, coverage (fraction of the
+        declared duration that decoded), and the quality summary of visual extractors: tracks,
+        face_score (mean detector confidence), seconds per stage. Media listed in the store's
+        manifest without a row are ``missing``. Reads the index only. ``problems_only`` keeps
+        failed and missing rows and rows with a note.
         """
-        manifest = self.read_manifest()
+        manifest_ids = self.read_manifest()["media_id"]
         frames = []
-        for name, record in sorted(self.extractors().items()):
-            rows = self.media_table(name, record.version)
-            rows = rows.reindex(columns=["media_id", *STATUS_COLUMNS[3:]]).copy()
-            known = set(rows["media_id"])
-            absent = [m for m in manifest["media_id"] if m not in known]
-            if absent:
-                rows = pd.concat(
-                    [rows, pd.DataFrame({"media_id": absent, "status": STATUS_MISSING})],
-                    ignore_index=True,
-                )
+        for name, record in self.extractors().items():
+            rows = self.index(name, record.version, list(STATUS_COLUMNS[4:]))
+            rows = rows.reindex(columns=["media_id", *STATUS_COLUMNS[3:]])
+            absent = manifest_ids[~manifest_ids.isin(rows["media_id"])]
+            if problems_only:
+                noted = rows["error"].notna() & (rows["error"] != "")
+                rows = rows[(rows["status"] == STATUS_FAILED) | noted]
+            if len(absent):
+                missing = pd.DataFrame({"media_id": absent.to_numpy(), "status": STATUS_MISSING})
+                rows = pd.concat([rows, missing], ignore_index=True)
             rows.insert(1, "extractor", name)
             rows.insert(2, "version", record.version)
             if record.level != "frame":
-                for column in STATUS_COLUMNS[5:]:
-                    rows[column] = None
+                rows[list(_VISUAL_COLUMNS)] = None
             frames.append(rows)
         columns = list(STATUS_COLUMNS)
         if not frames:
@@ -363,3 +462,37 @@ class FeatureStore:
         # Plain Python values, None where absent: what tables and JSON show.
         result = result.astype(object).where(result.notna(), None)
         return result.reset_index(drop=True)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per extractor (current version): media by status, median seconds per
+        media, mean coverage, and how many ok rows carry a note. Reads the index only."""
+        manifest_ids = self.read_manifest()["media_id"]
+        records = []
+        for name, record in self.extractors().items():
+            rows = self.index(name, record.version, ["error", "seconds", "coverage"])
+            counts = rows["status"].value_counts()
+            noted = rows["error"].notna() & (rows["error"] != "") & (rows["status"] != "failed")
+            records.append(
+                {
+                    "extractor": name,
+                    "version": record.version,
+                    "ok": int(counts.get(STATUS_OK, 0)),
+                    "failed": int(counts.get(STATUS_FAILED, 0)),
+                    "no_audio": int(counts.get("no_audio", 0)),
+                    "missing": int((~manifest_ids.isin(rows["media_id"])).sum()),
+                    "noted": int(noted.sum()),
+                    "median_s": _median(rows["seconds"]),
+                    "mean_coverage": _mean(rows["coverage"]),
+                }
+            )
+        return pd.DataFrame(records)
+
+
+def _median(values: pd.Series) -> float | None:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return round(float(values.median()), 4) if len(values) else None
+
+
+def _mean(values: pd.Series) -> float | None:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return round(float(values.mean()), 4) if len(values) else None

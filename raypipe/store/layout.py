@@ -2,44 +2,45 @@
 
 ```
 STORE/
-  raypipe_store.json                       format marker
-  manifest.parquet                         media_id, path, label, split (merged over runs)
-  extractors.json                          latest version of each extractor, with its config
-  .lock                                    held while the two files above are rewritten
-  jobs/<UTC time>-<id>.json                one per extract job: its resolved config, raypipe
-                                           version, code revision, summary (not read by jobs)
-  media/extractor=<name>/version=<v>/<key>.parquet    one row per media: status + media features
-  frames/extractor=<name>/version=<v>/<key>.parquet   one row per sampled frame (visual only)
-  crops/extractor=<name>/version=<v>/<key>.parquet    aligned face crops (when asked for)
+  raypipe_store.json                                  {"format": 2}
+  manifest/part-<stamp>-<id>.parquet                  media_id, path, label, split, recorded_at
+  extractors/<name>/<version>.json                    one record per extractor version
+  jobs/<stamp>-<id>.json                              one per extract job (not read by jobs)
+  _index/extractor=<name>/version=<v>/<stamp>-<id>.parquet   which media are done, and where
+  media/extractor=<name>/version=<v>/part-<stamp>-<id>.parquet   one row per media
+  frames/extractor=<name>/version=<v>/part-<stamp>-<id>.parquet  one row per frame or span
+  crops/extractor=<name>/version=<v>/part-<stamp>-<id>.parquet   aligned face crops
+  _quarantine/...                                     files `store verify --repair` moved aside
 ```
-``<key>`` is derived from the media id only, so re-writing a media's result replaces its file
-and can never duplicate rows. Hive-style folder names make ``pandas.read_parquet(STORE/media)``
-and ``ray.data.read_parquet`` return ``extractor`` and ``version`` columns without raypipe.
+Every file is written once under a new name and never modified, so several jobs may write one
+store at once on any filesystem, object stores included; the newest index row of a media wins.
+``<stamp>`` is a UTC time to the microsecond, so names sort in writing order. Hive-style
+folder names make ``pandas.read_parquet(STORE/media)`` return ``extractor`` and ``version``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
+import uuid
+from datetime import datetime, timezone
 
-FORMAT_VERSION = 1
+#: The format this raypipe writes. Format 1 (one file per media) converts with
+#: ``raypipe store migrate`` (:mod:`raypipe.store.migrate`).
+FORMAT_VERSION = 2
 MARKER = "raypipe_store.json"
-MANIFEST = "manifest.parquet"
-EXTRACTORS = "extractors.json"
-#: Lock file taken while the manifest or the registry is rewritten (local stores).
-LOCK = ".lock"
-#: Folder of the extract jobs' records (one JSON file per job).
+MANIFEST_DIR = "manifest"
+EXTRACTORS_DIR = "extractors"
 JOBS = "jobs"
+INDEX_DIR = "_index"
+QUARANTINE = "_quarantine"
 LEVEL_DIRS = ("media", "frames", "crops")
+#: Prefix of temporary files (removed when a write fails; `store gc` removes stale ones).
+TEMPORARY_PREFIX = ".tmp-"
 
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
-
-def media_key(media_id: str) -> str:
-    """File-name-safe key for a media id: a readable prefix plus a hash (ids may hold slashes)."""
-    digest = hashlib.sha1(media_id.encode("utf-8")).hexdigest()[:12]
-    prefix = _SAFE.sub("_", media_id)[-40:].strip("_.") or "media"
-    return f"{prefix}-{digest}"
+def unique_name(prefix: str = "", suffix: str = ".parquet") -> str:
+    """A new file name that sorts in writing order: ``<prefix><UTC stamp>-<random>``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{prefix}{stamp}-{uuid.uuid4().hex[:12]}{suffix}"
 
 
 def partition_dir(level: str, extractor: str, version: str) -> str:
@@ -49,6 +50,11 @@ def partition_dir(level: str, extractor: str, version: str) -> str:
     return f"{level}/extractor={extractor}/version={version}"
 
 
-def media_file(level: str, extractor: str, version: str, media_id: str) -> str:
-    """Relative path of one media's file for one extractor version at ``level``."""
-    return f"{partition_dir(level, extractor, version)}/{media_key(media_id)}.parquet"
+def index_dir(extractor: str, version: str) -> str:
+    """Relative folder of one extractor version's index files."""
+    return f"{INDEX_DIR}/extractor={extractor}/version={version}"
+
+
+def extractor_file(name: str, version: str) -> str:
+    """Relative path of one extractor version's record."""
+    return f"{EXTRACTORS_DIR}/{name}/{version}.json"

@@ -29,6 +29,9 @@ MEDIA_SCHEMA = pa.schema(
         pa.field("decode_s", pa.float32()),
         pa.field("faces_s", pa.float32()),
         pa.field("embed_s", pa.float32()),
+        # Fraction of the declared duration that decoded (visual and audio extractors; null
+        # when the container declares no duration). Below 1 on a truncated file.
+        pa.field("coverage", pa.float32()),
     ]
 )
 
@@ -45,13 +48,41 @@ FRAME_SCHEMA = pa.schema(
     ]
 )
 
-#: Manifest rows as kept inside the store.
+#: Manifest rows as kept inside the store (format 1 kept the first four columns only).
 MANIFEST_SCHEMA = pa.schema(
     [
         pa.field("media_id", pa.string(), nullable=False),
         pa.field("path", pa.string()),
         pa.field("label", pa.string()),
         pa.field("split", pa.string()),
+        # When the row was recorded: the newest row of a media id is its current row.
+        pa.field("recorded_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+#: A status that retires a media's result (``raypipe store verify --repair``): not done, so
+#: the next ``raypipe extract`` computes it again.
+STATUS_RETIRED = "retired"
+
+#: The store's index: one row per (media, extractor version) result, newest row wins. It holds
+#: the media row's status and quality columns (everything but the feature vector), the source
+#: file's fingerprint, and where the result's rows live with each data file's SHA-256.
+INDEX_SCHEMA = pa.schema(
+    [
+        *(field for field in MEDIA_SCHEMA if field.name not in ("features", "written_at")),
+        pa.field("written_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        # Content the result was computed from (null when the media had no readable file).
+        pa.field("path", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("mtime_ns", pa.int64()),
+        pa.field("digest", pa.string()),
+        # Store-relative data files holding this result's rows, and their SHA-256 (hex).
+        pa.field("media_file", pa.string()),
+        pa.field("media_sha256", pa.string()),
+        pa.field("frames_file", pa.string()),
+        pa.field("frames_sha256", pa.string()),
+        pa.field("crops_file", pa.string()),
+        pa.field("crops_sha256", pa.string()),
     ]
 )
 

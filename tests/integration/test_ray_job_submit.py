@@ -163,13 +163,13 @@ def test_extract_job_submitted_to_a_ray_head(
     assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
     assert "succeeded" in submit.stdout + submit.stderr
     status = subprocess.run(
-        ["raypipe", "store", "status", str(store), "--json"],
+        ["raypipe", "store", "status", str(store), "--json", "--all"],
         capture_output=True,
         text=True,
         env=env,
     )
     assert status.returncode == 0, status.stderr
-    rows = pd.DataFrame(json.loads(status.stdout))
+    rows = pd.DataFrame(json.loads(status.stdout)["rows"])
     assert len(rows) == 4 * 2  # 4 media x 2 extractors
     failed = rows[rows["status"] == "failed"]
     assert set(failed["media_id"]) == {"broken_empty"}

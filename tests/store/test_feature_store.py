@@ -8,7 +8,6 @@ import pytest
 
 from raypipe.errors import RaypipeError
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
-from raypipe.store.layout import media_key
 from raypipe.store.schema import FRAME_SCHEMA
 
 
@@ -117,11 +116,6 @@ def test_not_a_store_and_unknown_extractor(tmp_path: Path, store: FeatureStore) 
         store.media_table("face")
 
 
-def test_media_key_is_safe_and_distinct() -> None:
-    assert "/" not in media_key("train/Angry/001")
-    assert media_key("a/b") != media_key("a_b")
-
-
 def test_status_carries_the_visual_quality_summary(store: FeatureStore) -> None:
     store.write_result(
         "vis",
@@ -172,28 +166,3 @@ def test_crops_are_written_before_the_media_row_and_read_back(store: FeatureStor
     table = store.crop_table("vis")
     back = np.frombuffer(table["pixels"].iloc[0], np.uint8).reshape(4, 4, 3)
     np.testing.assert_array_equal(back, pixels)
-
-
-def _register_many(uri: str, prefix: str, count: int) -> None:
-    store = FeatureStore(uri)
-    for i in range(count):
-        store.register_extractors([ExtractorRecord(f"{prefix}{i}", "v", "media", 1, "audio", {})])
-        store.write_manifest(pd.DataFrame({"media_id": [f"{prefix}{i}"], "path": ["x"]}))
-
-
-def test_two_jobs_writing_one_store_keep_each_others_entries(tmp_path: Path) -> None:
-    import multiprocessing
-
-    uri = str(tmp_path / "store")
-    FeatureStore(uri).initialise()
-    context = multiprocessing.get_context("spawn")
-    jobs = [context.Process(target=_register_many, args=(uri, p, 30)) for p in ("a", "b")]
-    for job in jobs:
-        job.start()
-    for job in jobs:
-        job.join(timeout=120)
-        assert job.exitcode == 0
-    store = FeatureStore(uri)
-    expected = {f"{p}{i}" for p in ("a", "b") for i in range(30)}
-    assert set(store.extractors()) == expected
-    assert set(store.read_manifest()["media_id"]) == expected

@@ -1,0 +1,123 @@
+"""Files of one store on a local disk or any pyarrow filesystem: atomic writes, checksums.
+
+A file is written to a temporary name beside its target and renamed into place (local disks), or
+sent in one PUT (object stores, where an object appears whole or not at all). A failed write
+removes its temporary file, so a full disk leaves nothing behind but the error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from raypipe.errors import RaypipeError
+from raypipe.store.layout import TEMPORARY_PREFIX
+
+
+class StoreFiles:
+    """Reads and writes files under ``uri`` (a path, ``file://``, ``s3://``...)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = str(uri)
+        try:
+            self.fs, root = pafs.FileSystem.from_uri(self.uri)
+        except (pa.ArrowInvalid, ValueError):
+            self.fs, root = pafs.LocalFileSystem(), self.uri
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        if self.local:
+            root = os.path.abspath(root)
+        self.root = root.rstrip("/")
+
+    def path(self, relative: str) -> str:
+        """Absolute path (within the store's filesystem) of a store-relative path."""
+        return f"{self.root}/{relative}" if relative else self.root
+
+    def relative(self, absolute: str) -> str:
+        """Store-relative form of an absolute path inside the store."""
+        return absolute[len(self.root) + 1 :]
+
+    def kind(self, relative: str = "") -> pafs.FileType:
+        """File, Directory or NotFound."""
+        return self.fs.get_file_info(self.path(relative)).type
+
+    def exists(self, relative: str) -> bool:
+        """Whether a file exists at a store-relative path."""
+        return self.kind(relative) == pafs.FileType.File
+
+    def listing(self, relative: str, recursive: bool = True) -> list[pafs.FileInfo]:
+        """Files (not folders) under a store-relative folder, sorted by path; none if absent."""
+        selector = pafs.FileSelector(self.path(relative), recursive=recursive, allow_not_found=True)
+        infos = [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+        return sorted(infos, key=lambda info: info.path)
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        """Write ``data`` at ``relative`` atomically; a failure leaves no temporary file.
+
+        Raises :class:`RaypipeError` naming the file when the filesystem refuses the write
+        (full disk, no permission, object store unreachable).
+        """
+        target = self.path(relative)
+        parent = target.rsplit("/", 1)[0]
+        temporary = f"{parent}/{TEMPORARY_PREFIX}{uuid.uuid4().hex}" if self.local else target
+        try:
+            self.fs.create_dir(parent, recursive=True)
+            with self.fs.open_output_stream(temporary) as stream:
+                stream.write(data)
+            if self.local:
+                self.fs.move(temporary, target)
+        except OSError as exc:
+            if self.local:
+                with contextlib.suppress(OSError):
+                    self.fs.delete_file(temporary)
+            raise RaypipeError(
+                f"Cannot write '{target}' ({exc.strerror or exc}); free space or fix access to "
+                "the store, then re-run: finished media are kept."
+            ) from None
+
+    def read_bytes(self, relative: str) -> bytes:
+        """The bytes of a store-relative file."""
+        with self.fs.open_input_stream(self.path(relative)) as stream:
+            return stream.read()
+
+    def write_parquet(self, relative: str, table: pa.Table) -> str:
+        """Write ``table`` as one Parquet file (zstd), atomically; returns its SHA-256 (hex)."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        data = sink.getvalue().to_pybytes()
+        self.write_bytes(relative, data)
+        return hashlib.sha256(data).hexdigest()
+
+    def read_parquet(self, relative: str, columns: list[str] | None = None) -> pa.Table:
+        """One Parquet file (raises pyarrow's error if it is damaged)."""
+        with self.fs.open_input_file(self.path(relative)) as handle:
+            return pq.read_table(handle, columns=columns)
+
+    def sha256(self, relative: str) -> str:
+        """SHA-256 (hex) of a store-relative file's bytes."""
+        hasher = hashlib.sha256()
+        with self.fs.open_input_stream(self.path(relative)) as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                hasher.update(block)
+        return hasher.hexdigest()
+
+    def delete(self, relative: str) -> None:
+        """Remove a file (no error if it is already gone)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_file(self.path(relative))
+
+    def move(self, relative: str, to: str) -> None:
+        """Move a file within the store (creating the target folder)."""
+        target = self.path(to)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        self.fs.move(self.path(relative), target)
+
+    def walk(self) -> Iterator[pafs.FileInfo]:
+        """Every file in the store."""
+        yield from self.listing("")
