@@ -9,6 +9,9 @@ A folder-per-class layout (EmotiW/AFEW: ``<root>/<split>/<Class>/<clip>``) is re
 from __future__ import annotations
 
 import logging
+import os
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,48 +92,49 @@ def validate_manifest(
     keep: list[bool] = []
     seen: dict[str, int] = {}
     resolved: list[str] = []
-    for position, row in enumerate(table.itertuples(index=False), start=1):
-        record = row._asdict()
-        media_id = record["media_id"]
+    # Labels repeat: each distinct value is looked up once.
+    canonical = _cached(labels.canonical)
+    checked = [c for c in label_columns if c in table.columns]
+    label_values = [table[c].tolist() for c in checked]
+    splits = table["split"].tolist() if "split" in table.columns else None
+    base = str(root)
+    for position, (media_id, raw_path) in enumerate(
+        zip(table["media_id"].tolist(), table["path"].tolist(), strict=True), start=1
+    ):
         problem = None
-        raw_path = record.get("path")
-        path = Path(str(raw_path)) if isinstance(raw_path, str) and raw_path.strip() else None
-        if path is not None and not path.is_absolute():
-            path = root / path
+        path = None
+        if isinstance(raw_path, str) and raw_path.strip():
+            path = _absolute(raw_path, base)
         if not media_id or media_id == "nan":
             problem = "empty media_id; give every row a unique id"
         elif media_id in seen:
             problem = f"duplicate media_id (first seen at row {seen[media_id]}); ids must be unique"
         elif path is None:
             problem = "empty path; give the media file's path"
-        elif check_files and not path.exists():
-            problem = f"file '{path}' does not exist; fix the path or remove the row"
-        elif check_files and path.is_dir():
-            problem = f"'{path}' is a folder, not a media file; give the path of one file"
-        else:
-            for column in label_columns:
-                value = record.get(column)
+        elif check_files:
+            problem = _file_problem(path)
+        if problem is None:
+            for column, values in zip(checked, label_values, strict=True):
+                value = values[position - 1]
                 given = isinstance(value, str) and bool(value.strip())
-                if column in table.columns and given and labels.canonical(value) is None:
+                if given and canonical(value) is None:
                     problem = f"unknown {column} '{value}'; allowed: {', '.join(labels.classes)}"
                     break
-            split = record.get("split")
-            bad_split = isinstance(split, str) and split.strip().lower() not in SPLITS
-            if problem is None and "split" in table.columns and bad_split:
+        if problem is None and splits is not None:
+            split = splits[position - 1]
+            if isinstance(split, str) and split.strip().lower() not in SPLITS:
                 problem = f"unknown split '{split}'; allowed: {', '.join(SPLITS)}"
         if media_id and media_id not in seen:
             seen[media_id] = position
         if problem is not None:
             issues.append(ManifestIssue(position, media_id, problem))
         keep.append(problem is None)
-        resolved.append(str(path) if path is not None else "")
+        resolved.append(path if path is not None else "")
     table["path"] = resolved
-    for column in label_columns:
-        if column in table.columns:
-            table[column] = [
-                labels.canonical(v) if isinstance(v, str) and v.strip() else None
-                for v in table[column]
-            ]
+    for column in checked:
+        table[column] = [
+            canonical(v) if isinstance(v, str) and v.strip() else None for v in table[column]
+        ]
     if "split" in table.columns:
         table["split"] = [
             s.strip().lower() if isinstance(s, str) and s.strip() else None for s in table["split"]
@@ -139,6 +143,38 @@ def validate_manifest(
     for issue in issues:
         log.warning("Manifest '%s' %s", source, issue)
     return valid, issues
+
+
+def _absolute(path: str, base: str) -> str:
+    """``path`` made absolute against ``base``, written as pathlib writes it (no ``//``, ``/.``
+    or trailing ``/``); a path already in that form is returned as is (the common case, and
+    the cheap one over a million rows)."""
+    if path.startswith("/") and "//" not in path and "/." not in path and not path.endswith("/"):
+        return path
+    return str(Path(path) if os.path.isabs(path) else Path(base, path))
+
+
+def _file_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a media file (missing, a folder), or None; one stat call."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return f"file '{path}' does not exist; fix the path or remove the row"
+    if stat.S_ISDIR(info.st_mode):
+        return f"'{path}' is a folder, not a media file; give the path of one file"
+    return None
+
+
+def _cached(function: Callable[[str], str | None]) -> Callable[[str], str | None]:
+    """``function`` remembering its answers (labels repeat over a corpus)."""
+    answers: dict[str, str | None] = {}
+
+    def lookup(value: str) -> str | None:
+        if value not in answers:
+            answers[value] = function(value)
+        return answers[value]
+
+    return lookup
 
 
 def load_manifest(

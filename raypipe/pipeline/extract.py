@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,7 +196,7 @@ MANIFEST_FAILURE = "manifest "
 
 
 def _record_manifest_issues(
-    store: FeatureStore, issues: list, extractors: list[Extractor], manifest_path: str
+    store: FeatureStore, issues: list, extractors: list[ExtractorRecord], manifest_path: str
 ) -> int:
     """Rows the manifest rejected become failed rows (ids that are not duplicates), except
     where the store already holds a good result for that media and extractor version: a
@@ -246,10 +246,42 @@ def plan_extract(config: ExtractConfig) -> Plan:
     if store.is_store():
         store.require()
 
-    def retry(error: str) -> bool:
-        return config.retry_failed or error.startswith(MANIFEST_FAILURE)
+    versions = [(e.name, e.version) for e in extractors]
+    return plan_work(store, manifest, versions, _retry_rule(config.retry_failed))
 
-    return plan_work(store, manifest, [(e.name, e.version) for e in extractors], retry)
+
+def _retry_rule(retry_failed: bool) -> Callable[[str], bool]:
+    """Which failed rows a job computes again: all when asked (``retry_failed``), else those
+    that failed because of their manifest row (valid now that it is in the manifest)."""
+    return lambda error: retry_failed or error.startswith(MANIFEST_FAILURE)
+
+
+def prepare_job(
+    store: FeatureStore,
+    manifest: pd.DataFrame,
+    issues: list,
+    records: list[ExtractorRecord],
+    manifest_path: str,
+    retry_failed: bool,
+) -> tuple[Plan, int]:
+    """Everything ``raypipe extract`` does before its first media: record the manifest rows
+    and extractor versions, record manifest problems (never over a good result), and plan the
+    work from the index. Returns the plan and how many media kept results despite a manifest
+    problem."""
+    # Ids the store already knows keep their manifest row (path, label, split) while their
+    # new row is rejected: only ids new to the store are added with a null path.
+    rejected = [i for i in issues if i.media_id and "duplicate" not in i.message]
+    if rejected:
+        known = set(manifest["media_id"]) | set(store.read_manifest()["media_id"])
+        rejected = [i for i in rejected if i.media_id not in known]
+    issue_rows = pd.DataFrame(
+        {"media_id": list(dict.fromkeys(i.media_id for i in rejected)), "path": None}
+    )
+    store.write_manifest(pd.concat([manifest, issue_rows], ignore_index=True))
+    store.register_extractors(records)
+    kept = _record_manifest_issues(store, issues, records, manifest_path)
+    versions = [(r.name, r.version) for r in records]
+    return plan_work(store, manifest, versions, _retry_rule(retry_failed)), kept
 
 
 def run_extract(config: ExtractConfig) -> ExtractSummary:
@@ -270,30 +302,14 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
     store.initialise()
     job = provenance("extract", config)
     job_name = store.write_job_record(job)
-    # Ids the store already knows keep their manifest row (path, label, split) while their
-    # new row is rejected: only ids new to the store are added with a null path.
-    valid_ids = set(manifest["media_id"]) | set(store.read_manifest()["media_id"])
-    issue_rows = (
-        pd.DataFrame(
-            [
-                {"media_id": i.media_id, "path": None}
-                for i in issues
-                if i.media_id and i.media_id not in valid_ids and "duplicate" not in i.message
-            ]
-        ).drop_duplicates("media_id")
-        if issues
-        else pd.DataFrame(columns=["media_id", "path"])
+    plan, kept = prepare_job(
+        store,
+        manifest,
+        issues,
+        [_record(e) for e in extractors],
+        str(config.manifest),
+        config.retry_failed,
     )
-    store.write_manifest(pd.concat([manifest, issue_rows], ignore_index=True))
-    store.register_extractors(_record(e) for e in extractors)
-    kept = _record_manifest_issues(store, issues, extractors, str(config.manifest))
-
-    # A failed row is final unless the user asks for retries, except a manifest problem: a row
-    # that is valid now (file added, label fixed) is computed.
-    def retry(error: str) -> bool:
-        return config.retry_failed or error.startswith(MANIFEST_FAILURE)
-
-    plan = plan_work(store, manifest, [(e.name, e.version) for e in extractors], retry)
     items = plan.items
     for part in plan.extractors:
         if part.reasons.get("changed"):

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raypipe.store import index, layout
-from raypipe.store.feature_store import FeatureStore
+from raypipe.store.feature_store import FeatureStore, is_in
 from raypipe.store.schema import INDEX_SCHEMA, MANIFEST_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def _compact_version(store: FeatureStore, name: str, version: str, target: int) 
     if moved:
         # Same written_at as the rows they re-point: a newer result written meanwhile by
         # another job still wins; among equals this later index file does.
-        rows = live[live["media_id"].isin(moved)].copy()
+        rows = live[is_in(live["media_id"], moved)].copy()
         for level in layout.LEVEL_DIRS:
             for column in (f"{level}_file", f"{level}_sha256"):
                 rows[column] = rows[column].astype(object)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -433,17 +434,17 @@ class FeatureStore:
         manifest without a row are ``missing``. Reads the index only. ``problems_only`` keeps
         failed and missing rows and rows with a note.
         """
-        manifest_ids = self.read_manifest()["media_id"]
+        manifest_ids = self.manifest_ids()
         frames = []
         for name, record in self.extractors().items():
-            rows = self.index(name, record.version, list(STATUS_COLUMNS[4:]))
-            rows = rows.reindex(columns=["media_id", *STATUS_COLUMNS[3:]])
-            absent = manifest_ids[~manifest_ids.isin(rows["media_id"])]
+            table = index.read_index(self.files, name, record.version, list(STATUS_COLUMNS[4:]))
+            table = table.table
+            absent = manifest_ids.filter(pc.invert(pc.is_in(manifest_ids, table["media_id"])))
             if problems_only:
-                noted = rows["error"].notna() & (rows["error"] != "")
-                rows = rows[(rows["status"] == STATUS_FAILED) | noted]
+                table = table.filter(_problems(table))
+            rows = table.to_pandas().reindex(columns=["media_id", *STATUS_COLUMNS[3:]])
             if len(absent):
-                missing = pd.DataFrame({"media_id": absent.to_numpy(), "status": STATUS_MISSING})
+                missing = pd.DataFrame({"media_id": absent.to_pylist(), "status": STATUS_MISSING})
                 rows = pd.concat([rows, missing], ignore_index=True)
             rows.insert(1, "extractor", name)
             rows.insert(2, "version", record.version)
@@ -463,36 +464,56 @@ class FeatureStore:
         result = result.astype(object).where(result.notna(), None)
         return result.reset_index(drop=True)
 
+    def manifest_ids(self) -> pa.Array:
+        """The media ids of the store's manifest."""
+        return pa.array(self.read_manifest()["media_id"].tolist(), pa.string())
+
     def summary(self) -> pd.DataFrame:
-        """One row per extractor (current version): media by status, median seconds per
-        media, mean coverage, and how many ok rows carry a note. Reads the index only."""
-        manifest_ids = self.read_manifest()["media_id"]
+        """One row per extractor (current version): media by status, missing from the
+        manifest, ok rows with a note, median seconds per media, mean decode coverage. Reads
+        the index only."""
+        manifest_ids = self.manifest_ids()
         records = []
         for name, record in self.extractors().items():
-            rows = self.index(name, record.version, ["error", "seconds", "coverage"])
-            counts = rows["status"].value_counts()
-            noted = rows["error"].notna() & (rows["error"] != "") & (rows["status"] != "failed")
+            table = index.read_index(
+                self.files, name, record.version, ["error", "seconds", "coverage"]
+            ).table
+            counts = pc.value_counts(table["status"])
+            by_status = dict(
+                zip(
+                    counts.field("values").to_pylist(),
+                    counts.field("counts").to_pylist(),
+                    strict=True,
+                )
+            )
+            noted = pc.and_(_problems(table), pc.not_equal(table["status"], STATUS_FAILED))
+            present = pc.sum(pc.is_in(manifest_ids, table["media_id"])).as_py() or 0
+            seconds = pc.approximate_median(table["seconds"]).as_py()
+            coverage = pc.mean(table["coverage"]).as_py()
             records.append(
                 {
                     "extractor": name,
                     "version": record.version,
-                    "ok": int(counts.get(STATUS_OK, 0)),
-                    "failed": int(counts.get(STATUS_FAILED, 0)),
-                    "no_audio": int(counts.get("no_audio", 0)),
-                    "missing": int((~manifest_ids.isin(rows["media_id"])).sum()),
-                    "noted": int(noted.sum()),
-                    "median_s": _median(rows["seconds"]),
-                    "mean_coverage": _mean(rows["coverage"]),
+                    "ok": int(by_status.get(STATUS_OK, 0)),
+                    "failed": int(by_status.get(STATUS_FAILED, 0)),
+                    "no_audio": int(by_status.get("no_audio", 0)),
+                    "missing": len(manifest_ids) - int(present),
+                    "noted": int(pc.sum(noted).as_py() or 0),
+                    "median_s": None if seconds is None else round(seconds, 4),
+                    "mean_coverage": None if coverage is None else round(coverage, 4),
                 }
             )
         return pd.DataFrame(records)
 
 
-def _median(values: pd.Series) -> float | None:
-    values = pd.to_numeric(values, errors="coerce").dropna()
-    return round(float(values.median()), 4) if len(values) else None
+def _problems(table: pa.Table) -> pa.Array:
+    """Rows that need a look: failed, or carrying a note in ``error``."""
+    noted = pc.and_(pc.is_valid(table["error"]), pc.not_equal(table["error"], ""))
+    return pc.or_(pc.equal(table["status"], STATUS_FAILED), pc.fill_null(noted, False))
 
 
-def _mean(values: pd.Series) -> float | None:
-    values = pd.to_numeric(values, errors="coerce").dropna()
-    return round(float(values.mean()), 4) if len(values) else None
+def is_in(values: pd.Series, members: Iterable[str]) -> np.ndarray:
+    """Which ``values`` are among ``members`` (a boolean array); Arrow's hash join, fast on
+    millions of strings where pandas' Arrow-backed ``isin`` loops in Python."""
+    found = pc.is_in(pa.array(list(values), pa.string()), pa.array(list(members), pa.string()))
+    return found.to_numpy(zero_copy_only=False).astype(bool)

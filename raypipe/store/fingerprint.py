@@ -44,10 +44,19 @@ def stat(path: str) -> Fingerprint | None:
 def stat_many(paths: Iterable[str], threads: int = 8) -> list[Fingerprint | None]:
     """:func:`stat` of many paths, in order (threads overlap the waits of network disks)."""
     paths = list(paths)
-    if len(paths) < 1000:
+    if len(paths) < 4 * _CHUNK:
         return [stat(p) for p in paths]
+    chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
     with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(stat, paths, chunksize=256))
+        return [found for chunk in pool.map(_stat_chunk, chunks) for found in chunk]
+
+
+#: Paths one thread stats in a row.
+_CHUNK = 4096
+
+
+def _stat_chunk(paths: list[str]) -> list[Fingerprint | None]:
+    return [stat(p) for p in paths]
 
 
 def digest(path: str, kind: str = "quick") -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from raypipe.store import layout
 from raypipe.store.files import StoreFiles
@@ -29,11 +30,16 @@ class IndexView:
     """The live rows of one extractor version's index, and the index files behind them."""
 
     #: One row per media (newest wins; retired rows dropped), columns as asked.
-    rows: pd.DataFrame
+    table: pa.Table
     #: Store-relative index files that were read.
     files: list[str] = field(default_factory=list)
     #: Index files that could not be read: (store-relative path, reason).
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        """The live rows as a DataFrame."""
+        return self.table.to_pandas()
 
 
 def read_index(
@@ -51,8 +57,9 @@ def read_index(
     wanted = None
     if columns is not None:
         wanted = list(dict.fromkeys(["media_id", "status", "written_at", *columns]))
+    schema = INDEX_SCHEMA if wanted is None else pa.schema([INDEX_SCHEMA.field(c) for c in wanted])
     tables: list[pa.Table] = []
-    view = IndexView(rows=pd.DataFrame())
+    view = IndexView(table=schema.empty_table())
     for info in files.listing(layout.index_dir(extractor, version)):
         relative = files.relative(info.path)
         if relative.rsplit("/", 1)[-1].startswith(layout.TEMPORARY_PREFIX):
@@ -69,22 +76,29 @@ def read_index(
             )
             view.unreadable.append((relative, reason))
             continue
-        tables.append(table)
+        tables.append(table.select(schema.names).cast(schema))
         view.files.append(relative)
-    schema = INDEX_SCHEMA if wanted is None else pa.schema([INDEX_SCHEMA.field(c) for c in wanted])
     if not tables:
-        view.rows = schema.empty_table().to_pandas()
         return view
-    merged = pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
-    frame = merged.to_pandas()
+    merged = pa.concat_tables(tables)
     if len(tables) > 1:
-        frame["_order"] = np.arange(len(frame))
-        frame = frame.sort_values(["written_at", "_order"], kind="stable")
-        frame = frame.drop_duplicates("media_id", keep="last").drop(columns="_order")
+        merged = newest_per_media(merged)
     if not keep_retired:
-        frame = frame[frame["status"] != STATUS_RETIRED]
-    view.rows = frame.reset_index(drop=True)
+        merged = merged.filter(pc.not_equal(merged["status"], STATUS_RETIRED))
+    view.table = merged
     return view
+
+
+def newest_per_media(table: pa.Table) -> pa.Table:
+    """One row per media_id: the newest by ``written_at``, ties to the row read last."""
+    order = pa.array(np.arange(table.num_rows))
+    ranked = table.append_column("_order", order)
+    ranked = ranked.take(
+        pc.sort_indices(ranked, [("written_at", "ascending"), ("_order", "ascending")])
+    )
+    ranked = ranked.set_column(ranked.schema.get_field_index("_order"), "_order", order)
+    newest = ranked.group_by("media_id").aggregate([("_order", "max")])["_order_max"]
+    return ranked.take(newest.take(pc.sort_indices(newest))).drop_columns("_order")
 
 
 def commit(files: StoreFiles, extractor: str, version: str, rows: pa.Table) -> str:
@@ -104,9 +118,8 @@ def checkpoint(files: StoreFiles, extractor: str, version: str) -> int:
     view = read_index(files, extractor, version, keep_retired=True)
     if len(view.files) <= 1:
         return 0
-    live = view.rows[view.rows["status"] != STATUS_RETIRED]
-    table = pa.Table.from_pandas(live, schema=INDEX_SCHEMA, preserve_index=False)
-    commit(files, extractor, version, table)
+    live = view.table.filter(pc.not_equal(view.table["status"], STATUS_RETIRED))
+    commit(files, extractor, version, live)
     for relative in view.files:
         files.delete(relative)
     return len(view.files)

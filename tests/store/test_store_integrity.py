@@ -285,3 +285,10 @@ def _write_many(uri: str, prefix: str, count: int) -> None:
         store.register_extractors([ExtractorRecord("vis", "v1", "frame", 2, "visual", {})])
         store.write_manifest(pd.DataFrame({"media_id": [media_id], "path": ["x"]}))
         store.write_results([_result(media_id)])
+
+
+def test_the_newest_row_of_each_media_wins_ties_to_the_row_read_last() -> None:
+    stamps = pa.array([5, 9, 5, 7, 9], pa.timestamp("us", tz="UTC"))
+    table = pa.table({"media_id": ["a", "b", "a", "c", "b"], "written_at": stamps, "x": range(5)})
+    newest = store_index.newest_per_media(table).to_pydict()
+    assert dict(zip(newest["media_id"], newest["x"], strict=True)) == {"a": 2, "b": 4, "c": 3}
