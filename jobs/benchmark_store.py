@@ -17,7 +17,8 @@ compacts it as ``raypipe extract`` does when it ends, and times:
 
 Half the extractors are frame-level (``--frames`` rows of 32 float32 per media), half
 media-level (88 float32 per media, like openSMILE functionals). The last line printed is one
-JSON object with every figure. Temporary files are removed unless ``--store`` is given.
+JSON object with every figure. Temporary files are removed unless ``--keep`` is given (a
+``--store`` URI is written but never removed).
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=4, help="Frame rows per media.")
     parser.add_argument("--batch", type=int, default=256, help="Media per write.")
     parser.add_argument("--store", default=None, help="Store URI (default: a temporary folder).")
+    parser.add_argument(
+        "--keep", action="store_true", help="Keep the media, manifest and store; print where."
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     scratch = Path(tempfile.mkdtemp(prefix="raypipe-store-bench-"))
@@ -184,7 +188,9 @@ def main() -> None:
         read_frames_s = time.perf_counter() - start
         assert len(table) == args.media * args.frames
     finally:
-        if args.store is None:
+        if args.keep:
+            log.info("kept the media, manifest.csv and store under %s", scratch)
+        else:
             shutil.rmtree(scratch, ignore_errors=True)
     result = {
         "media": args.media,

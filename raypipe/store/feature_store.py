@@ -413,6 +413,28 @@ class FeatureStore:
         version = version or self._current_version(extractor)
         return self.read_level("crops", extractor, version).to_pandas()
 
+    def named_features(self, extractor: str, version: str | None = None) -> pd.DataFrame:
+        """An extractor's feature vectors with one column per feature name (its record's
+        ``feature_names``), beside ``media_id`` (and ``frame_index``, ``timestamp_s`` for
+        frame-level extractors). Rows without a vector (failed media, frames without a face)
+        are left out."""
+        versions = {(r.name, r.version): r for r in self.extractor_versions()}
+        version = version or self._current_version(extractor)
+        record = versions.get((extractor, version))
+        level = "frames" if record is not None and record.level == "frame" else "media"
+        table = self.read_level(level, extractor, version)
+        table = table.filter(pc.is_valid(table["features"]))
+        keys = ["media_id"] if level == "media" else ["media_id", "frame_index", "timestamp_s"]
+        values = np.asarray(table["features"].to_pylist(), dtype=np.float32)
+        names = list(record.feature_names) if record is not None else []
+        if values.size and len(names) != values.shape[1]:
+            raise RaypipeError(
+                f"Store '{self.uri}': {extractor}@{version} records {len(names)} feature names "
+                f"for vectors of {values.shape[1]}; re-run `raypipe extract` to record them."
+            )
+        named = pd.DataFrame(values.reshape(len(table), len(names)), columns=names)
+        return pd.concat([table.select(keys).to_pandas(), named], axis=1)
+
     def _current_version(self, extractor: str) -> str:
         registry = self.extractors()
         if extractor not in registry:

@@ -292,3 +292,27 @@ def test_the_newest_row_of_each_media_wins_ties_to_the_row_read_last() -> None:
     table = pa.table({"media_id": ["a", "b", "a", "c", "b"], "written_at": stamps, "x": range(5)})
     newest = store_index.newest_per_media(table).to_pydict()
     assert dict(zip(newest["media_id"], newest["x"], strict=True)) == {"a": 2, "b": 4, "c": 3}
+
+
+@pytest.mark.integration
+def test_plain_readers_and_named_features(
+    ray_local: None, store: FeatureStore, tmp_path: Path
+) -> None:
+    import duckdb
+    import ray.data
+
+    store.write_results([_result(f"m{i:03d}", i) for i in range(4)])
+    store.write_results([_result("m000", 50.0)])
+    compact(store)
+    root = tmp_path / "store"
+    media = pd.read_parquet(root / "media")
+    assert sorted(media["media_id"]) == [f"m{i:03d}" for i in range(4)]
+    glob = f"{root}/frames/extractor=vis/*/*.parquet"
+    frames = duckdb.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning=true)").df()
+    assert len(frames) == 12 and set(frames["version"]) == {"v1"}
+    first = frames[(frames["media_id"] == "m000") & (frames["frame_index"] == 0)]
+    assert list(first["features"].iloc[0]) == [50.0, 1.0]
+    assert ray.data.read_parquet(str(root / "media" / "extractor=vis")).count() == 4
+    named = store.named_features("vis").set_index(["media_id", "frame_index"])
+    assert list(named.columns) == ["timestamp_s", "a", "b"]
+    assert named.loc[("m002", 1), "a"] == 3.0 and named.loc[("m000", 0), "a"] == 50.0
