@@ -74,8 +74,13 @@ def _sequential_loop(manifest: str, video: dict[str, Any], specs: list, root: st
     extractors = [build_extractor(name, options) for name, options in specs]
     for row in pd.read_csv(manifest).itertuples(index=False):
         process_media(MediaContext(row.media_id, row.path, **video), extractors, store)
-    table = store.read_table("media").to_pandas()
-    return int(table["frames"].fillna(0).sum())  # sampled frames over visual extractors
+    # Sampled frames over visual extractors.
+    return int(sum(_frames(store, e.name, e.version).sum() for e in extractors))
+
+
+def _frames(store: FeatureStore, extractor: str, version: str) -> pd.Series:
+    """Frames sampled per media by one extractor version (0 for media-level ones)."""
+    return pd.to_numeric(store.index(extractor, version, ["frames"])["frames"]).fillna(0)
 
 
 def _sequential(
@@ -221,7 +226,7 @@ def _measure_one(path: str, video: dict[str, Any], specs: list) -> dict[str, flo
             MediaContext("long", path, decoder=decoder, **video), extractors, store
         )
         elapsed = time.perf_counter() - start
-        frames = int(store.read_table("media").to_pandas()["frames"].max())
+        frames = int(max(_frames(store, e.name, e.version).max() for e in extractors))
         # The child's own high-water mark (RUSAGE_CHILDREN would count this process's memory
         # copied at fork time).
         status = Path(f"/proc/{decoder.pid}/status").read_text()

@@ -148,6 +148,7 @@ def run_predict(config: PredictConfig) -> PredictSummary:
     members = list(run.fusion(fusion)["members"])
     fitted = run.load_fused_model(fusion)
     training = FeatureStore(meta["store"])
+    training.require()
     records = training.extractors()
     needed = {
         TrialSpec.parse(run.load_model(m)["spec"], f"model '{m}' of run '{run.root}'").extractor
