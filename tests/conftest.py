@@ -62,3 +62,36 @@ def demo_store(ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPat
     overrides = ["video.fps=2", "opensmile_lld.enabled=false", "whisper_embedding.enabled=false"]
     run_extract(load_config(ExtractConfig, None, overrides, {"manifest": demo_set, "out": store}))
     return store
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3-compatible server (moto's standalone server) on loopback for the session.
+    Yields its ``host:port``; credentials are set in the environment as a user would set
+    them (never in a config file). Buckets are made by the tests that need them."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update(AWS_ACCESS_KEY_ID="loopback", AWS_SECRET_ACCESS_KEY="loopback")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def s3_bucket(endpoint: str, name: str) -> str:
+    """Create bucket ``name`` on the loopback server; returns the URI query that points
+    pyarrow at it (append to ``s3://name/prefix``)."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=f"http://{endpoint}").create_bucket(Bucket=name)
+    return f"?endpoint_override={endpoint}&scheme=http"

@@ -160,7 +160,7 @@ def _is_ray_failure(exc: BaseException) -> bool:
     return module == "ray" or module.startswith("ray.")
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def _one_line(text: str, limit: int = 600) -> str:
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     return line if len(line) <= limit else line[: limit - 3] + "..."
 

@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -80,6 +81,7 @@ def compact(
 def _compact_version(store: FeatureStore, name: str, version: str, target: int) -> tuple[int, int]:
     files = store.files
     live = index.read_index(files, name, version).rows
+    superseded = _superseded_files(store, name, version, live)
     moved: dict[str, dict[str, str]] = defaultdict(dict)
     replaced: list[str] = []
     before = after = 0
@@ -139,7 +141,30 @@ def _compact_version(store: FeatureStore, name: str, version: str, target: int) 
         index.checkpoint(files, name, version)
         for relative in replaced:
             files.delete(relative)
+    # Files whose every media was computed again: no live row names them any more.
+    for relative in sorted(superseded):
+        files.delete(relative)
     return before, after
+
+
+def _superseded_files(store: FeatureStore, name: str, version: str, live: Any) -> set[str]:
+    """Data files some index row names but no live row does (all their media superseded).
+    A write in progress has no index row yet, so its files are never among them."""
+    files = store.files
+    columns = [f"{level}_file" for level in layout.LEVEL_DIRS]
+    named: set[str] = set()
+    for info in files.listing(layout.index_dir(name, version)):
+        if info.base_name.startswith(layout.TEMPORARY_PREFIX):
+            continue
+        try:
+            table = files.read_parquet(files.relative(info.path), columns)
+        except (OSError, pa.ArrowException):
+            continue  # named by verify; its files are left alone
+        for column in columns:
+            named.update(v for v in table[column].to_pylist() if isinstance(v, str))
+    for column in columns:
+        named.difference_update(v for v in live[column] if isinstance(v, str))
+    return named
 
 
 def _holds_dead_rows(store: FeatureStore, relative: str, live_ids: list[str]) -> bool:

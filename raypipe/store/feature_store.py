@@ -145,7 +145,6 @@ class FeatureStore:
         if self.is_store():
             self.require()
             return
-        self.fs.create_dir(self.root, recursive=True)
         self.files.write_bytes(
             layout.MARKER, json.dumps({"format": layout.FORMAT_VERSION}).encode()
         )

@@ -21,13 +21,22 @@ from raypipe.errors import RaypipeError
 from raypipe.store.layout import TEMPORARY_PREFIX
 
 
+def _single_put(uri: str) -> str:
+    """An ``s3://`` URI with ``allow_delayed_open=true`` (unless it says otherwise): a file
+    smaller than one upload part then goes in a single PUT instead of a three-request
+    multipart upload."""
+    if not uri.startswith("s3://") or "allow_delayed_open=" in uri:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}allow_delayed_open=true"
+
+
 class StoreFiles:
     """Reads and writes files under ``uri`` (a path, ``file://``, ``s3://``...)."""
 
     def __init__(self, uri: str) -> None:
         self.uri = str(uri)
         try:
-            self.fs, root = pafs.FileSystem.from_uri(self.uri)
+            self.fs, root = pafs.FileSystem.from_uri(_single_put(self.uri))
         except (pa.ArrowInvalid, ValueError):
             self.fs, root = pafs.LocalFileSystem(), self.uri
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
@@ -67,7 +76,8 @@ class StoreFiles:
         parent = target.rsplit("/", 1)[0]
         temporary = f"{parent}/{TEMPORARY_PREFIX}{uuid.uuid4().hex}" if self.local else target
         try:
-            self.fs.create_dir(parent, recursive=True)
+            if self.local:  # object stores have no folders (a marker object per folder)
+                self.fs.create_dir(parent, recursive=True)
             with self.fs.open_output_stream(temporary) as stream:
                 stream.write(data)
             if self.local:
@@ -115,7 +125,8 @@ class StoreFiles:
     def move(self, relative: str, to: str) -> None:
         """Move a file within the store (creating the target folder)."""
         target = self.path(to)
-        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        if self.local:
+            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         self.fs.move(self.path(relative), target)
 
     def walk(self) -> Iterator[pafs.FileInfo]:
