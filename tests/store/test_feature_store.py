@@ -143,7 +143,7 @@ def test_status_carries_the_visual_quality_summary(store: FeatureStore) -> None:
     assert pd.isna(status.loc[("m/3", "vis"), "decode_s"])  # missing rows have no summary
 
 
-def test_crops_are_written_before_the_media_row_and_read_back(store: FeatureStore) -> None:
+def test_crop_pixels_round_trip(store: FeatureStore) -> None:
     from raypipe.store.schema import CROP_SCHEMA
 
     pixels = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
