@@ -16,19 +16,20 @@ one of them gone.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from raypipe.store import index, layout
-from raypipe.store.feature_store import FeatureStore, is_in
-from raypipe.store.schema import INDEX_SCHEMA, MANIFEST_SCHEMA
+from raypipe.store.feature_store import FeatureStore
+from raypipe.store.schema import MANIFEST_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +70,45 @@ def compact(
     report = CompactReport()
     for name, version in versions if versions is not None else index.versions(store.files):
         report.versions += 1
-        before, after = _compact_version(store, name, version, int(target_mb * 2**20))
+        before, after, folded = _compact_version(store, name, version, int(target_mb * 2**20))
         report.data_files_before += before
         report.data_files_after += after
-        report.index_files_folded += index.checkpoint(store.files, name, version)
+        report.index_files_folded += folded + index.checkpoint(store.files, name, version)
     report.manifest_files_folded = _compact_manifest(store)
     report.seconds = round(time.perf_counter() - start, 3)
     return report
 
 
-def _compact_version(store: FeatureStore, name: str, version: str, target: int) -> tuple[int, int]:
+def _compact_version(
+    store: FeatureStore, name: str, version: str, target: int
+) -> tuple[int, int, int]:
+    """Rewrite one version's small and partly superseded data files; returns the data files
+    before and after, and the index files folded on the way."""
     files = store.files
-    live = index.read_index(files, name, version).rows
-    superseded = _superseded_files(store, name, version, live)
+    view = index.read_index(files, name, version)
+    live = view.rows
+    # Data files whose every media was computed again: named by some row of the index files
+    # just read, by no live one. Judged from the same read, so a write committed meanwhile is
+    # never among them; nothing is judged while an index file cannot be read.
+    superseded: set[str] = set()
+    if not view.unreadable:
+        live_files = {
+            v for level in layout.LEVEL_DIRS for v in live[f"{level}_file"] if isinstance(v, str)
+        }
+        superseded = view.named - live_files
     moved: dict[str, dict[str, str]] = defaultdict(dict)
     replaced: list[str] = []
-    before = after = 0
+    before = after = folded = 0
     for level in layout.LEVEL_DIRS:
         column = f"{level}_file"
         ids_by_file: dict[str, list[str]] = defaultdict(list)
-        for media_id, relative in zip(live["media_id"], live[column], strict=True):
+        digests: dict[str, str] = {}
+        for media_id, relative, digest in zip(
+            live["media_id"], live[column], live[f"{level}_sha256"], strict=True
+        ):
             if isinstance(relative, str):
                 ids_by_file[relative].append(media_id)
+                digests[relative] = digest
         sizes = {
             files.relative(i.path): i.size
             for i in files.listing(layout.partition_dir(level, name, version))
@@ -111,65 +129,72 @@ def _compact_version(store: FeatureStore, name: str, version: str, target: int) 
         for position, relative in enumerate(rewrite):
             chunk.append(relative)
             chunk_bytes += sizes[relative]
-            if chunk_bytes >= target or position == len(rewrite) - 1:
-                tables = []
-                for old in chunk:
-                    table = files.read_parquet(old)
-                    keep = pa.array(ids_by_file[old])
-                    tables.append(table.filter(pc.is_in(table["media_id"], keep)))
-                merged = pa.concat_tables(tables, promote_options="default")
+            if chunk_bytes < target and position < len(rewrite) - 1:
+                continue
+            parts = []
+            chunk_media: list[str] = []
+            for old in chunk:
+                # Only a file that matches its recorded checksum is rewritten: a damaged one
+                # stays where it is for `store verify` (rewriting it would bless the damage).
+                table = _read_verified(store, old, digests[old])
+                if table is None:
+                    after += 1
+                    continue
+                parts.append(table.filter(pc.is_in(table["media_id"], pa.array(ids_by_file[old]))))
+                replaced.append(old)
+                chunk_media.extend(ids_by_file[old])
+            if parts:
+                merged = pa.concat_tables(parts, promote_options="default")
                 new = f"{layout.partition_dir(level, name, version)}/{layout.unique_name('part-')}"
                 digest = files.write_parquet(new, merged)
                 after += 1
-                for old in chunk:
-                    for media_id in ids_by_file[old]:
-                        moved[media_id].update({column: new, f"{level}_sha256": digest})
-                replaced.extend(chunk)
-                chunk, chunk_bytes = [], 0
+                for media_id in chunk_media:
+                    moved[media_id].update({column: new, f"{level}_sha256": digest})
+            chunk, chunk_bytes = [], 0
     if moved:
         # Same written_at as the rows they re-point: a newer result written meanwhile by
-        # another job still wins; among equals this later index file does.
-        rows = live[is_in(live["media_id"], moved)].copy()
-        for level in layout.LEVEL_DIRS:
-            for column in (f"{level}_file", f"{level}_sha256"):
-                rows[column] = rows[column].astype(object)
-        for position, media_id in enumerate(rows["media_id"]):
-            for column, value in moved[media_id].items():
-                rows.iat[position, rows.columns.get_loc(column)] = value
-        table = pa.Table.from_pandas(rows, schema=INDEX_SCHEMA, preserve_index=False)
+        # another job still wins; among equals this later index file does. Done in Arrow, so
+        # integer columns (mtime_ns) keep every digit.
+        table = view.table.filter(pc.is_in(view.table["media_id"], pa.array(list(moved))))
+        ids = table["media_id"].to_pylist()
+        for column in {c for refs in moved.values() for c in refs}:
+            old = table[column].to_pylist()
+            new = [moved[m].get(column, o) for m, o in zip(ids, old, strict=True)]
+            table = table.set_column(
+                table.schema.get_field_index(column), column, pa.array(new, pa.string())
+            )
         index.commit(files, name, version, table)
-        index.checkpoint(files, name, version)
+        folded = index.checkpoint(files, name, version)
         for relative in replaced:
             files.delete(relative)
     # Files whose every media was computed again: no live row names them any more.
     for relative in sorted(superseded):
         files.delete(relative)
-    return before, after
+    return before, after, folded
 
 
-def _superseded_files(store: FeatureStore, name: str, version: str, live: Any) -> set[str]:
-    """Data files some index row names but no live row does (all their media superseded).
-    A write in progress has no index row yet, so its files are never among them."""
-    files = store.files
-    columns = [f"{level}_file" for level in layout.LEVEL_DIRS]
-    named: set[str] = set()
-    for info in files.listing(layout.index_dir(name, version)):
-        if info.base_name.startswith(layout.TEMPORARY_PREFIX):
-            continue
-        try:
-            table = files.read_parquet(files.relative(info.path), columns)
-        except (OSError, pa.ArrowException):
-            continue  # named by verify; its files are left alone
-        for column in columns:
-            named.update(v for v in table[column].to_pylist() if isinstance(v, str))
-    for column in columns:
-        named.difference_update(v for v in live[column] if isinstance(v, str))
-    return named
+def _read_verified(store: FeatureStore, relative: str, digest: str | None) -> pa.Table | None:
+    """A data file's table if its bytes match the recorded SHA-256, else None (warned)."""
+    try:
+        data = store.files.read_bytes(relative)
+        if digest and hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError("checksum differs from the index")
+        return pq.read_table(pa.BufferReader(data))
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        log.warning(
+            "compaction left '%s' alone: %s; run `raypipe store verify --repair`",
+            store.path(relative),
+            " ".join(str(exc).split())[:200],
+        )
+        return None
 
 
 def _holds_dead_rows(store: FeatureStore, relative: str, live_ids: list[str]) -> bool:
     """Whether a data file holds rows of media whose live row points elsewhere."""
-    ids = store.files.read_parquet(relative, ["media_id"])["media_id"]
+    try:
+        ids = store.files.read_parquet(relative, ["media_id"])["media_id"]
+    except (OSError, pa.ArrowException):
+        return False  # damaged: left for verify
     return bool(pc.any(pc.invert(pc.is_in(ids, pa.array(live_ids)))).as_py())
 
 
@@ -183,6 +208,8 @@ def _compact_manifest(store: FeatureStore) -> int:
             tables.append(store.files.read_parquet(relative).cast(MANIFEST_SCHEMA))
         except (OSError, pa.ArrowException):
             parts = [p for p in parts if p != relative]  # left for verify --repair
+    if not tables:
+        return 0
     frame = pa.concat_tables(tables).to_pandas().sort_values("recorded_at", kind="stable")
     frame = frame.drop_duplicates("media_id", keep="last")
     table = pa.Table.from_pandas(frame, schema=MANIFEST_SCHEMA, preserve_index=False)

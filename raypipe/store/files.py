@@ -60,10 +60,18 @@ class StoreFiles:
         """Whether a file exists at a store-relative path."""
         return self.kind(relative) == pafs.FileType.File
 
-    def listing(self, relative: str, recursive: bool = True) -> list[pafs.FileInfo]:
-        """Files (not folders) under a store-relative folder, sorted by path; none if absent."""
+    def listing(
+        self, relative: str, recursive: bool = True, temporary: bool = False
+    ) -> list[pafs.FileInfo]:
+        """Files (not folders) under a store-relative folder, sorted by path; none if absent.
+        Temporary files of writes in progress (or failed) are left out unless ``temporary``."""
         selector = pafs.FileSelector(self.path(relative), recursive=recursive, allow_not_found=True)
-        infos = [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+        infos = [
+            i
+            for i in self.fs.get_file_info(selector)
+            if i.type == pafs.FileType.File
+            and (temporary or not i.base_name.startswith(TEMPORARY_PREFIX))
+        ]
         return sorted(infos, key=lambda info: info.path)
 
     def write_bytes(self, relative: str, data: bytes) -> None:
@@ -130,5 +138,5 @@ class StoreFiles:
         self.fs.move(self.path(relative), target)
 
     def walk(self) -> Iterator[pafs.FileInfo]:
-        """Every file in the store."""
-        yield from self.listing("")
+        """Every file in the store, temporary ones included."""
+        yield from self.listing("", temporary=True)

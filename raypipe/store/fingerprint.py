@@ -89,19 +89,22 @@ def fingerprint(path: str, kind: str = "quick") -> Fingerprint | None:
         return None
 
 
-def unchanged(stored: Fingerprint, path: str, now: Fingerprint | None) -> bool:
+def unchanged(
+    stored: Fingerprint, path: str, now: Fingerprint | None, same_path: bool = True
+) -> bool:
     """Whether the file at ``path`` (stat ``now``) still holds what ``stored`` describes.
 
-    Sizes must match; equal modification times settle it, otherwise the digests decide (so a
-    copied or touched file keeps its results). A stored fingerprint without a digest (a store
-    converted from format 1) trusts size alone when times differ.
+    Sizes must match; for the same path equal modification times settle it, otherwise (a new
+    time, or an id pointed at another path) the digests decide, so a copied or touched file
+    keeps its results and a different file with the same size and time does not. A stored
+    fingerprint without a digest trusts size and time alone.
     """
     if now is None or now.size != stored.size:
         return False
-    if now.mtime_ns == stored.mtime_ns:
+    if same_path and now.mtime_ns == stored.mtime_ns:
         return True
     if stored.digest is None:
-        return True
+        return now.mtime_ns == stored.mtime_ns
     kind = "full" if stored.digest.startswith("f:") else "quick"
     try:
         return digest(path, kind) == stored.digest

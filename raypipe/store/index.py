@@ -35,6 +35,9 @@ class IndexView:
     files: list[str] = field(default_factory=list)
     #: Index files that could not be read: (store-relative path, reason).
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    #: Data files named by any row of the files read, live or superseded (when every column
+    #: was read).
+    named: set[str] = field(default_factory=set)
 
     @property
     def rows(self) -> pd.DataFrame:
@@ -52,8 +55,28 @@ def read_index(
     """Live index rows of one extractor version (``columns`` plus media_id, status).
 
     A damaged index file is named in a warning and skipped: its media count as not done (a
-    re-run computes them again), nothing else is lost.
+    re-run computes them again), nothing else is lost. A file that vanishes while it is read
+    (another job folded it) makes the listing start again.
     """
+    for _ in range(_ATTEMPTS - 1):
+        try:
+            return _read_index(files, extractor, version, columns, keep_retired)
+        except FileNotFoundError:
+            continue
+    return _read_index(files, extractor, version, columns, keep_retired)
+
+
+#: Listings of an index tried before a file that keeps vanishing counts as damaged.
+_ATTEMPTS = 5
+
+
+def _read_index(
+    files: StoreFiles,
+    extractor: str,
+    version: str,
+    columns: list[str] | None,
+    keep_retired: bool,
+) -> IndexView:
     wanted = None
     if columns is not None:
         wanted = list(dict.fromkeys(["media_id", "status", "written_at", *columns]))
@@ -62,10 +85,10 @@ def read_index(
     view = IndexView(table=schema.empty_table())
     for info in files.listing(layout.index_dir(extractor, version)):
         relative = files.relative(info.path)
-        if relative.rsplit("/", 1)[-1].startswith(layout.TEMPORARY_PREFIX):
-            continue
         try:
             table = files.read_parquet(relative, wanted)
+        except FileNotFoundError:
+            raise
         except (OSError, pa.ArrowException) as exc:
             reason = " ".join(str(exc).split())[:200]
             log.warning(
@@ -81,6 +104,12 @@ def read_index(
     if not tables:
         return view
     merged = pa.concat_tables(tables)
+    if wanted is None:
+        view.named = {
+            name
+            for level in layout.LEVEL_DIRS
+            for name in pc.unique(merged[f"{level}_file"].drop_null()).to_pylist()
+        }
     if len(tables) > 1:
         merged = newest_per_media(merged)
     if not keep_retired:
@@ -113,13 +142,13 @@ def checkpoint(files: StoreFiles, extractor: str, version: str) -> int:
 
     Only files that were read are removed, after the new file is written: a write that lands
     meanwhile stays in its own file, and a crash in between leaves rows twice, which the
-    newest-row rule reads once.
+    newest-row rule reads once. Retired rows are kept (an older row elsewhere must not come
+    back to life).
     """
     view = read_index(files, extractor, version, keep_retired=True)
     if len(view.files) <= 1:
         return 0
-    live = view.table.filter(pc.not_equal(view.table["status"], STATUS_RETIRED))
-    commit(files, extractor, version, live)
+    commit(files, extractor, version, view.table)
     for relative in view.files:
         files.delete(relative)
     return len(view.files)

@@ -1,10 +1,12 @@
 """What an extract job has to compute: per media and extractor version, from the index alone.
 
 A (media, extractor version) pair is computed when the store has no live row for it (``new``),
-when its file changed since its row was written (``changed``: another size, or another time and
-digest; a re-pointed id is a change only if the content differs), or when its row failed and
-the caller asks for a retry (``retry``). Everything else is reused. The cost is one stat per
-manifest row, one read of each index, and a digest only for files whose time stamp moved.
+when its file changed since its row was written (``changed``, failed rows included: another
+size, or another time or path and another digest; a re-pointed id is a change only if the
+content differs), or when its row failed and the caller asks for a retry (``retry``).
+Everything else is reused, also a media whose file cannot be read now (the manifest check
+reports it). The cost is a stat per manifest row, one read of each index, and a digest only
+for files whose size, time or path moved.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from raypipe.store import index
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.fingerprint import Fingerprint, stat_many, unchanged
 from raypipe.store.schema import STATUS_FAILED
@@ -70,45 +75,56 @@ def plan_work(
     extractors: Sequence[tuple[str, str]],
     retry: Callable[[str], bool],
 ) -> Plan:
-    """Plan the (name, version) ``extractors`` over ``manifest`` (media_id, path) rows."""
+    """Plan the (name, version) ``extractors`` over ``manifest`` (media_id, path) rows;
+    ``retry(error)`` says whether a failed row is computed again."""
     ids = manifest["media_id"].astype(str).to_numpy()
     paths = manifest["path"].astype(str).to_numpy()
     now = stat_many(paths)
     now_size = np.array([-1 if f is None else f.size for f in now], dtype=np.int64)
     now_time = np.array([-1 if f is None else f.mtime_ns for f in now], dtype=np.int64)
+    readable = now_size >= 0
     registry = store.extractors()
     todo_masks: list[np.ndarray] = []
     plans: list[ExtractorPlan] = []
     verdicts: dict[tuple[str, int, int, str], bool] = {}
+    wanted = pa.array(ids, pa.string())
     for name, version in extractors:
         current = registry[name].version if name in registry else None
         plan = ExtractorPlan(name, version, current)
-        rows = store.index(name, version, ["error", "seconds", "size", "mtime_ns", "digest"])
+        rows = index.read_index(
+            store.files, name, version, ["error", "seconds", "path", "size", "mtime_ns", "digest"]
+        ).table
         plan.median_s = _median_seconds(store, name, version, current, rows)
-        joined = pd.DataFrame({"media_id": ids}).merge(
-            rows.drop_duplicates("media_id"), on="media_id", how="left"
-        )
-        has_row = joined["status"].notna().to_numpy()
-        failed = (joined["status"] == STATUS_FAILED).to_numpy()
+        # Each manifest row's index row (or null), aligned by position, in Arrow throughout
+        # (integer columns keep every digit).
+        at = pc.index_in(wanted, rows["media_id"])
+        has_row = pc.is_valid(at).to_numpy(zero_copy_only=False)
+        joined = rows.take(at)
+        status = joined["status"]
+        failed = pc.fill_null(pc.equal(status, STATUS_FAILED), False).to_numpy(zero_copy_only=False)
         retried = np.zeros(len(ids), dtype=bool)
+        errors = joined["error"]
         for i in np.flatnonzero(failed):
-            retried[i] = retry(str(joined["error"].iat[i] or ""))
-        size = joined["size"].to_numpy(dtype=float, na_value=np.nan)
-        known = has_row & ~np.isnan(size)
-        moved = known & (
-            (size != now_size) | (joined["mtime_ns"].to_numpy(float, na_value=np.nan) != now_time)
-        )
+            retried[i] = retry(errors[int(i)].as_py() or "")
+        size = pc.fill_null(joined["size"], -1).to_numpy(zero_copy_only=False)
+        mtime = pc.fill_null(joined["mtime_ns"], -1).to_numpy(zero_copy_only=False)
+        stored_paths = joined["path"].to_numpy(zero_copy_only=False)
+        # A row records its file (size >= 0) and the file is readable now: has it changed?
+        # Another size, time or path sends it to a digest comparison. A file unreadable now
+        # keeps its result (the manifest check reports it, never replacing a good row).
+        known = has_row & (size >= 0) & readable
+        suspect = known & ((size != now_size) | (mtime != now_time) | (stored_paths != paths))
         changed = np.zeros(len(ids), dtype=bool)
-        for i in np.flatnonzero(moved & ~failed):
-            stored = Fingerprint(
-                int(size[i]), int(joined["mtime_ns"].iat[i]), _text(joined["digest"].iat[i])
-            )
-            key = (paths[i], stored.size, stored.mtime_ns, stored.digest or "")
+        digests = joined["digest"]
+        for i in np.flatnonzero(suspect):
+            stored = Fingerprint(int(size[i]), int(mtime[i]), digests[int(i)].as_py())
+            same_path = stored_paths[i] == paths[i]
+            key = (paths[i], stored.size, stored.mtime_ns if same_path else -1, stored.digest or "")
             if key not in verdicts:
-                verdicts[key] = not unchanged(stored, paths[i], now[i])
+                verdicts[key] = not unchanged(stored, paths[i], now[i], same_path)
             changed[i] = verdicts[key]
         new = ~has_row
-        retry_mask = failed & retried
+        retry_mask = failed & retried & ~changed
         plan.reasons.update(
             {
                 reason: int(mask.sum())
@@ -120,15 +136,21 @@ def plan_work(
         plan.reused = int((~todo).sum())
         todo_masks.append(todo)
         plans.append(plan)
-    names = [name for name, _ in extractors]
-    items = []
+    items: list[dict[str, str]] = []
     skipped = 0
     if todo_masks:
         stacked = np.vstack(todo_masks)
         skipped = int((~stacked).sum())
+        # Media share few distinct sets of work: name each set once.
+        names = np.array([name for name, _ in extractors], dtype=object)
+        codes = np.packbits(stacked, axis=0, bitorder="little")
+        key = codes.T.copy().view(np.dtype((np.void, codes.shape[0]))).ravel()
+        labels = {}
         for i in np.flatnonzero(stacked.any(axis=0)):
-            todo = ",".join(n for n, row in zip(names, stacked[:, i], strict=True) if row)
-            items.append({"media_id": ids[i], "path": paths[i], "todo": todo})
+            pattern = key[i].tobytes()
+            if pattern not in labels:
+                labels[pattern] = ",".join(names[stacked[:, i]])
+            items.append({"media_id": ids[i], "path": paths[i], "todo": labels[pattern]})
     return Plan(items=items, extractors=plans, skipped=skipped)
 
 
@@ -137,9 +159,10 @@ def _text(value: object) -> str | None:
 
 
 def _median_seconds(
-    store: FeatureStore, name: str, version: str, current: str | None, rows: pd.DataFrame
+    store: FeatureStore, name: str, version: str, current: str | None, rows: pa.Table
 ) -> float | None:
-    timed = pd.to_numeric(rows.get("seconds"), errors="coerce").dropna()
-    if timed.empty and current is not None and current != version:
-        timed = pd.to_numeric(store.index(name, current, ["seconds"])["seconds"]).dropna()
-    return None if timed.empty else float(timed.median())
+    timed = rows["seconds"].drop_null()
+    if len(timed) == 0 and current is not None and current != version:
+        timed = index.read_index(store.files, name, current, ["seconds"]).table["seconds"]
+        timed = timed.drop_null()
+    return None if len(timed) == 0 else float(pc.approximate_median(timed).as_py())
