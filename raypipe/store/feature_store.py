@@ -327,7 +327,8 @@ class FeatureStore:
         media_rows = []
         for result in group:
             row = {f.name: result.media_row.get(f.name) for f in MEDIA_SCHEMA}
-            row.update(media_id=result.media_id, written_at=now)
+            # A converted row keeps the time it was first written; a new one is written now.
+            row.update(media_id=result.media_id, written_at=row["written_at"] or now)
             media_rows.append(row)
         relative = self._data_file("media", extractor, version)
         digest = self.files.write_parquet(relative, pa.Table.from_pylist(media_rows, MEDIA_SCHEMA))

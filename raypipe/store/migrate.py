@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from raypipe.errors import RaypipeError
 from raypipe.store import layout
@@ -43,12 +45,17 @@ class MigrateReport:
     removed_files: int = 0
 
 
+#: Names of format-2 data files (``part-<UTC stamp>-<12 hex>.parquet``); every other
+#: ``<key>.parquet`` in a level folder is a format-1 file (its key may start with ``part-``).
+V2_DATA = re.compile(r"^part-\d{8}T\d{12}Z-[0-9a-f]{12}\.parquet$")
+
+
 def _v1_files(store: FeatureStore, level: str) -> dict[tuple[str, str], list[str]]:
     by_version: dict[tuple[str, str], list[str]] = {}
     for info in store.files.listing(level):
         relative = store.files.relative(info.path)
         parts = relative.split("/")
-        if len(parts) != 4 or parts[3].startswith(("part-", layout.TEMPORARY_PREFIX)):
+        if len(parts) != 4 or V2_DATA.match(parts[3]):
             continue
         name, version = parts[1].split("=", 1)[-1], parts[2].split("=", 1)[-1]
         by_version.setdefault((name, version), []).append(relative)
@@ -56,9 +63,16 @@ def _v1_files(store: FeatureStore, level: str) -> dict[tuple[str, str], list[str
 
 
 def _read(store: FeatureStore, relatives: list[str]) -> pa.Table:
+    """Every file's rows, on the union of their schemas (older files lack newer columns)."""
+    if not relatives:
+        return pa.table({})
     paths = [store.path(r) for r in relatives]
-    dataset = pads.dataset(paths, filesystem=store.fs, format="parquet")
-    return dataset.to_table()
+    schemas = {}
+    for path in paths:
+        schema = pq.read_schema(path, filesystem=store.fs)
+        schemas.setdefault(str(schema), schema)
+    schema = pa.unify_schemas(list(schemas.values()), promote_options="permissive")
+    return pads.dataset(paths, schema=schema, filesystem=store.fs, format="parquet").to_table()
 
 
 def migrate(store: FeatureStore) -> MigrateReport:
@@ -66,11 +80,16 @@ def migrate(store: FeatureStore) -> MigrateReport:
     found = store.format()
     if found is None:
         raise RaypipeError(f"'{store.uri}' is not a raypipe feature store; nothing to convert.")
+    files = store.files
+    if found == layout.FORMAT_VERSION and _pending(store):
+        report = MigrateReport()
+        report.removed_files = _remove_v1(store)  # a conversion stopped while cleaning up
+        files.write_bytes(layout.MARKER, json.dumps({"format": layout.FORMAT_VERSION}).encode())
+        return report
     if found == layout.FORMAT_VERSION:
         raise RaypipeError(f"Store '{store.uri}' already has format {found}; nothing to convert.")
     if found != 1:
         raise RaypipeError(f"Store '{store.uri}' has format {found}; only format 1 converts.")
-    files = store.files
     report = MigrateReport()
     # A conversion that stopped half-way: its format-2 files are written again from scratch.
     for folder in (layout.INDEX_DIR, layout.MANIFEST_DIR, layout.EXTRACTORS_DIR):
@@ -78,7 +97,7 @@ def migrate(store: FeatureStore) -> MigrateReport:
             files.delete(files.relative(info.path))
     for level in layout.LEVEL_DIRS:
         for info in files.listing(level):
-            if info.base_name.startswith("part-"):
+            if V2_DATA.match(info.base_name):
                 files.delete(files.relative(info.path))
 
     manifest = pd.DataFrame(columns=["media_id", "path", "label", "split"])
@@ -126,21 +145,36 @@ def migrate(store: FeatureStore) -> MigrateReport:
             store.write_results(results)
         report.versions.append(f"{name}@{version}")
         report.rows[f"{name}@{version}"] = len(ids)
-        if (name, version) not in known:
-            log.warning("%s@%s has rows but no record in extractors.json", name, version)
-    # Older versions first, the current ones (extractors.json) last: they become current.
+    # The versions extractors.json named are the current ones. A version with rows but no
+    # record keeps its rows, readable by version (``media_table(name, version)``).
+    for name, version in sorted(set(media_files) - known):
+        log.warning("%s@%s has rows but no record in extractors.json", name, version)
     store.register_extractors(records)
+    # From here on the store reads as format 2; the format-1 files are removed after, and a
+    # conversion stopped during that is finished by running it again.
+    marker = {"format": layout.FORMAT_VERSION, "removing_format_1": True}
+    files.write_bytes(layout.MARKER, json.dumps(marker).encode())
+    report.removed_files = _remove_v1(store)
     files.write_bytes(layout.MARKER, json.dumps({"format": layout.FORMAT_VERSION}).encode())
-    for level_files in (media_files, frame_files, crop_files):
-        for relatives in level_files.values():
-            for relative in relatives:
-                files.delete(relative)
-                report.removed_files += 1
-    for relative in (V1_MANIFEST, V1_EXTRACTORS, V1_LOCK):
-        if files.exists(relative):
-            files.delete(relative)
-            report.removed_files += 1
     return report
+
+
+def _pending(store: FeatureStore) -> bool:
+    return bool(json.loads(store.files.read_bytes(layout.MARKER)).get("removing_format_1"))
+
+
+def _remove_v1(store: FeatureStore) -> int:
+    removed = 0
+    for level in layout.LEVEL_DIRS:
+        for relatives in _v1_files(store, level).values():
+            for relative in relatives:
+                store.files.delete(relative)
+                removed += 1
+    for relative in (V1_MANIFEST, V1_EXTRACTORS, V1_LOCK):
+        if store.files.exists(relative):
+            store.files.delete(relative)
+            removed += 1
+    return removed
 
 
 def _split(table: pa.Table) -> dict[str, pa.Table]:

@@ -200,20 +200,18 @@ def test_the_manifest_records_only_changed_rows_and_the_newest_row_wins(
 
 
 def _write_v1_store(root: Path) -> None:
-    """A store as raypipe wrote it before format 2 (one Parquet file per media)."""
+    """A store as raypipe wrote it before format 2: one Parquet file per media, keys
+    ``<id>-<hash>``; the media file of "a" predates the quality columns (older schema)."""
     root.mkdir()
     (root / "raypipe_store.json").write_text(json.dumps({"format": 1}))
-    pq.write_table(
-        pa.Table.from_pydict(
-            {
-                "media_id": ["a", "b"],
-                "path": ["/x/a.mp4", "/x/b.mp4"],
-                "label": ["Happy", "Sad"],
-                "split": ["train", "val"],
-            }
-        ),
-        root / "manifest.parquet",
-    )
+    ids = ["a", "b", "part-07"]
+    manifest = {
+        "media_id": ids,
+        "path": [f"/x/{i}.mp4" for i in ids],
+        "label": ["Happy", "Sad", "Angry"],
+        "split": ["train", "val", "test"],
+    }
+    pq.write_table(pa.Table.from_pydict(manifest), root / "manifest.parquet")
     record = {
         "name": "vis",
         "version": "v1",
@@ -223,16 +221,21 @@ def _write_v1_store(root: Path) -> None:
         "config": {"fps": 3},
     }
     (root / "extractors.json").write_text(json.dumps({"vis": record}))
-    for media_id, value, status in (("a", 1.0, "ok"), ("b", 0.0, "failed")):
-        folder = root / "media" / "extractor=vis" / "version=v1"
-        folder.mkdir(parents=True, exist_ok=True)
+    media = root / "media" / "extractor=vis" / "version=v1"
+    frames = root / "frames" / "extractor=vis" / "version=v1"
+    media.mkdir(parents=True)
+    frames.mkdir(parents=True)
+    stamp = pd.Timestamp("2026-01-02T03:04:05Z")
+    for media_id, value, status in (("a", 1.0, "ok"), ("b", 0.0, "failed"), ("part-07", 5.0, "ok")):
         row = {f.name: None for f in MEDIA_SCHEMA}
-        row.update(media_id=media_id, status=status, frames=3, error=None if value else "bad")
-        pq.write_table(pa.Table.from_pylist([row], MEDIA_SCHEMA), folder / f"{media_id}-0.parquet")
+        row.update(media_id=media_id, status=status, frames=3, written_at=stamp)
+        row.update(error=None if value else "bad", coverage=0.5, tracks=2)
+        table = pa.Table.from_pylist([row], MEDIA_SCHEMA)
+        if media_id == "a":
+            table = table.drop_columns(["coverage", "tracks"])
+        pq.write_table(table, media / f"{media_id}-0123456789ab.parquet")
         if status == "ok":
-            frames = root / "frames" / "extractor=vis" / "version=v1"
-            frames.mkdir(parents=True, exist_ok=True)
-            pq.write_table(_frames(media_id, 3, value), frames / f"{media_id}-0.parquet")
+            pq.write_table(_frames(media_id, 3, value), frames / f"{media_id}-0123456789ab.parquet")
 
 
 def test_a_format_1_store_is_refused_with_the_command_and_converts_without_recomputing(
@@ -244,16 +247,36 @@ def test_a_format_1_store_is_refused_with_the_command_and_converts_without_recom
     with pytest.raises(RaypipeError, match="raypipe store migrate"):
         store.require()
     report = migrate(store)
-    assert report.versions == ["vis@v1"] and report.removed_files == 5
+    assert report.versions == ["vis@v1"] and report.removed_files == 7
     store.require()
     status = store.status().set_index("media_id")
     assert status.loc["a", "status"] == "ok" and status.loc["b", "status"] == "failed"
-    frames = store.frame_table("vis")
-    assert np.allclose(np.stack(frames.sort_values("frame_index")["features"])[:, 0], [1, 2, 3])
+    assert status.loc["part-07", "status"] == "ok"  # an id that looks like a new file name
+    assert status.loc["b", "coverage"] == 0.5 and pd.isna(status.loc["a", "coverage"])
+    frames = store.frame_table("vis").sort_values(["media_id", "frame_index"])
+    assert np.allclose(np.stack(frames["features"])[:, 0], [1, 2, 3, 5, 6, 7])
     assert store.extractors()["vis"].config == {"fps": 3}
     assert store.read_manifest().set_index("media_id").loc["b", "label"] == "Sad"
+    written = store.media_table("vis").set_index("media_id")["written_at"]
+    assert (written == pd.Timestamp("2026-01-02T03:04:05Z")).all()  # first-written times kept
     assert not (root / "manifest.parquet").exists() and not (root / "extractors.json").exists()
     assert verify(store).ok
+
+
+def test_a_conversion_stopped_while_removing_old_files_is_finished_by_a_rerun(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "old"
+    _write_v1_store(root)
+    store = FeatureStore(str(root))
+    migrate(store)
+    # As if it stopped after the switch: the marker says so and an old file is still there.
+    (root / "raypipe_store.json").write_text(json.dumps({"format": 2, "removing_format_1": True}))
+    leftover = root / "media" / "extractor=vis" / "version=v1" / "b-0123456789ab.parquet"
+    pq.write_table(pa.table({"media_id": ["b"]}), leftover)
+    assert migrate(store).removed_files == 1 and not leftover.exists()
+    assert json.loads((root / "raypipe_store.json").read_text()) == {"format": 2}
+    assert pd.read_parquet(root / "media")["media_id"].is_unique
 
 
 def test_two_jobs_writing_one_store_at_once_keep_every_result(tmp_path: Path) -> None:
