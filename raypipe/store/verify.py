@@ -74,12 +74,18 @@ def verify(store: FeatureStore, repair: bool = False) -> VerifyReport:
         report.files_checked += len(view.files) + len(view.unreadable)
         for relative, reason in view.unreadable:
             report.damaged.append(Damage(relative, "index", reason))
+        if view.unreadable:
+            # The media whose newest row was in a damaged index file cannot be told apart;
+            # those that have rows in data files no readable index names are retired, so the
+            # next extract computes them again rather than reading an older row.
+            bad_media[(name, version)].update(_unindexed_media(store, name, version, view.named))
+        rows = view.rows
         expected: dict[str, tuple[str, list[str]]] = {}
         for level in layout.LEVEL_DIRS:
             for media_id, relative, digest in zip(
-                view.rows["media_id"],
-                view.rows[f"{level}_file"],
-                view.rows[f"{level}_sha256"],
+                rows["media_id"],
+                rows[f"{level}_file"],
+                rows[f"{level}_sha256"],
                 strict=True,
             ):
                 if isinstance(relative, str):
@@ -97,6 +103,22 @@ def verify(store: FeatureStore, repair: bool = False) -> VerifyReport:
     if repair and report.damaged:
         _repair(store, report, bad_media)
     return report
+
+
+def _unindexed_media(store: FeatureStore, name: str, version: str, named: set[str]) -> set[str]:
+    """Media ids in a version's data files that no readable index row names."""
+    found: set[str] = set()
+    for level in layout.LEVEL_DIRS:
+        for info in store.files.listing(layout.partition_dir(level, name, version)):
+            relative = store.files.relative(info.path)
+            if relative in named:
+                continue
+            try:
+                ids = store.files.read_parquet(relative, ["media_id"])["media_id"]
+            except (OSError, pa.ArrowException):
+                continue
+            found.update(ids.unique().to_pylist())
+    return found
 
 
 def _check(store: FeatureStore, relative: str, digest: str | None) -> str | None:

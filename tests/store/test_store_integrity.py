@@ -122,20 +122,25 @@ def test_rewritten_media_are_read_once_and_compaction_leaves_plain_readers_one_r
     assert verify(store).ok  # the re-pointed index rows carry the new files' checksums
 
 
-def test_a_truncated_index_file_is_named_and_skipped(
+def test_a_truncated_index_file_is_named_skipped_and_its_media_queued_again(
     store: FeatureStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store.write_results([_result("m000")])
-    store.write_results([_result("m001")])
-    bad = _files(tmp_path / "store", "_index")[1]
+    failed = {"status": "failed", "error": "decoder timed out"}
+    store.write_results([MediaResult("vis", "v1", "m001", failed)])
+    store.write_results([_result("m001")])  # the retry succeeded; its index file gets damaged
+    bad = _files(tmp_path / "store", "_index")[2]
     bad.write_bytes(bad.read_bytes()[:40])
     with caplog.at_level(logging.WARNING, logger="raypipe"):
         status = store.status().set_index("media_id")
     assert str(bad) in caplog.text
-    assert status.loc["m000", "status"] == "ok" and status.loc["m001", "status"] == "missing"
+    assert status.loc["m000", "status"] == "ok"
+    assert status.loc["m001", "status"] == "failed"  # the older row shows through, until...
     report = verify(store, repair=True)
     assert [d.kind for d in report.damaged] == ["index"]
+    assert report.retired == {"vis@v1": 1}
     assert not bad.exists() and (tmp_path / "store" / "_quarantine").exists()
+    assert store.done_media("vis", "v1") == {"m000"}  # ...the repair queues m001 again
     assert verify(store).ok
 
 
