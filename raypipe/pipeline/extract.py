@@ -28,9 +28,10 @@ from raypipe.extractors.registry import EXTRACTORS, build_extractor
 from raypipe.media.context import MediaContext
 from raypipe.media.manifest import load_manifest
 from raypipe.media.prefetch import prefetch
+from raypipe.pipeline.pool import PoolSize, oversubscription, pool_size
 from raypipe.pipeline.progress import progress_bar
 from raypipe.pipeline.provenance import provenance
-from raypipe.pipeline.runtime import cluster_cpus, ray_session
+from raypipe.pipeline.runtime import cluster_reach, ray_session
 from raypipe.store.compaction import compact
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore, MediaResult
 from raypipe.store.fingerprint import fingerprint
@@ -51,6 +52,8 @@ class ExtractSummary:
     manifest_issues: int = 0
     #: Media whose manifest row has a problem now but whose stored results were kept.
     kept_despite_manifest: int = 0
+    #: Results (media x extractor) computed on each Ray node, by node id.
+    nodes: Counter = field(default_factory=Counter)
 
     def line(self) -> str:
         """A one-line human summary."""
@@ -81,17 +84,26 @@ def extractor_specs(config: ExtractConfig) -> list[tuple[str, dict[str, Any]]]:
     return specs
 
 
-def default_workers(
-    cpus_per_worker: float, gpus_per_worker: float, media: int, decode_tasks: int = 0
-) -> int:
-    """Actors that fit the connected cluster: by GPUs when they use GPUs, else by the CPUs
-    left after ``decode_tasks`` decode tasks."""
-    if gpus_per_worker > 0:
-        total = float(ray.cluster_resources().get("GPU", 0.0))
-        fit = int(total / gpus_per_worker) if total else 1
-    else:
-        fit = int((cluster_cpus() - decode_tasks) / cpus_per_worker)
-    return max(1, min(fit, media))
+def job_pool(
+    config: ExtractConfig, media: int, gpus_per_worker: float, reach: dict[str, float] | None
+) -> PoolSize:
+    """The actor pool of a job computing ``media`` media (:func:`raypipe.pipeline.pool.
+    pool_size`), where ``reach`` is the most the cluster can grow to (None: not reported)."""
+    return pool_size(
+        workers=config.workers,
+        min_workers=config.min_workers,
+        max_workers=config.max_workers,
+        media=media,
+        cpus_per_worker=config.cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+        decode_tasks=config.decode_tasks,
+        reach=reach,
+    )
+
+
+def gpus_per_actor(extractors: Sequence[Extractor]) -> float:
+    """GPUs an extraction actor reserves: the largest share any of its extractors asks for."""
+    return max((e.resources.get("num_gpus", 0.0) for e in extractors), default=0.0)
 
 
 def _record(extractor: Extractor) -> ExtractorRecord:
@@ -142,9 +154,16 @@ class ExtractionActor:
         self.store = FeatureStore(store_uri)
         self.video = video
         self.digest = digest
+        self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {"media_id": [], "extractor": [], "status": [], "error": []}
+        out: dict[str, list[Any]] = {
+            "media_id": [],
+            "extractor": [],
+            "status": [],
+            "error": [],
+            "node": [],
+        }
         ahead = batch.get("prefetched", [None] * len(batch["media_id"]))
         # The batch's results are written together: a few files per extractor version, not a
         # few per media. A crash loses this batch only; the re-run computes it again.
@@ -163,6 +182,7 @@ class ExtractionActor:
                 out["extractor"].append(outcome.extractor)
                 out["status"].append(outcome.status)
                 out["error"].append(outcome.error or "")
+                out["node"].append(self.node)
         self.store.write_results(written.results)
         return out
 
@@ -315,7 +335,7 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
         if part.reasons.get("changed"):
             log.info(
                 "%s: %d media changed on disk since their results were written; recomputing "
-                "them (the old rows are retired)",
+                "them (their old rows are superseded)",
                 part.name,
                 part.reasons["changed"],
             )
@@ -332,24 +352,24 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
         store.write_job_record(_finished(job, summary), job_name)
         return summary
 
-    gpus = max((e.resources.get("num_gpus", 0.0) for e in extractors), default=0.0)
+    gpus = gpus_per_actor(extractors)
     with ray_session(config.ray):
-        workers = config.workers or default_workers(
-            config.cpus_per_worker, gpus, len(items), config.decode_tasks
+        reach = cluster_reach()
+        pool = job_pool(config, len(items), gpus, reach)
+        warning = oversubscription(
+            pool,
+            config.cpus_per_worker,
+            gpus,
+            config.decode_tasks,
+            reach or ray.cluster_resources(),
+            known_reach=reach is not None,
         )
-        if workers * config.cpus_per_worker + config.decode_tasks > cluster_cpus():
-            log.warning(
-                "%d actor(s) x %g CPU + %d decode task(s) need more CPUs than the cluster's %d; "
-                "lower workers or decode_tasks if the job stalls",
-                workers,
-                config.cpus_per_worker,
-                config.decode_tasks,
-                cluster_cpus(),
-            )
+        if warning:
+            log.warning("%s", warning)
         log.info(
-            "extracting %d media with %d actor(s): %s",
+            "extracting %d media with %s: %s",
             len(items),
-            workers,
+            pool.describe(),
             ", ".join(f"{e.name}@{e.version}" for e in extractors),
         )
         context = ray.data.DataContext.get_current()
@@ -376,13 +396,16 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
                 "digest": config.fingerprint,
             },
             batch_size=config.batch_size,
-            compute=ray.data.ActorPoolStrategy(size=workers),
+            # Ray Data grows the pool while its actors are busy and the cluster has room
+            # (asking the autoscaler for nodes when short) and shrinks it when they idle.
+            compute=ray.data.ActorPoolStrategy(min_size=pool.min, max_size=pool.max),
             num_cpus=config.cpus_per_worker,
             num_gpus=gpus,
         )
         with progress_bar("extract", total=len(items) * len(extractors)) as advance:
             for row in results.iter_rows():
                 summary.computed[row["status"]] += 1
+                summary.nodes[row["node"]] += 1
                 if row["status"] == STATUS_FAILED:
                     log.warning(
                         "%s [%s] failed: %s", row["media_id"], row["extractor"], row["error"]

@@ -12,8 +12,9 @@ STORE/
   crops/extractor=<name>/version=<v>/part-<stamp>-<id>.parquet   aligned face crops
   _quarantine/...                                     files `store verify --repair` moved aside
 ```
-Every file is written once under a new name and never modified, so several jobs may write one
-store at once on any filesystem, object stores included; the newest index row of a media wins.
+Data, index and manifest files are written once under a new name and never modified, so several
+jobs may write one store at once on any filesystem, object stores included; the newest index row
+of a media wins. Extractor and job records are small JSON files rewritten in place.
 ``<stamp>`` is a UTC time to the microsecond, so names sort in writing order. Hive-style
 folder names make ``pandas.read_parquet(STORE/media)`` return ``extractor`` and ``version``.
 """
