@@ -48,6 +48,24 @@ def test_jsonl_and_parquet(tmp_path: Path, suffix: str) -> None:
     assert issues == [] and valid.loc[0, "label"] == "Fear" and valid.loc[0, "split"] == "val"
 
 
+def test_tsv_folders_splits_and_paths_as_pathlib_writes_them(tmp_path: Path) -> None:
+    _media(tmp_path, ["a.mp4", "b.mp4"])
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "m.tsv").write_text(
+        "media_id\tpath\tlabel\tsplit\n"
+        f"a\t{tmp_path}//a.mp4\tHappy\tTrain\n"  # a doubled slash, a capitalised split
+        "b\t./b.mp4\t\t\n"
+        "c\tsub\tSad\ttest\n"  # a folder, not a file
+        "d\tb.mp4\tSad\tholdout\n"
+    )
+    valid, issues = load_manifest(tmp_path / "m.tsv")
+    assert list(valid["path"]) == [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
+    assert valid.loc[0, "split"] == "train" and pd.isna(valid.loc[1, "split"])
+    assert pd.isna(valid.loc[1, "label"])
+    by_row = {i.row: i.message for i in issues}
+    assert "is a folder" in by_row[3] and "unknown split 'holdout'" in by_row[4]
+
+
 def test_missing_columns_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text("id,file\n1,a.mp4\n")
     with pytest.raises(ManifestError, match="lacks column"):
