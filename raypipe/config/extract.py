@@ -309,7 +309,16 @@ class ExtractConfig(StrictModel):
     text_embedding: TextEmbeddingConfig = TextEmbeddingConfig()
     """Sentence embeddings of transcripts."""
     workers: int | None = Field(default=None, ge=1)
-    """Extraction actors running at once; unset: one per CPU of the Ray cluster."""
+    """A fixed number of extraction actors (a pool that neither grows nor shrinks); unset: an
+    autoscaling pool of min_workers to max_workers actors."""
+    min_workers: int = Field(default=1, ge=1)
+    """Fewest extraction actors the autoscaling pool keeps (when workers is unset)."""
+    max_workers: int | None = Field(default=None, ge=1)
+    """Most extraction actors the autoscaling pool grows to (when workers is unset); unset:
+    what the cluster can reach, which is the largest cluster its autoscaler may start where
+    Ray reports it (KubeRay, autoscaler v2), else one actor per media to compute (the pool
+    then grows only as far as the cluster has room for actors). Never more than the media to
+    compute."""
     batch_size: int = Field(default=2, ge=1)
     """Media handed to an actor per call."""
     cpus_per_worker: float = Field(default=1.0, gt=0)
@@ -339,6 +348,14 @@ class ExtractConfig(StrictModel):
 
         if not any(getattr(getattr(self, n, None), "enabled", False) for n in EXTRACTORS):
             raise ValueError("at least one extractor must be enabled")
+        if self.workers is not None and (self.max_workers is not None or self.min_workers > 1):
+            raise ValueError(
+                "workers fixes the pool's size; set either workers or min_workers/max_workers"
+            )
+        if self.max_workers is not None and self.min_workers > self.max_workers:
+            raise ValueError(
+                f"min_workers ({self.min_workers}) is above max_workers ({self.max_workers})"
+            )
         return self
 
     @model_validator(mode="after")

@@ -52,3 +52,22 @@ def ray_session(config: RayConfig) -> Iterator[None]:
 def cluster_cpus() -> int:
     """CPUs the connected Ray cluster offers (at least 1)."""
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def cluster_reach() -> dict[str, float] | None:
+    """The most resources the connected cluster can grow to, where Ray reports it: the
+    largest cluster its autoscaler may start (node types' max workers x their resources), as
+    published by KubeRay and autoscaler v2 and read the way Ray Data and Ray Train read it.
+    Never less than what the cluster has now. None where Ray does not say (a local Ray, a
+    cluster started by ``ray up`` with the default autoscaler)."""
+    try:
+        from ray._private.state import state
+
+        most = state.get_max_resources_from_cluster_config()
+    except Exception as error:  # a private Ray API: treat any change as "not reported"
+        log.debug("the cluster's largest size is not known: %s", error)
+        return None
+    if not most:
+        return None
+    now = ray.cluster_resources()
+    return {key: max(float(most.get(key, 0)), float(now.get(key, 0))) for key in {*most, *now}}
