@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,15 @@ def frame_sequences(store: FeatureStore, extractor: str) -> dict[str, np.ndarray
     return sequences
 
 
+def missing_extractor(store_uri: str, extractor: str, known: Iterable[str]) -> RaypipeError:
+    """The error of a feature set whose extractor the store does not hold."""
+    names = ", ".join(sorted(known)) or "none"
+    return RaypipeError(
+        f"Store '{store_uri}' has no extractor '{extractor}' (known: {names}); "
+        "fix feature_sets in the config or run `raypipe extract` with it."
+    )
+
+
 def load_feature_matrix(
     store: FeatureStore,
     extractor: str,
@@ -93,11 +103,7 @@ def load_feature_matrix(
     """
     records = store.extractors()
     if extractor not in records:
-        known = ", ".join(sorted(records)) or "none"
-        raise RaypipeError(
-            f"Store '{store.uri}' has no extractor '{extractor}' (known: {known}); "
-            "fix feature_sets in the config or run `raypipe extract` with it."
-        )
+        raise missing_extractor(store.uri, extractor, records)
     record = records[extractor]
     manifest = store.read_manifest().set_index("media_id")
     modality = record.modality

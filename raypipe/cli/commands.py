@@ -13,10 +13,10 @@ from typing import Annotated
 import typer
 
 from raypipe.cli.failures import user_errors
-from raypipe.cli.options import AddressOpt, ConfigOpt, JsonOpt, SetOpt
+from raypipe.cli.options import AddressOpt, ConfigOpt, DryRunOpt, JsonOpt, SetOpt
 from raypipe.cli.options import flag as _flag
 from raypipe.cli.options import load as _load
-from raypipe.cli.output import print_table
+from raypipe.cli.output import print_dry_run, print_json, print_table, records
 from raypipe.cli.store_commands import store_app
 from raypipe.config import (
     DemoConfig,
@@ -81,15 +81,40 @@ def extract(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Extract features of every media in a manifest into a versioned feature store."""
+    """Extract features of every media in a manifest into a versioned feature store. The
+    actor pool grows and shrinks with the work and the cluster (min_workers to max_workers),
+    or has a fixed size (workers)."""
     from raypipe.pipeline.extract import run_extract
 
     with user_errors("extract") as where:
         flags = {"manifest": manifest, "out": out}
         cfg = _load(ExtractConfig, config, set_, flags, address)
         where.path = cfg.out
-        summary = run_extract(cfg)
+        if dry_run:
+            from raypipe.pipeline.dry_run import dry_run_extract
+
+            plan = dry_run_extract(cfg)
+        else:
+            summary = run_extract(cfg)
+    if dry_run:
+        print_dry_run(plan, as_json)
+        return
+    if as_json:
+        print_json(
+            {
+                "store": summary.store,
+                "media": summary.media,
+                "computed": dict(summary.computed),
+                "skipped": summary.skipped,
+                "manifest_issues": summary.manifest_issues,
+                "kept_despite_manifest": summary.kept_despite_manifest,
+                "nodes": dict(summary.nodes),
+            }
+        )
+        return
     typer.echo(summary.line())
     typer.echo(f"see per-media results: raypipe store status {cfg.out}")
 
@@ -101,6 +126,8 @@ def tune_classifiers(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Search feature set x pooling x classifier x params with Ray Tune; store predictions."""
     from raypipe.pipeline.tune_classifiers import run_tune_classifiers
@@ -108,7 +135,18 @@ def tune_classifiers(
     with user_errors("tune-classifiers") as where:
         cfg = _load(TuneClassifiersConfig, config, set_, {"store": store, "run": run}, address)
         where.path = str(cfg.run) if cfg.run else None
-        best = run_tune_classifiers(cfg)
+        if dry_run:
+            from raypipe.pipeline.dry_run import dry_run_tune_classifiers
+
+            plan = dry_run_tune_classifiers(cfg)
+        else:
+            best = run_tune_classifiers(cfg)
+    if dry_run:
+        print_dry_run(plan, as_json)
+        return
+    if as_json:
+        print_json({"run": str(cfg.run), "best": records(best)})
+        return
     print_table(best, "best configuration per feature set x classifier")
     typer.echo(f"next: raypipe fuse --run {cfg.run}")
 
@@ -160,6 +198,8 @@ def train(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune a backbone with Ray Train (resumable), then export it as a face_backbone."""
     from raypipe.pipeline.train import run_train
@@ -170,7 +210,18 @@ def train(
             key = "store" if cfg.data.source == "store" else "root"
             cfg.data = cfg.data.model_copy(update={key: data})
         where.path = str(cfg.run) if cfg.run else None
-        summary = run_train(cfg)
+        if dry_run:
+            from raypipe.pipeline.dry_run import dry_run_train
+
+            plan = dry_run_train(cfg)
+        else:
+            summary = run_train(cfg)
+    if dry_run:
+        print_dry_run(plan, as_json)
+        return
+    if as_json:
+        print_json({key: str(value) for key, value in summary.__dict__.items()})
+        return
     typer.echo(summary.line())
     typer.echo(f"next: raypipe extract --config {summary.extract_config}")
 

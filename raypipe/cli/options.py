@@ -22,6 +22,14 @@ AddressOpt = Annotated[
     typer.Option("--address", help="Ray cluster address; omit for an embedded local Ray."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print what the command would do (with --json: as JSON) and stop: reads the "
+        "inputs, starts no Ray, writes nothing.",
+    ),
+]
 
 
 def flag(model: type[Any], field: str) -> Any:

@@ -36,3 +36,15 @@ def print_table(frame: Any, title: str) -> None:
             *[f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
         )
     Console(width=160).print(table)
+
+
+def print_dry_run(plan: Any, as_json: bool) -> None:
+    """Print a :class:`~raypipe.pipeline.dry_run.DryRun`: its summary and tables as one JSON
+    object, or its tables then its lines."""
+    if as_json:
+        print_json({**plan.summary, **{k: records(t) for k, (_, t) in plan.tables.items()}})
+        return
+    for title, table in plan.tables.values():
+        print_table(table, title)
+    for line in plan.lines:
+        typer.echo(line)

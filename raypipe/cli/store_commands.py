@@ -6,12 +6,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
 from raypipe.cli.failures import user_errors
 from raypipe.cli.options import ConfigOpt, JsonOpt, SetOpt, flag, load
-from raypipe.cli.output import print_json, print_table, records
+from raypipe.cli.output import print_dry_run, print_json, print_table, records
 from raypipe.config import ExtractConfig
 
 store_app = typer.Typer(
@@ -69,37 +68,14 @@ def store_plan(
     """What `raypipe extract` with this config would compute, per extractor (new media,
     changed files, retried failures) and an estimate from the seconds stored per media.
     Writes nothing and starts no Ray."""
+    from raypipe.pipeline.dry_run import extract_plan
     from raypipe.pipeline.extract import plan_extract
 
     with user_errors("store plan") as where:
         cfg = load(ExtractConfig, config, set_, {"manifest": manifest, "out": out}, None)
         where.path = cfg.out
         plan = plan_extract(cfg)
-    table = pd.DataFrame(
-        [
-            {
-                "extractor": p.name,
-                "version": p.version,
-                "current": p.current,
-                "new_version": p.current != p.version,
-                "todo": p.todo,
-                **{reason: int(p.reasons.get(reason, 0)) for reason in ("new", "changed", "retry")},
-                "reused": p.reused,
-                "median_s": p.median_s,
-                "estimate_s": p.estimate_s,
-            }
-            for p in plan.extractors
-        ]
-    )
-    if as_json:
-        print_json({"store": cfg.out, "media": len(plan.items), "extractors": records(table)})
-        return
-    print_table(table, f"plan: {cfg.out}")
-    total = table["estimate_s"].dropna().sum() if len(table) else 0.0
-    typer.echo(
-        f"{len(plan.items)} media to process; about {total:.0f} s of one worker where timed "
-        "before (divide by the workers of the cluster)"
-    )
+    print_dry_run(extract_plan(cfg.out, plan), as_json)
 
 
 @store_app.command("verify")

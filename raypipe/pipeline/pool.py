@@ -21,12 +21,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-#: Where a pool's largest size comes from (:attr:`PoolSize.bound`).
+#: Where a pool's largest size comes from (:attr:`PoolSize.bound`), as :meth:`PoolSize.
+#: describe` words it.
 BOUNDS = {
-    "workers": "workers (a fixed pool)",
+    "workers": "workers: a fixed pool",
     "max_workers": "max_workers",
-    "cluster": "what the cluster can reach",
-    "media": "the media to compute (Ray does not report how far the cluster can grow)",
+    "cluster": "what fits the largest cluster the autoscaler may start",
+    "media": "one per media to compute",
 }
 
 
@@ -45,9 +46,12 @@ class PoolSize:
         return self.min == self.max
 
     def describe(self) -> str:
-        """``'2 actor(s)'`` or ``'1 to 8 actor(s)'``, and what bounds the largest size."""
+        """``'4 actor(s) (workers: a fixed pool)'``, ``'1 to 8 actor(s), at most
+        max_workers'``..."""
+        if self.bound == "workers":
+            return f"{self.max} actor(s) ({BOUNDS['workers']})"
         size = f"{self.min}" if self.fixed else f"{self.min} to {self.max}"
-        return f"{size} actor(s) (at most: {BOUNDS[self.bound]})"
+        return f"{size} actor(s), at most {BOUNDS[self.bound]}"
 
 
 def actors_fitting(

@@ -35,6 +35,7 @@ from raypipe.finetune.export import export_backbone, extract_snippet, write_extr
 from raypipe.finetune.images import LabelledImages, image_folder, store_crops
 from raypipe.finetune.loop import (
     MODEL_FILE,
+    PROGRESS_FILE,
     TrainingState,
     evaluate,
     load_checkpoint,
@@ -406,13 +407,29 @@ def absolute_paths(config: TrainConfig) -> TrainConfig:
     )
 
 
+def require_run(config: TrainConfig) -> None:
+    """Fail in one sentence unless the run folder is given."""
+    if config.run is None:
+        raise ConfigError("train needs a run folder (--run) for checkpoints, report and export.")
+
+
+def latest_checkpoint(config: TrainConfig) -> Path | None:
+    """The newest epoch checkpoint of ``config``'s Ray Train run in its run folder, which a
+    re-run resumes from (the run is restored by name, :func:`run_name`); None when there is
+    none. ``config`` as :func:`absolute_paths` returns it."""
+    folder = Path(config.run) / "ray" / run_name(config)
+    if not folder.is_dir():
+        return None
+    saved = [p for p in sorted(folder.glob("epoch_*")) if (p / PROGRESS_FILE).is_file()]
+    return saved[-1] if saved else None
+
+
 def run_train(config: TrainConfig, epoch_hook: EpochHook | None = None) -> TrainSummary:
     """Fine-tune (or search, then fine-tune) as configured; write report and export.
 
     ``epoch_hook(epoch, rank)`` runs on every worker before each epoch.
     """
-    if config.run is None:
-        raise ConfigError("train needs a run folder (--run) for checkpoints, report and export.")
+    require_run(config)
     config = absolute_paths(config)
     images = load_images(config)
     check_images(images)

@@ -15,6 +15,8 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,30 @@ def _trial(
         report(0, *fit_and_score(matrix, spec, n_classes, seed, balance))
 
 
+def matrix_sources(
+    config: TuneClassifiersConfig, records: dict[str, Any]
+) -> list[tuple[str, str | None]]:
+    """(extractor, pooling) of every matrix the search reads, given the store's extractor
+    records: frame-level sets once per pooling; media-level sets as stored (pooling None) or as
+    TF-IDF of their transcripts. An extractor the store lacks is listed like a media-level one
+    (reading it fails with :func:`~raypipe.classify.feature_matrix.missing_extractor`)."""
+    sources: list[tuple[str, str | None]] = []
+    for feature_set in config.feature_sets:
+        record = records.get(feature_set.extractor)
+        if record and record.level == "frame":
+            poolings: list[str | None] = list(feature_set.pooling)
+        else:  # media-level sets are read as stored, or as TF-IDF of their transcripts
+            poolings = [p for p in feature_set.pooling if POOLINGS.get(p).source == "text"]
+            poolings = poolings or [None]
+        sources.extend((feature_set.extractor, pooling) for pooling in poolings)
+    return sources
+
+
+def matrix_name(extractor: str, pooling: str | None) -> str:
+    """A matrix's (feature set's) name: '<extractor>' or '<extractor>.<pooling>'."""
+    return extractor if pooling is None else f"{extractor}.{pooling}"
+
+
 def load_matrices(config: TuneClassifiersConfig, store: FeatureStore) -> dict[str, FeatureMatrix]:
     """Media-level matrices of every configured feature set x pooling (fitted poolings are
     fitted on the train split here, once per feature set)."""
@@ -142,46 +168,38 @@ def load_matrices(config: TuneClassifiersConfig, store: FeatureStore) -> dict[st
         "tfidf": config.tfidf,
     }
     matrices: dict[str, FeatureMatrix] = {}
-    records = store.extractors()
-    for feature_set in config.feature_sets:
-        record = records.get(feature_set.extractor)
-        if record and record.level == "frame":
-            poolings: list[str | None] = list(feature_set.pooling)
-        else:  # media-level sets are read as stored, or as TF-IDF of their transcripts
-            poolings = [p for p in feature_set.pooling if POOLINGS.get(p).source == "text"]
-            poolings = poolings or [None]
-        for pooling in poolings:
-            matrix = load_feature_matrix(
-                store,
-                feature_set.extractor,
-                pooling,
-                labels,
-                pooling_params=params,
-                task=config.task,
-                targets=targets,
-                seed=config.seed,
-            )
-            labelled = matrix.labelled()
-            for split in ("train", "val"):
-                if not ((matrix.split == split) & labelled).any():
-                    raise ConfigError(
-                        f"Feature set '{matrix.name}' has no labelled {split} media; the "
-                        "manifest needs a 'split' column with train and val rows (and, for "
-                        "multilabel or regression, targets for them)."
-                    )
-            # Multilabel and regression targets are (N, L) rows: only classes are counted.
-            train = (matrix.split == "train") & labelled
-            classification = config.task == "classification"
-            train_classes = set(matrix.y[train].tolist()) if classification else set()
-            if classification and len(train_classes) < 2:
-                names = ", ".join(labels.classes[int(c)] for c in sorted(train_classes))
+    for extractor, pooling in matrix_sources(config, store.extractors()):
+        matrix = load_feature_matrix(
+            store,
+            extractor,
+            pooling,
+            labels,
+            pooling_params=params,
+            task=config.task,
+            targets=targets,
+            seed=config.seed,
+        )
+        labelled = matrix.labelled()
+        for split in ("train", "val"):
+            if not ((matrix.split == split) & labelled).any():
                 raise ConfigError(
-                    f"Feature set '{matrix.name}' has labelled train media of one class only "
-                    f"({names}) in store '{store.uri}'; a classifier needs at least two: label "
-                    "train media of other classes in the manifest, then re-run `raypipe "
-                    "extract` with it (only the store's manifest changes)."
+                    f"Feature set '{matrix.name}' has no labelled {split} media; the "
+                    "manifest needs a 'split' column with train and val rows (and, for "
+                    "multilabel or regression, targets for them)."
                 )
-            matrices[matrix.name] = matrix
+        # Multilabel and regression targets are (N, L) rows: only classes are counted.
+        train = (matrix.split == "train") & labelled
+        classification = config.task == "classification"
+        train_classes = set(matrix.y[train].tolist()) if classification else set()
+        if classification and len(train_classes) < 2:
+            names = ", ".join(labels.classes[int(c)] for c in sorted(train_classes))
+            raise ConfigError(
+                f"Feature set '{matrix.name}' has labelled train media of one class only "
+                f"({names}) in store '{store.uri}'; a classifier needs at least two: label "
+                "train media of other classes in the manifest, then re-run `raypipe "
+                "extract` with it (only the store's manifest changes)."
+            )
+        matrices[matrix.name] = matrix
     return matrices
 
 
@@ -198,6 +216,33 @@ def search_id(config: TuneClassifiersConfig, specs: list[dict[str, Any]]) -> str
         "asha": [config.early_stopping, config.grace_epochs],
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
+@dataclass
+class SearchState:
+    """Where a search stands in its run folder: what its ledger holds and what is left."""
+
+    #: The search's Tune folder (``RUN/tune/classifiers-<search id>``).
+    experiment: Path
+    #: Finished trials by spec key (the ledger).
+    done: dict[str, dict[str, Any]]
+    #: Specs not finished yet (grid and random searches run them all).
+    pending: list[dict[str, Any]]
+    #: Trials still to run (optuna: the budget the ledger lacks).
+    trials_left: int
+
+
+def search_state(
+    config: TuneClassifiersConfig, specs: list[dict[str, Any]], run: RunFolder
+) -> SearchState:
+    """What the run folder holds of the search of ``specs``; reads only."""
+    experiment = run.tune_dir / f"classifiers-{search_id(config, specs)}"
+    done = TrialLedger(experiment / "finished").done()
+    pending = [s for s in specs if spec_key(s) not in done]
+    trials_left = (
+        config.num_samples - _finished(done) if config.search == "optuna" else len(pending)
+    )
+    return SearchState(experiment, done, pending, trials_left)
 
 
 def _run_search(
@@ -318,12 +363,31 @@ def _finished(done: dict[str, dict[str, Any]]) -> int:
     return sum(int(entry.get("count", 1)) for entry in done.values())
 
 
+def require_store_and_run(config: TuneClassifiersConfig) -> None:
+    """Fail in one sentence unless both the store and the run folder are given."""
+    if config.store is None or config.run is None:
+        raise ConfigError("tune-classifiers needs a store (--store) and a run folder (--run).")
+
+
+def search_specs(
+    config: TuneClassifiersConfig, feature_sets: Iterable[str]
+) -> list[dict[str, Any]]:
+    """The trial specs of the search over ``feature_sets`` (matrix names, see
+    :func:`matrix_name`); fails when no classifier reads any of them."""
+    specs = trial_specs(config, feature_sets)
+    if not specs:
+        raise ConfigError(
+            "The search space is empty: no classifier in classifiers reads the configured "
+            "feature sets (sequence heads need 'seq' pooling, the others another pooling)."
+        )
+    return specs
+
+
 def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
     """Search (or resume the search), store every trial's predictions and the best model of
     each (feature set, classifier) with its predictions; return the table of those best
     models with their validation scores and modality."""
-    if config.store is None or config.run is None:
-        raise ConfigError("tune-classifiers needs a store (--store) and a run folder (--run).")
+    require_store_and_run(config)
     store = FeatureStore(config.store)
     store.require()
     labels = label_space()
@@ -335,20 +399,12 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
         meta["targets"] = list(config.target_columns)
     run.create(meta)
     record_run(run, "tune-classifiers", config)
-    specs = trial_specs(config, matrices)
-    if not specs:
-        raise ConfigError(
-            "The search space is empty: no classifier in classifiers reads the configured "
-            "feature sets (sequence heads need 'seq' pooling, the others another pooling)."
-        )
+    specs = search_specs(config, matrices)
     metric = f"val_{config.metric}"
-    experiment = run.tune_dir / f"classifiers-{search_id(config, specs)}"
+    state = search_state(config, specs, run)
+    experiment, done, pending = state.experiment, state.done, state.pending
+    trials_left = state.trials_left
     ledger = TrialLedger(experiment / "finished")
-    done = ledger.done()
-    pending = [s for s in specs if spec_key(s) not in done]
-    trials_left = (
-        config.num_samples - _finished(done) if config.search == "optuna" else len(pending)
-    )
     log.info(
         "%d configurations over %d feature set(s): %d done before, %d trial(s) to run",
         len(specs),
