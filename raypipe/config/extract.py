@@ -316,9 +316,9 @@ class ExtractConfig(StrictModel):
     max_workers: int | None = Field(default=None, ge=1)
     """Most extraction actors the autoscaling pool grows to (when workers is unset); unset:
     what the cluster can reach, which is the largest cluster its autoscaler may start where
-    Ray reports it (KubeRay, autoscaler v2), else one actor per media to compute (the pool
-    then grows only as far as the cluster has room for actors). Never more than the media to
-    compute."""
+    Ray reports it (the cluster config in Ray's GCS, which Ray 2.60's own autoscalers do not
+    publish), else one actor per media to compute (the pool then grows only as far as the
+    cluster has room for actors). Never more than the media to compute."""
     batch_size: int = Field(default=2, ge=1)
     """Media handed to an actor per call."""
     cpus_per_worker: float = Field(default=1.0, gt=0)

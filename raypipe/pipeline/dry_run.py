@@ -118,8 +118,7 @@ def dry_run_extract(config: ExtractConfig) -> DryRun:
         if pool.bound == "media":
             lines.append(
                 "(max_workers unset: the job bounds the pool by the largest cluster the "
-                "autoscaler may start where Ray reports it, KubeRay and autoscaler v2 do; "
-                "else by the media)"
+                "autoscaler may start where the cluster reports it, else by the media)"
             )
         if timed:
             line = f"about {one_worker:.0f} s of one actor where timed before"

@@ -8,9 +8,9 @@ has room for them (asking the cluster's autoscaler for nodes when it is short), 
 them when they idle, never going past ``max``.
 
 ``max`` is, in order: ``workers`` (a fixed pool), ``max_workers``, the actors that fit the
-largest cluster the autoscaler may start (where Ray reports it: the cluster config KubeRay and
-autoscaler v2 publish, which Ray Data and Ray Train read too), else one actor per media to
-compute: Ray does not say how far a cluster started by ``ray up`` may grow, and bounding the
+largest cluster the autoscaler may start (where Ray reports it: the cluster config in the GCS,
+which Ray Data and Ray Train read too; an autoscaler or platform has to publish it, and Ray
+2.60's autoscalers, v1 and v2, do not), else one actor per media to compute: bounding the
 pool by what is up at the start would keep a cluster that starts from zero workers at one
 actor for the whole job. Every bound is capped by the media to compute (an actor more would
 get no work).

@@ -56,10 +56,10 @@ def cluster_cpus() -> int:
 
 def cluster_reach() -> dict[str, float] | None:
     """The most resources the connected cluster can grow to, where Ray reports it: the
-    largest cluster its autoscaler may start (node types' max workers x their resources), as
-    published by KubeRay and autoscaler v2 and read the way Ray Data and Ray Train read it.
-    Never less than what the cluster has now. None where Ray does not say (a local Ray, a
-    cluster started by ``ray up`` with the default autoscaler)."""
+    largest cluster its autoscaler may start (node groups' max count x their resources) from
+    the cluster config in the GCS, read the way Ray Data and Ray Train read it. Never less
+    than what the cluster has now. None where nothing published that config: a local Ray, and
+    clusters scaled by Ray 2.60's own autoscalers (``ray up``, KubeRay's in-tree one)."""
     try:
         from ray._private.state import state
 
