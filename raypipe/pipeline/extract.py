@@ -385,7 +385,7 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
                 },
                 batch_size=1,
                 num_cpus=1,
-                concurrency=config.decode_tasks,
+                compute=ray.data.TaskPoolStrategy(size=config.decode_tasks),
             )
         results = dataset.map_batches(
             ExtractionActor,
