@@ -8,22 +8,7 @@ import pytest
 
 from raypipe.errors import RaypipeError
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
-from raypipe.store.schema import FRAME_SCHEMA
-
-
-def _frames(media_id: str, n: int) -> pa.Table:
-    return pa.Table.from_pydict(
-        {
-            "media_id": [media_id] * n,
-            "frame_index": list(range(n)),
-            "timestamp_s": [i / 5 for i in range(n)],
-            "has_face": [True] * n,
-            "face_score": [0.9] * n,
-            "box": [[0.0, 0.0, 10.0, 10.0]] * n,
-            "features": [[float(i), 1.0] for i in range(n)],
-        },
-        schema=FRAME_SCHEMA,
-    )
+from tests.store.rows import frame_rows
 
 
 @pytest.fixture
@@ -52,7 +37,11 @@ def store(tmp_path: Path) -> FeatureStore:
 def test_rewrite_replaces_never_duplicates(store: FeatureStore) -> None:
     for _ in range(2):
         store.write_result(
-            "vis", "v1", "m/1", {"status": "ok", "frames": 3, "face_frames": 3}, _frames("m/1", 3)
+            "vis",
+            "v1",
+            "m/1",
+            {"status": "ok", "frames": 3, "face_frames": 3},
+            frame_rows("m/1", 3),
         )
     assert len(store.media_table("vis")) == 1
     assert len(store.frame_table("vis")) == 3
@@ -62,7 +51,7 @@ def test_rewrite_replaces_never_duplicates(store: FeatureStore) -> None:
 
 def test_status_has_ok_failed_missing_and_counts(store: FeatureStore) -> None:
     store.write_result(
-        "vis", "v1", "m/1", {"status": "ok", "frames": 3, "face_frames": 2}, _frames("m/1", 3)
+        "vis", "v1", "m/1", {"status": "ok", "frames": 3, "face_frames": 2}, frame_rows("m/1", 3)
     )
     store.write_result("vis", "v1", "m/2", {"status": "failed", "error": "m2: empty file"})
     store.write_result("aud", "a1", "m/1", {"status": "ok", "features": [1.0, 2.0, 3.0]})
@@ -78,7 +67,7 @@ def test_status_has_ok_failed_missing_and_counts(store: FeatureStore) -> None:
 
 def test_readable_without_raypipe(store: FeatureStore, tmp_path: Path) -> None:
     store.write_result(
-        "vis", "v1", "m/1", {"status": "ok", "frames": 3, "face_frames": 3}, _frames("m/1", 3)
+        "vis", "v1", "m/1", {"status": "ok", "frames": 3, "face_frames": 3}, frame_rows("m/1", 3)
     )
     store.write_result("aud", "a1", "m/1", {"status": "ok", "features": [1.0, 2.0, 3.0]})
     media = pd.read_parquet(tmp_path / "store" / "media")
@@ -132,7 +121,7 @@ def test_status_carries_the_visual_quality_summary(store: FeatureStore) -> None:
             "faces_s": 0.5,
             "embed_s": 0.1,
         },
-        _frames("m/1", 3),
+        frame_rows("m/1", 3),
     )
     store.write_result("aud", "a1", "m/1", {"status": "ok", "features": [1.0, 2.0, 3.0]})
     status = store.status().set_index(["media_id", "extractor"])
@@ -162,7 +151,7 @@ def test_crop_pixels_round_trip(store: FeatureStore) -> None:
         ],
         schema=CROP_SCHEMA,
     )
-    store.write_result("vis", "v1", "m/1", {"status": "ok"}, _frames("m/1", 1), crops)
+    store.write_result("vis", "v1", "m/1", {"status": "ok"}, frame_rows("m/1", 1), crops)
     table = store.crop_table("vis")
     back = np.frombuffer(table["pixels"].iloc[0], np.uint8).reshape(4, 4, 3)
     np.testing.assert_array_equal(back, pixels)

@@ -22,28 +22,9 @@ from raypipe.store import index as store_index
 from raypipe.store.compaction import collect_garbage, compact
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore, MediaResult
 from raypipe.store.migrate import migrate
-from raypipe.store.schema import FRAME_SCHEMA, MEDIA_SCHEMA
+from raypipe.store.schema import MEDIA_SCHEMA
 from raypipe.store.verify import verify
-
-
-def _frames(media_id: str, n: int, value: float = 0.0) -> pa.Table:
-    return pa.Table.from_pydict(
-        {
-            "media_id": [media_id] * n,
-            "frame_index": list(range(n)),
-            "timestamp_s": [i / 5 for i in range(n)],
-            "has_face": [True] * n,
-            "face_score": [0.9] * n,
-            "box": [[0.0, 0.0, 10.0, 10.0]] * n,
-            "features": [[value + i, 1.0] for i in range(n)],
-        },
-        schema=FRAME_SCHEMA,
-    )
-
-
-def _result(media_id: str, value: float = 0.0, frames: int = 3) -> MediaResult:
-    row = {"status": "ok", "frames": frames, "face_frames": frames, "seconds": 0.5}
-    return MediaResult("vis", "v1", media_id, row, _frames(media_id, frames, value))
+from tests.store.rows import frame_rows, result
 
 
 def _files(root: Path, folder: str) -> list[Path]:
@@ -63,7 +44,7 @@ def store(tmp_path: Path) -> FeatureStore:
 def test_a_write_of_many_media_makes_one_file_per_level_and_one_index_file(
     store: FeatureStore, tmp_path: Path
 ) -> None:
-    store.write_results([_result(f"m{i:03d}", i) for i in range(40)])
+    store.write_results([result(f"m{i:03d}", i) for i in range(40)])
     root = tmp_path / "store"
     assert len(_files(root, "media")) == 1 and len(_files(root, "frames")) == 1
     assert len(_files(root, "_index")) == 1
@@ -75,7 +56,7 @@ def test_a_write_of_many_media_makes_one_file_per_level_and_one_index_file(
 def test_a_crash_between_data_files_and_index_loses_only_that_write(
     store: FeatureStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store.write_results([_result("m000")])
+    store.write_results([result("m000")])
 
     def crash(*args: object, **kwargs: object) -> str:
         raise RaypipeError("crashed before the index file")
@@ -83,7 +64,7 @@ def test_a_crash_between_data_files_and_index_loses_only_that_write(
     with monkeypatch.context() as patched:
         patched.setattr(store_index, "commit", crash)
         with pytest.raises(RaypipeError):
-            store.write_results([_result("m001", 10.0), _result("m000", 99.0)])
+            store.write_results([result("m001", 10.0), result("m000", 99.0)])
     # The data files of the failed write exist, but nothing reads them: m001 is not done and
     # m000 keeps its first result.
     assert len(_files(tmp_path / "store", "frames")) == 2
@@ -91,7 +72,7 @@ def test_a_crash_between_data_files_and_index_loses_only_that_write(
     frames = store.frame_table("vis")
     assert sorted(frames["features"].map(lambda f: f[0])) == [0.0, 1.0, 2.0]
     # The re-run writes m001; gc removes the orphaned files of the crashed write.
-    store.write_results([_result("m001", 10.0)])
+    store.write_results([result("m001", 10.0)])
     assert store.done_media("vis", "v1") == {"m000", "m001"}
     report = collect_garbage(store, min_age_s=0)
     assert report.files_removed == 2  # the orphaned media and frames files
@@ -102,8 +83,8 @@ def test_rewritten_media_are_read_once_and_compaction_leaves_plain_readers_one_r
     store: FeatureStore, tmp_path: Path
 ) -> None:
     for i in range(5):
-        store.write_results([_result(f"m{j:03d}", 100.0 * i) for j in range(i * 8, i * 8 + 8)])
-    store.write_results([_result("m003", 7.0)])  # m003 computed again (e.g. its file changed)
+        store.write_results([result(f"m{j:03d}", 100.0 * i) for j in range(i * 8, i * 8 + 8)])
+    store.write_results([result("m003", 7.0)])  # m003 computed again (e.g. its file changed)
     assert len(store.media_table("vis")) == 40
     frames = store.frame_table("vis").set_index(["media_id", "frame_index"])
     assert frames.loc[("m003", 0), "features"][0] == 7.0
@@ -125,10 +106,10 @@ def test_rewritten_media_are_read_once_and_compaction_leaves_plain_readers_one_r
 def test_a_truncated_index_file_is_named_skipped_and_its_media_queued_again(
     store: FeatureStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store.write_results([_result("m000")])
+    store.write_results([result("m000")])
     failed = {"status": "failed", "error": "decoder timed out"}
     store.write_results([MediaResult("vis", "v1", "m001", failed)])
-    store.write_results([_result("m001")])  # the retry succeeded; its index file gets damaged
+    store.write_results([result("m001")])  # the retry succeeded; its index file gets damaged
     bad = _files(tmp_path / "store", "_index")[2]
     bad.write_bytes(bad.read_bytes()[:40])
     with caplog.at_level(logging.WARNING, logger="raypipe"):
@@ -147,8 +128,8 @@ def test_a_truncated_index_file_is_named_skipped_and_its_media_queued_again(
 def test_flipped_bytes_in_a_frames_file_are_found_and_their_media_recomputed(
     store: FeatureStore, tmp_path: Path
 ) -> None:
-    store.write_results([_result("m000"), _result("m001")])
-    store.write_results([_result("m002")])
+    store.write_results([result("m000"), result("m001")])
+    store.write_results([result("m002")])
     target = next(p for p in _files(tmp_path / "store", "frames") if len(pq.read_table(p)) == 6)
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -162,14 +143,14 @@ def test_flipped_bytes_in_a_frames_file_are_found_and_their_media_recomputed(
     assert repaired.retired == {"vis@v1": 2}
     assert store.done_media("vis", "v1") == {"m002"}  # the two media go back to the queue
     assert len(store.frame_table("vis")) == 3  # readers never see the damaged rows
-    store.write_results([_result("m000"), _result("m001")])
+    store.write_results([result("m000"), result("m001")])
     assert verify(store).ok and len(store.frame_table("vis")) == 9
 
 
 def test_damaged_manifest_and_extractor_record_are_named_not_fatal(
     store: FeatureStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store.write_results([_result("m000")])
+    store.write_results([result("m000")])
     part = _files(tmp_path / "store", "manifest")[0]
     part.write_bytes(part.read_bytes()[:30])
     record = tmp_path / "store" / "extractors" / "vis" / "v1.json"
@@ -190,7 +171,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
     store.initialise()
     (tmp_path / "store" / "frames").write_text("a file where a folder must go")
     with pytest.raises(RaypipeError, match="Cannot write"):
-        store.write_results([_result("m000")])
+        store.write_results([result("m000")])
     assert not list((tmp_path / "store").rglob(".tmp-*"))
 
 
@@ -240,7 +221,9 @@ def _write_v1_store(root: Path) -> None:
             table = table.drop_columns(["coverage", "tracks"])
         pq.write_table(table, media / f"{media_id}-0123456789ab.parquet")
         if status == "ok":
-            pq.write_table(_frames(media_id, 3, value), frames / f"{media_id}-0123456789ab.parquet")
+            pq.write_table(
+                frame_rows(media_id, 3, value), frames / f"{media_id}-0123456789ab.parquet"
+            )
 
 
 def test_a_format_1_store_is_refused_with_the_command_and_converts_without_recomputing(
@@ -284,7 +267,7 @@ def test_a_conversion_stopped_while_removing_old_files_is_finished_by_a_rerun(
     assert pd.read_parquet(root / "media")["media_id"].is_unique
 
 
-def test_two_jobs_writing_one_store_at_once_keep_every_result(tmp_path: Path) -> None:
+def test_two_jobs_writing_one_store_at_once_keep_everyresult(tmp_path: Path) -> None:
     import multiprocessing
 
     uri = str(tmp_path / "store")
@@ -312,7 +295,7 @@ def _write_many(uri: str, prefix: str, count: int) -> None:
         media_id = f"{prefix}{i}"
         store.register_extractors([ExtractorRecord("vis", "v1", "frame", 2, "visual", {})])
         store.write_manifest(pd.DataFrame({"media_id": [media_id], "path": ["x"]}))
-        store.write_results([_result(media_id)])
+        store.write_results([result(media_id)])
 
 
 def test_the_newest_row_of_each_media_wins_ties_to_the_row_read_last() -> None:
@@ -329,8 +312,8 @@ def test_plain_readers_and_named_features(
     import duckdb
     import ray.data
 
-    store.write_results([_result(f"m{i:03d}", i) for i in range(4)])
-    store.write_results([_result("m000", 50.0)])
+    store.write_results([result(f"m{i:03d}", i) for i in range(4)])
+    store.write_results([result("m000", 50.0)])
     compact(store)
     root = tmp_path / "store"
     media = pd.read_parquet(root / "media")

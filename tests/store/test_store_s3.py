@@ -13,7 +13,7 @@ from raypipe.store.compaction import compact
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
 from raypipe.store.verify import verify
 from tests.conftest import s3_bucket
-from tests.store.test_store_integrity import _result
+from tests.store.rows import result
 
 
 def _objects(endpoint: str, bucket: str) -> list[str]:
@@ -31,7 +31,7 @@ def _write(uri: str, prefix: str, media: int, batch: int) -> None:
     store.register_extractors([ExtractorRecord("vis", "v1", "frame", 2, "visual", {})])
     store.write_manifest(pd.DataFrame({"media_id": ids, "path": [f"/d/{i}.mp4" for i in ids]}))
     for start in range(0, media, batch):
-        store.write_results([_result(m, 1.0) for m in ids[start : start + batch]])
+        store.write_results([result(m, 1.0) for m in ids[start : start + batch]])
 
 
 def test_objects_grow_with_data_written_not_with_media(s3_server: str) -> None:
