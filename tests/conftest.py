@@ -11,6 +11,11 @@ import pytest
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+# Credentials for the loopback S3 server (`s3_server`), set before any Ray starts so its
+# workers inherit them as a cluster's workers inherit their node's: never in a config file.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "loopback")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "loopback")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
 @pytest.fixture(autouse=True)
@@ -67,25 +72,17 @@ def demo_store(ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """A real S3-compatible server (moto's standalone server) on loopback for the session.
-    Yields its ``host:port``; credentials are set in the environment as a user would set
-    them (never in a config file). Buckets are made by the tests that need them."""
+    Yields its ``host:port``; credentials are in the environment (set above). Buckets are
+    made by the tests that need them."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update(AWS_ACCESS_KEY_ID="loopback", AWS_SECRET_ACCESS_KEY="loopback")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     try:
         yield f"{host}:{port}"
     finally:
         server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def s3_bucket(endpoint: str, name: str) -> str:

@@ -76,7 +76,7 @@ def _require_run(run: Path | None) -> None:
 
 @app.command()
 def extract(
-    manifest: Annotated[Path | None, _flag(ExtractConfig, "manifest")] = None,
+    manifest: Annotated[str | None, _flag(ExtractConfig, "manifest")] = None,
     out: Annotated[str | None, _flag(ExtractConfig, "out")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -252,7 +252,7 @@ def report(
 @app.command()
 def predict(
     run: Annotated[Path | None, _flag(PredictConfig, "run")] = None,
-    manifest: Annotated[Path | None, _flag(PredictConfig, "manifest")] = None,
+    manifest: Annotated[str | None, _flag(PredictConfig, "manifest")] = None,
     out: Annotated[Path | None, _flag(PredictConfig, "out")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,

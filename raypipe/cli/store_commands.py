@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -59,7 +58,7 @@ def store_status(
 
 @store_app.command("plan")
 def store_plan(
-    manifest: Annotated[Path | None, flag(ExtractConfig, "manifest")] = None,
+    manifest: Annotated[str | None, flag(ExtractConfig, "manifest")] = None,
     out: Annotated[str | None, flag(ExtractConfig, "out")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,

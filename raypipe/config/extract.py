@@ -280,8 +280,9 @@ class TextEmbeddingConfig(ExtractorSection):
 class ExtractConfig(StrictModel):
     """`raypipe extract`: a manifest of media into a versioned feature store."""
 
-    manifest: Path | None = None
-    """Manifest (csv, jsonl, parquet) or a <split>/<Class>/<clip> dataset folder."""
+    manifest: str | Path | None = None
+    """Manifest (csv, tsv, jsonl, parquet; a local path or a URI such as s3://bucket/m.csv,
+    whose relative media paths name files beside it) or a <split>/<Class>/<clip> folder."""
     out: str | None = None
     """Feature store: a local folder or a URI pyarrow understands (s3://, gs://)."""
     video: VideoConfig = VideoConfig()

@@ -13,8 +13,9 @@ class PredictConfig(StrictModel):
 
     run: Path | None = None
     """Run folder holding fitted models (tune-classifiers) and fusions (fuse)."""
-    manifest: Path | None = None
-    """Manifest of the new media (media_id, path; label and split optional)."""
+    manifest: str | Path | None = None
+    """Manifest of the new media (media_id, path; label and split optional), a local path or
+    a URI such as s3://bucket/m.csv."""
     out: Path | None = None
     """Submission CSV written (media_id, label, one probability column per class); unset:
     <run>/predict/submission.csv."""

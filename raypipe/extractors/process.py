@@ -18,6 +18,7 @@ from raypipe.extractors.base import ExtractionResult, Extractor
 from raypipe.extractors.visual.base import VisualExtractor, run_visual_pass
 from raypipe.media.context import MediaContext
 from raypipe.media.coverage import add_audio_coverage
+from raypipe.media.remote import is_uri, local_copy
 from raypipe.store.feature_store import MediaResult
 from raypipe.store.fingerprint import Fingerprint, fingerprint
 from raypipe.store.schema import STATUS_FAILED, STATUS_OK
@@ -64,10 +65,44 @@ def process_media(
     decoder that hangs or crashes) or an unexpected error inside an extractor becomes a
     ``failed`` row with a one-line reason; errors writing to the store propagate and stop the
     job (an infrastructure fault, not a property of the file; a re-run resumes).
+
+    A media on object storage (``s3://...``) is copied to local scratch for the decoders and
+    the copy removed after; results and messages name the original URI.
     """
+    source = source or fingerprint(media.path)
+    origin = media.path
+    if not is_uri(origin):
+        return _process(media, extractors, store, source, origin)
+    try:
+        with local_copy(origin) as local:
+            media.path = local
+            return _process(media, extractors, store, source, origin)
+    except MediaError as exc:  # the copy itself failed: every extractor fails with the reason
+        rows = [
+            MediaResult(
+                e.name,
+                e.version,
+                media.media_id,
+                {"status": STATUS_FAILED, "error": _one_line(str(exc))},
+                path=origin,
+            )
+            for e in extractors
+        ]
+        store.write_results(rows)
+        return [Outcome(media.media_id, e.name, STATUS_FAILED, str(exc), 0.0) for e in extractors]
+    finally:
+        media.path = origin
+
+
+def _process(
+    media: MediaContext,
+    extractors: Sequence[Extractor],
+    store: ResultSink,
+    source: Fingerprint | None,
+    origin: str,
+) -> list[Outcome]:
     outcomes = []
     results = []
-    source = source or fingerprint(media.path)
     visual = [e for e in extractors if isinstance(e, VisualExtractor)]
     shared: dict[str, ExtractionResult | BaseException] = {}
     shared_seconds = 0.0
@@ -109,6 +144,8 @@ def process_media(
             }
         seconds = time.perf_counter() - start + (shared_seconds if extractor in visual else 0.0)
         row["seconds"] = seconds
+        if origin != media.path and row.get("error"):
+            row["error"] = str(row["error"]).replace(media.path, origin)
         results.append(
             MediaResult(
                 extractor.name,
@@ -117,7 +154,7 @@ def process_media(
                 row,
                 frame_rows,
                 crop_rows,
-                path=media.path,
+                path=origin,
                 source=source,
             )
         )

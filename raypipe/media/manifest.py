@@ -8,17 +8,20 @@ A folder-per-class layout (EmotiW/AFEW: ``<root>/<split>/<Class>/<clip>``) is re
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from raypipe.errors import ManifestError
+from raypipe.errors import ManifestError, MediaError
 from raypipe.labels import LabelSpace, label_space
+from raypipe.media.remote import file_infos, is_uri, join, parent, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +42,30 @@ class ManifestIssue:
         return f"row {self.row} ({self.media_id}): {self.message}"
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV, JSONL or Parquet manifest into a DataFrame of strings (ids stay text)."""
-    if not Path(path).is_file():
+def read_table(path: Path | str) -> pd.DataFrame:
+    """Read a CSV, TSV, JSONL or Parquet manifest (a local path or a URI such as
+    ``s3://bucket/manifest.csv``) into a DataFrame of strings (ids stay text)."""
+    name = str(path).partition("?")[0]
+    suffix = Path(name).suffix.lower()
+    if suffix not in {".csv", ".tsv", ".jsonl", ".json", ".parquet", ".pq"}:
+        if not is_uri(path) and not Path(path).is_file():
+            raise ManifestError(f"Manifest '{path}' does not exist; check the --manifest path.")
+        raise ManifestError(
+            f"Manifest '{path}' has suffix '{suffix}'; use .csv, .tsv, .jsonl or .parquet."
+        )
+    try:
+        source: Any = io.BytesIO(read_bytes(str(path))) if is_uri(path) else path
+    except (FileNotFoundError, MediaError):
+        source = None
+    if source is None or (not is_uri(path) and not Path(path).is_file()):
         raise ManifestError(f"Manifest '{path}' does not exist; check the --manifest path.")
-    suffix = Path(path).suffix.lower()
     try:
         if suffix in {".csv", ".tsv"}:
-            table = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str)
+            table = pd.read_csv(source, sep="\t" if suffix == ".tsv" else ",", dtype=str)
         elif suffix in {".jsonl", ".json"}:
-            table = pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
-        elif suffix in {".parquet", ".pq"}:
-            table = pd.read_parquet(path)
+            table = pd.read_json(source, lines=suffix == ".jsonl", dtype=False)
         else:
-            raise ManifestError(
-                f"Manifest '{path}' has suffix '{suffix}'; use .csv, .tsv, .jsonl or .parquet."
-            )
+            table = pd.read_parquet(source)
     except (ValueError, OSError) as exc:
         raise ManifestError(
             f"Manifest '{path}' cannot be parsed ({exc}); fix its format."
@@ -65,12 +76,14 @@ def read_table(path: Path) -> pd.DataFrame:
 def validate_manifest(
     table: pd.DataFrame,
     source: str,
-    root: Path,
+    root: Path | str,
     labels: LabelSpace | None = None,
     label_columns: tuple[str, ...] = ("label",),
     check_files: bool = True,
 ) -> tuple[pd.DataFrame, list[ManifestIssue]]:
-    """Check required columns, ids, labels, splits and files; resolve paths against ``root``.
+    """Check required columns, ids, labels, splits and files; resolve paths against ``root``
+    (a folder, or a folder URI: relative paths of a manifest on object storage name media
+    beside it there).
 
     Returns the rows that passed (paths made absolute) and the issues of those that did not.
     A missing column is a :class:`ManifestError` (nothing can run); row problems are issues.
@@ -98,6 +111,7 @@ def validate_manifest(
     label_values = [table[c].tolist() for c in checked]
     splits = table["split"].tolist() if "split" in table.columns else None
     base = str(root)
+    remote = _remote_problems(table["path"].tolist(), base) if check_files else {}
     for position, (media_id, raw_path) in enumerate(
         zip(table["media_id"].tolist(), table["path"].tolist(), strict=True), start=1
     ):
@@ -112,7 +126,7 @@ def validate_manifest(
         elif path is None:
             problem = "empty path; give the media file's path"
         elif check_files:
-            problem = _file_problem(path)
+            problem = remote[path] if path in remote else _file_problem(path)
         if problem is None:
             for column, values in zip(checked, label_values, strict=True):
                 value = values[position - 1]
@@ -145,10 +159,33 @@ def validate_manifest(
     return valid, issues
 
 
+def _remote_problems(raw_paths: list[object], base: str) -> dict[str, str | None]:
+    """For the rows naming media on object storage: path -> problem (None when the file
+    exists), checked in one batch per filesystem."""
+    uris = [
+        _absolute(p, base)
+        for p in raw_paths
+        if isinstance(p, str) and p.strip() and (is_uri(p) or is_uri(base))
+    ]
+    uris = [u for u in dict.fromkeys(uris) if is_uri(u)]
+    if not uris:
+        return {}
+    found = file_infos(uris)
+    return {
+        uri: None if info else f"file '{uri}' does not exist; fix the path or remove the row"
+        for uri, info in zip(uris, found, strict=True)
+    }
+
+
 def _absolute(path: str, base: str) -> str:
     """``path`` made absolute against ``base``, written as pathlib writes it (no ``//``, ``/.``
     or trailing ``/``); a path already in that form is returned as is (the common case, and
-    the cheap one over a million rows)."""
+    the cheap one over a million rows). URIs stay as they are; a relative path under a folder
+    URI joins it."""
+    if is_uri(path):
+        return path
+    if is_uri(base) and not path.startswith("/"):
+        return join(base, path)
     if path.startswith("/") and "//" not in path and "/." not in path and not path.endswith("/"):
         return path
     return str(Path(path) if os.path.isabs(path) else Path(base, path))
@@ -178,12 +215,17 @@ def _cached(function: Callable[[str], str | None]) -> Callable[[str], str | None
 
 
 def load_manifest(
-    path: Path,
+    path: Path | str,
     labels: LabelSpace | None = None,
     label_columns: tuple[str, ...] = ("label",),
     check_files: bool = True,
 ) -> tuple[pd.DataFrame, list[ManifestIssue]]:
-    """Read and validate a manifest file (see :func:`validate_manifest`)."""
+    """Read and validate a manifest file, local or a URI (see :func:`validate_manifest`)."""
+    if is_uri(path):
+        table = read_table(str(path))
+        return validate_manifest(
+            table, str(path), parent(str(path)), labels, label_columns, check_files
+        )
     path = Path(path)
     if path.is_dir():
         return manifest_from_folders(path, labels)

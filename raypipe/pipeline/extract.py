@@ -21,13 +21,14 @@ import ray
 import torch
 
 from raypipe.config import ExtractConfig
-from raypipe.errors import ConfigError
+from raypipe.errors import ConfigError, MediaError
 from raypipe.extractors.base import Extractor
 from raypipe.extractors.process import process_media
 from raypipe.extractors.registry import EXTRACTORS, build_extractor
 from raypipe.media.context import MediaContext
 from raypipe.media.manifest import load_manifest
 from raypipe.media.prefetch import prefetch
+from raypipe.media.remote import local_copy
 from raypipe.pipeline.pool import PoolSize, oversubscription, pool_size
 from raypipe.pipeline.progress import progress_bar
 from raypipe.pipeline.provenance import provenance
@@ -194,16 +195,21 @@ def prefetch_batch(
     packed = []
     for path, todo in zip(batch["path"], batch["todo"], strict=True):
         needs_frames = any(name in visual for name in str(todo).split(","))
-        ahead = prefetch(
-            str(path),
-            video["fps"],
-            video["max_side"],
-            video["max_frames"],
-            video["window_frames"],
-            video["decode_timeout_s"],
-            max_frames,
-            decode=needs_frames,
-        )
+        try:
+            # A media on object storage is read from a local copy, removed right after.
+            with local_copy(str(path)) as local:
+                ahead = prefetch(
+                    local,
+                    video["fps"],
+                    video["max_side"],
+                    video["max_frames"],
+                    video["window_frames"],
+                    video["decode_timeout_s"],
+                    max_frames,
+                    decode=needs_frames,
+                )
+        except MediaError:
+            ahead = None  # the actor copies it again and records why it fails
         # In-memory only: these bytes travel from this task to an extraction actor through
         # Ray's object store (which pickles anyway) and are never written to or read from a
         # store or run folder.

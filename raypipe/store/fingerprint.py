@@ -16,6 +16,9 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from raypipe.errors import MediaError
+from raypipe.media.remote import file_infos, is_uri, read_bytes, read_edges
+
 #: Bytes hashed at each end of a file by the quick digest.
 EDGE_BYTES = 64 * 1024
 #: Digest kinds: ``quick`` (size, head and tail) or ``full`` (every byte).
@@ -33,7 +36,11 @@ class Fingerprint:
 
 
 def stat(path: str) -> Fingerprint | None:
-    """Size and modification time of ``path`` (no digest), or None when it cannot be read."""
+    """Size and modification time of ``path`` (no digest), or None when it cannot be read.
+    ``path`` may be a URI (``s3://...``)."""
+    if is_uri(path):
+        found = file_infos([path])[0]
+        return None if found is None else Fingerprint(*found)
     try:
         info = os.stat(path)
     except OSError:
@@ -44,6 +51,16 @@ def stat(path: str) -> Fingerprint | None:
 def stat_many(paths: Iterable[str], threads: int = 8) -> list[Fingerprint | None]:
     """:func:`stat` of many paths, in order (threads overlap the waits of network disks)."""
     paths = list(paths)
+    remote = [i for i, p in enumerate(paths) if is_uri(p)]
+    if remote:
+        out: list[Fingerprint | None] = stat_many([p for p in paths if not is_uri(p)], threads)
+        local = iter(out)
+        found = iter(file_infos([paths[i] for i in remote]))
+        marks = set(remote)
+        return [
+            (None if (f := next(found)) is None else Fingerprint(*f)) if i in marks else next(local)
+            for i in range(len(paths))
+        ]
     if len(paths) < 4 * _CHUNK:
         return [stat(p) for p in paths]
     chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
@@ -63,6 +80,8 @@ def digest(path: str, kind: str = "quick") -> str:
     """Content digest of ``path`` (see the module docstring); raises OSError if unreadable."""
     if kind not in DIGESTS:
         raise ValueError(f"digest kind must be one of {DIGESTS}, got {kind!r}")
+    if is_uri(path):
+        return _remote_digest(path, kind)
     with open(path, "rb") as handle:
         if kind == "full":
             hasher = hashlib.sha256()
@@ -78,6 +97,16 @@ def digest(path: str, kind: str = "quick") -> str:
         return f"q:{hasher.hexdigest()}"
 
 
+def _remote_digest(uri: str, kind: str) -> str:
+    if kind == "full":
+        return f"f:{hashlib.sha256(read_bytes(uri)).hexdigest()}"
+    size, head, tail = read_edges(uri, EDGE_BYTES)
+    hasher = hashlib.sha1(str(size).encode())
+    hasher.update(head)
+    hasher.update(tail)
+    return f"q:{hasher.hexdigest()}"
+
+
 def fingerprint(path: str, kind: str = "quick") -> Fingerprint | None:
     """Size, modification time and digest of ``path``, or None when it cannot be read."""
     found = stat(path)
@@ -85,7 +114,7 @@ def fingerprint(path: str, kind: str = "quick") -> Fingerprint | None:
         return None
     try:
         return Fingerprint(found.size, found.mtime_ns, digest(path, kind))
-    except OSError:
+    except (OSError, MediaError):
         return None
 
 
