@@ -460,7 +460,7 @@ def run_train(config: TrainConfig, epoch_hook: EpochHook | None = None) -> Train
         config.arch,
         config.data.image_size,
         store=config.data.store if config.data.source == "store" else None,
-        manifest=_store_manifest(config),
+        manifest=_store_manifest(config, run / "export"),
     )
     extract_config = write_extract_config(run / "export", snippet, run)
     summary_lines = {
@@ -481,9 +481,17 @@ def run_train(config: TrainConfig, epoch_hook: EpochHook | None = None) -> Train
     return summary
 
 
-def _store_manifest(config: TrainConfig) -> str | None:
-    """The store's own manifest file when training read a local store (for re-extraction)."""
-    if config.data.source != "store" or not config.data.store or "://" in config.data.store:
+def _store_manifest(config: TrainConfig, folder: Path) -> str | None:
+    """The training store's manifest, written beside the export as a file the re-extraction
+    reads (only rows with a path), when training read a store."""
+    if config.data.source != "store" or not config.data.store:
         return None
-    path = Path(config.data.store) / "manifest.parquet"
-    return str(path.resolve()) if path.is_file() else None
+    from raypipe.store.feature_store import FeatureStore
+
+    rows = FeatureStore(config.data.store).read_manifest()
+    rows = rows[rows["path"].notna() & (rows["path"] != "")]
+    if rows.empty:
+        return None
+    path = folder / "manifest.parquet"
+    rows.to_parquet(path, index=False)
+    return str(path.resolve())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -19,6 +20,16 @@ import pyarrow.parquet as pq
 
 from raypipe.errors import RaypipeError
 from raypipe.store.layout import TEMPORARY_PREFIX
+
+
+def _reason(exc: OSError) -> str:
+    """What went wrong, in the system's words (``no space left on device``), one line."""
+    code = exc.errno
+    if code is None and (found := re.search(r"\[errno (\d+)\]", str(exc), re.IGNORECASE)):
+        code = int(found.group(1))
+    if code:
+        return os.strerror(code).lower()
+    return " ".join(str(exc).split())[:200]
 
 
 def _single_put(uri: str) -> str:
@@ -95,8 +106,8 @@ class StoreFiles:
                 with contextlib.suppress(OSError):
                     self.fs.delete_file(temporary)
             raise RaypipeError(
-                f"Cannot write '{target}' ({exc.strerror or exc}); free space or fix access to "
-                "the store, then re-run: finished media are kept."
+                f"Cannot write '{target}' ({_reason(exc)}); free space or fix access to the "
+                "store, then re-run: finished media are kept."
             ) from None
 
     def read_bytes(self, relative: str) -> bytes:

@@ -5,7 +5,6 @@ training runs, and an exported backbone re-extracts only its own extractor's row
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -246,8 +245,10 @@ def test_store_crops_train_export_and_reextract_only_the_new_extractor(
     after = _hashes(store)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing old rewritten
     new = set(after) - set(before)
-    assert new and all("/extractor=face_backbone/" in k for k in new)
-    assert len([k for k in new if k.startswith("media/")]) == len(subset)
-    registry = json.loads((store / "extractors.json").read_text())
-    assert registry["face_backbone"]["config"]["crop_size"] == 32
+    assert new and all("/extractor=face_backbone/" in k or k.startswith("jobs/") for k in new)
+    rows = FeatureStore(str(store)).media_table("face_backbone")
+    assert sorted(rows["media_id"]) == sorted(subset["media_id"])
+    assert (rows["status"] == "ok").all()
+    registry = FeatureStore(str(store)).extractors()
+    assert registry["face_backbone"].config["crop_size"] == 32
     pd.testing.assert_frame_equal(FeatureStore(str(store)).read_manifest(), manifest_before)

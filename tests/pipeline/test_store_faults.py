@@ -396,7 +396,7 @@ find {d} -name '{layout.TEMPORARY_PREFIX}*' >{lg}/2.tmp
     errors = [line for line in read("1.err").splitlines() if line.startswith("error:")]
     assert len(errors) == 1, read("1.err")
     assert "Cannot write" in errors[0] and str(store) in errors[0], errors[0]
-    assert "No space left on device" in errors[0] and "free space" in errors[0], errors[0]
+    assert "no space left on device" in errors[0] and "free space" in errors[0], errors[0]
     assert "Traceback" not in read("1.err"), read("1.err")
     assert read("1.tmp") == "", f"temporary files left: {read('1.tmp')}"
     after1 = FeatureStore(str(logs / "after1"))
