@@ -83,11 +83,11 @@ def dry_run_extract(config: ExtractConfig) -> DryRun:
         plan_extract,
     )
 
-    plan = plan_extract(config)
     extractors = [
         build_extractor(name, options, config.video.model_dump())
         for name, options in extractor_specs(config)
     ]
+    plan = plan_extract(config, extractors)  # models built once
     gpus = gpus_per_actor(extractors)
     todo = len(plan.items)
     base = extract_plan(config.out, plan)

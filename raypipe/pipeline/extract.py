@@ -259,15 +259,17 @@ def _record_manifest_issues(
     return len(kept)
 
 
-def plan_extract(config: ExtractConfig) -> Plan:
-    """What ``raypipe extract`` with ``config`` would compute, per extractor; writes nothing."""
+def plan_extract(config: ExtractConfig, extractors: list[Extractor] | None = None) -> Plan:
+    """What ``raypipe extract`` with ``config`` would compute, per extractor; writes nothing.
+    ``extractors`` are the config's, when the caller built them already."""
     if config.manifest is None or config.out is None:
         raise ConfigError("store plan needs both a manifest (--manifest) and a store (--out).")
     manifest, _ = load_manifest(config.manifest)
-    extractors = [
-        build_extractor(name, options, config.video.model_dump())
-        for name, options in extractor_specs(config)
-    ]
+    if extractors is None:
+        extractors = [
+            build_extractor(name, options, config.video.model_dump())
+            for name, options in extractor_specs(config)
+        ]
     store = FeatureStore(config.out)
     if store.is_store():
         store.require()

@@ -49,11 +49,6 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         ray.shutdown()
 
 
-def cluster_cpus() -> int:
-    """CPUs the connected Ray cluster offers (at least 1)."""
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
 def cluster_reach() -> dict[str, float] | None:
     """The most resources the connected cluster can grow to, where Ray reports it: the
     largest cluster its autoscaler may start (node groups' max count x their resources) from
