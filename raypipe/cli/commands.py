@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from raypipe.cli.dataset_commands import dataset_app
 from raypipe.cli.failures import user_errors
 from raypipe.cli.options import AddressOpt, ConfigOpt, DryRunOpt, JsonOpt, SetOpt
 from raypipe.cli.options import flag as _flag
@@ -38,6 +39,7 @@ app = typer.Typer(
     help="Distributed multimodal emotion-recognition pipeline on Ray.",
 )
 app.add_typer(store_app, name="store")
+app.add_typer(dataset_app, name="dataset")
 config_app = typer.Typer(no_args_is_help=True, help="Show the commands' default configs.")
 app.add_typer(config_app, name="config")
 

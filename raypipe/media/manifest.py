@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -236,12 +237,14 @@ def load_manifest(
 
 
 def manifest_from_folders(
-    root: Path, labels: LabelSpace | None = None
+    root: Path, labels: LabelSpace | None = None, *, require_splits: bool = True
 ) -> tuple[pd.DataFrame, list[ManifestIssue]]:
     """Build a manifest from a ``<root>/<split>/<Class>/<clip>`` layout (EmotiW/AFEW).
 
     Split folders may be named train/val/test (or Train/Val/Test, validation); media ids are
-    ``<split>/<Class>/<stem>``. Unknown class folders become issues.
+    ``<split>/<Class>/<stem>``. Unknown class folders become issues. With ``require_splits``
+    False, a root without split folders is read as ``<root>/<Class>/<clip>`` (ids
+    ``<Class>/<stem>``, no split).
     """
     root = Path(root)
     if not root.is_dir():
@@ -253,25 +256,98 @@ def manifest_from_folders(
         "validation": "val",
         "test": "test",
     }
-    rows: list[dict[str, str]] = []
-    for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        split = split_names.get(split_dir.name.lower())
-        if split is None:
-            continue
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    groups: list[tuple[Path, str | None]] = [
+        (p, split_names[p.name.lower()]) for p in folders if p.name.lower() in split_names
+    ]
+    if not groups and not require_splits:
+        groups = [(root, None)]
+    rows: list[dict[str, str | None]] = []
+    for split_dir, split in groups:
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            prefix = f"{split}/{class_dir.name}" if split else class_dir.name
             for clip in sorted(class_dir.iterdir()):
                 if clip.suffix.lower() in MEDIA_SUFFIXES:
                     rows.append(
                         {
-                            "media_id": f"{split}/{class_dir.name}/{clip.stem}",
+                            "media_id": f"{prefix}/{clip.stem}",
                             "path": str(clip),
                             "label": class_dir.name,
                             "split": split,
                         }
                     )
-    if not rows:
+    if not rows and require_splits:
         raise ManifestError(
             f"Dataset folder '{root}' holds no <split>/<Class>/<clip> media; expected split "
             "folders named train, val or test."
         )
+    if not rows:
+        raise ManifestError(
+            f"Dataset folder '{root}' holds no [<split>/]<Class>/<clip> media; put each media "
+            "in a folder named after its class (inside train, val or test folders, or not)."
+        )
     return validate_manifest(pd.DataFrame(rows), str(root), root, labels)
+
+
+def name_words(name: str) -> list[str]:
+    """The lower-case words of a file or folder name (split at anything not a letter or
+    digit): 'EXPR_Classification_Challenge' -> ['expr', 'classification', 'challenge']."""
+    return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+
+
+def split_in_name(name: str) -> str | None:
+    """The split a corpus' folder or file name says (Train_Set, Training_Set, train_splits ->
+    'train'; Validation_Set, dev_splits_complete -> 'val'; Test_Set,
+    output_repeated_splits_test -> 'test'), or None."""
+    words = set(name_words(name))
+    if words & {"train", "training"}:
+        return "train"
+    if words & {"val", "valid", "validation", "dev"}:
+        return "val"
+    if words & {"test", "testing"}:
+        return "test"
+    return None
+
+
+def check_manifest_suffix(path: Path | str) -> Path:
+    """``path`` as a Path when raypipe can write a manifest there (.csv, .tsv, .jsonl or
+    .parquet); else a :class:`ManifestError` naming it (checked before long work)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in {".csv", ".tsv", ".jsonl", ".parquet", ".pq"}:
+        raise ManifestError(
+            f"Manifest '{path}' has suffix '{suffix}'; use .csv, .tsv, .jsonl or .parquet."
+        )
+    return path
+
+
+def save_manifest(table: pd.DataFrame, path: Path | str) -> Path:
+    """Write a manifest table to ``path`` (a local .csv, .tsv, .jsonl or .parquet file), its
+    media paths relative to the manifest's folder where the media lie inside it (so the
+    manifest and its media move together) and absolute otherwise. Written atomically (a
+    temporary file renamed into place); returns the path."""
+    path = check_manifest_suffix(path)
+    suffix = path.suffix.lower()
+    if "path" not in table.columns:
+        raise ManifestError(f"Manifest for '{path}' has no 'path' column; give every media's path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = path.parent.resolve()
+    table = table.copy()
+    table["path"] = [_relative_to(str(p), folder) for p in table["path"]]
+    temporary = path.with_name(f".{path.name}.tmp")
+    if suffix in {".csv", ".tsv"}:
+        table.to_csv(temporary, sep="\t" if suffix == ".tsv" else ",", index=False)
+    elif suffix == ".jsonl":
+        table.to_json(temporary, orient="records", lines=True, force_ascii=False)
+    else:
+        table.to_parquet(temporary, index=False)
+    os.replace(temporary, path)
+    return path
+
+
+def _relative_to(path: str, folder: Path) -> str:
+    """``path`` relative to ``folder`` when it lies inside it; URIs and others unchanged."""
+    if is_uri(path):
+        return path
+    absolute = Path(path).resolve()
+    return absolute.relative_to(folder).as_posix() if absolute.is_relative_to(folder) else path
