@@ -67,9 +67,13 @@ def _options(
     """Distributed multimodal emotion-recognition pipeline on Ray."""
 
 
-def _require_run(run: Path | None) -> None:
+def _require_run(run: str | Path | None) -> None:
     """A run folder given to fuse, predict or report must exist (and hold run.json)."""
-    if run is not None and not Path(run).exists():
+    from pyarrow.fs import FileType
+
+    from raypipe.store.run_folder import RunFolder
+
+    if run is not None and RunFolder(run).files.kind() == FileType.NotFound:
         raise RaypipeError(
             f"Run folder '{run}' does not exist; give the folder a `raypipe tune-classifiers` "
             "run wrote (its --run)."
@@ -124,7 +128,7 @@ def extract(
 @app.command("tune-classifiers")
 def tune_classifiers(
     store: Annotated[str | None, _flag(TuneClassifiersConfig, "store")] = None,
-    run: Annotated[Path | None, _flag(TuneClassifiersConfig, "run")] = None,
+    run: Annotated[str | None, _flag(TuneClassifiersConfig, "run")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
@@ -155,7 +159,7 @@ def tune_classifiers(
 
 @app.command()
 def fuse(
-    run: Annotated[Path | None, _flag(FuseConfig, "run")] = None,
+    run: Annotated[str | None, _flag(FuseConfig, "run")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
@@ -230,7 +234,7 @@ def train(
 
 @app.command()
 def report(
-    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    run: Annotated[str, typer.Argument(help="Run folder (a path or a URI such as s3://b/run).")],
     as_json: JsonOpt = False,
 ) -> None:
     """Metrics per model and split (fused rows start with 'fused'); writes report/report.md."""
@@ -239,8 +243,8 @@ def report(
 
     with user_errors("report") as where:
         _require_run(run)
-        where.path = str(Path(run) / "report")
         folder = RunFolder(run)
+        where.path = folder.location("report")
         folder.meta()
         table = metrics_table(folder)
         path = write_report(folder)
@@ -253,9 +257,9 @@ def report(
 
 @app.command()
 def predict(
-    run: Annotated[Path | None, _flag(PredictConfig, "run")] = None,
+    run: Annotated[str | None, _flag(PredictConfig, "run")] = None,
     manifest: Annotated[str | None, _flag(PredictConfig, "manifest")] = None,
-    out: Annotated[Path | None, _flag(PredictConfig, "out")] = None,
+    out: Annotated[str | None, _flag(PredictConfig, "out")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,

@@ -68,8 +68,9 @@ class TuneClassifiersConfig(StrictModel):
 
     store: str | None = None
     """Feature store written by `raypipe extract`."""
-    run: Path | None = None
-    """Run folder for models, predictions and the report (created if absent)."""
+    run: str | Path | None = None
+    """Run folder for models, predictions and the report (created if absent): a local path or
+    a URI such as s3://bucket/run (Ray Tune then keeps its experiments there too)."""
     feature_sets: list[FeatureSetConfig] = [
         FeatureSetConfig(extractor="face_expression", pooling=["meanstd", "max"]),
         FeatureSetConfig(extractor="opensmile"),

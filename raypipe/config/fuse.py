@@ -50,8 +50,8 @@ class SmoothingConfig(StrictModel):
 class FuseConfig(StrictModel):
     """`raypipe fuse`: late fusion of stored predictions, fitted on val and chosen by CV."""
 
-    run: Path | None = None
-    """Run folder written by `raypipe tune-classifiers`."""
+    run: str | Path | None = None
+    """Run folder written by `raypipe tune-classifiers` (a local path or a URI)."""
     models: list[str] | None = None
     """Models to fuse; unset: the best model of each modality (every stored model when the run
     has no trials)."""

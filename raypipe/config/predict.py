@@ -11,14 +11,15 @@ from raypipe.config.runtime import RayConfig
 class PredictConfig(StrictModel):
     """`raypipe predict`: a run's fitted models and fusion applied to new media."""
 
-    run: Path | None = None
-    """Run folder holding fitted models (tune-classifiers) and fusions (fuse)."""
+    run: str | Path | None = None
+    """Run folder holding fitted models (tune-classifiers) and fusions (fuse), a local path or
+    a URI."""
     manifest: str | Path | None = None
     """Manifest of the new media (media_id, path; label and split optional), a local path or
     a URI such as s3://bucket/m.csv."""
-    out: Path | None = None
-    """Submission CSV written (media_id, label, one probability column per class); unset:
-    <run>/predict/submission.csv."""
+    out: str | Path | None = None
+    """Submission CSV written (media_id, label, one probability column per class), a local
+    path or a URI; unset: <run>/predict/submission.csv."""
     store: str | None = None
     """Feature store for the new media's features (only missing ones are extracted); unset:
     <run>/predict/store."""

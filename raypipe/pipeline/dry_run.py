@@ -161,7 +161,7 @@ def dry_run_tune_classifiers(config: TuneClassifiersConfig) -> DryRun:
         search_state,
     )
     from raypipe.store.feature_store import FeatureStore
-    from raypipe.store.run_folder import RunFolder
+    from raypipe.store.run_folder import TUNE_FOLDER, RunFolder
 
     require_store_and_run(config)
     store = FeatureStore(config.store)
@@ -174,7 +174,7 @@ def dry_run_tune_classifiers(config: TuneClassifiersConfig) -> DryRun:
     names = list(dict.fromkeys(matrix_name(e, p) for e, p in sources))
     specs = search_specs(config, names)
     run = RunFolder(config.run)
-    exists = (run.root / "run.json").exists()
+    exists = run.exists()
     if exists:
         run.meta()  # a folder of another format stops the real run too
     state = search_state(config, specs, run)
@@ -192,10 +192,11 @@ def dry_run_tune_classifiers(config: TuneClassifiersConfig) -> DryRun:
 
     trials = config.num_samples if config.search == "optuna" else len(specs)
     to_run = max(state.trials_left, 0)
+    current = state.experiment.rsplit("/", 1)[-1]
     other = [
-        p.name
-        for p in sorted(run.tune_dir.glob("classifiers-*"))
-        if p.is_dir() and p != state.experiment
+        name
+        for name in run.subfolders(TUNE_FOLDER)
+        if name.startswith("classifiers-") and name != current
     ]
     concurrency = config.max_concurrent_trials
     summary: dict[str, Any] = {
@@ -215,7 +216,7 @@ def dry_run_tune_classifiers(config: TuneClassifiersConfig) -> DryRun:
         "early_stopping": config.early_stopping,
         "time_budget_s": config.time_budget_s,
         "run_exists": exists,
-        "experiment": str(state.experiment),
+        "experiment": run.location(state.experiment),
         "other_searches": other,
     }
     poolings = {e: [p for x, p in sources if x == e] for e, _ in sources}

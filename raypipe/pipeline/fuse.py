@@ -22,7 +22,7 @@ from raypipe.pipeline.provenance import record_run
 from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.tune_classifiers import best_per_modality
 from raypipe.pipeline.tune_progress import TrialProgress
-from raypipe.store.run_folder import RunFolder
+from raypipe.store.run_folder import TUNE_FOLDER, RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def tune_weight_candidates(
     space["rule"] = tune.choice(list(config.rules))
     metric = f"val_{config.metric}"
     started = time.time()
+    storage_path, storage_filesystem = run.ray_storage(TUNE_FOLDER)
     with progress_bar("tune fusion", config.num_samples) as advance:
         trainable = tune.with_resources(
             tune.with_parameters(_trial, aligned=aligned, n_classes=n_classes),
@@ -79,7 +80,8 @@ def tune_weight_candidates(
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
-                storage_path=str(run.tune_dir),
+                storage_path=storage_path,
+                storage_filesystem=storage_filesystem,
                 name="fusion",
                 verbose=0,
                 callbacks=[TrialProgress(advance)],

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,7 @@ from raypipe.media.manifest import load_manifest
 from raypipe.metrics import classification_scores
 from raypipe.pipeline.extract import extractor_specs, run_extract
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
+from raypipe.store.files import write_file
 from raypipe.store.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 class PredictSummary:
     """What `raypipe predict` did."""
 
-    submission: Path
+    #: Where the submission CSV was written (path or URI).
+    submission: str
     fusion: str
     media: int
     scored: dict[str, int]
@@ -163,7 +164,7 @@ def run_predict(config: PredictConfig) -> PredictSummary:
     base = load_config(ExtractConfig, config.extract) if config.extract else None
     extract = extract_config_for(records, needed, base)
     check_versions(extract, records, training.uri)
-    store_uri = config.store or str(run.root / "predict" / "store")
+    store_uri = config.store or run.location("predict/store")
     extract = extract.model_copy(
         update={"manifest": config.manifest, "out": store_uri, "ray": config.ray}
     )
@@ -187,11 +188,8 @@ def run_predict(config: PredictConfig) -> PredictSummary:
     submission = pd.DataFrame({"media_id": ids, "label": [classes[i] for i in probs.argmax(1)]})
     for c, name in enumerate(classes):
         submission[f"prob_{name}"] = probs[:, c].round(6)
-    out = config.out or run.root / "predict" / "submission.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp")
-    submission.to_csv(temporary, index=False)
-    temporary.replace(out)
+    out = str(config.out or run.location("predict/submission.csv"))
+    write_file(out, submission.to_csv(index=False).encode())
     truth = _truth(manifest, ids, labels)
     known = truth >= 0
     scores = (

@@ -86,7 +86,7 @@ def provenance(command: str, config: BaseModel | None) -> dict[str, Any]:
 def record_run(run: RunFolder, command: str, config: BaseModel | None) -> None:
     """Record ``command``'s provenance in the run's ``run.json`` (key ``provenance``, by
     command), keeping the records of the run's other commands."""
-    current = run.meta() if (run.root / "run.json").exists() else {}
+    current = run.meta() if run.exists() else {}
     records = dict(current.get("provenance") or {})
     records[command] = provenance(command, config)
     run.create({"provenance": records})

@@ -21,6 +21,7 @@ from raypipe.classify.fit import model_name
 from raypipe.classify.trial_spec import TrialSpec
 from raypipe.errors import RaypipeError
 from raypipe.store import artifacts
+from raypipe.store.files import StoreFiles
 from raypipe.store.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -32,17 +33,15 @@ MODEL_FILE = f"model{artifacts.SUFFIX}"
 
 class TrialLedger:
     """A folder of ``<key>.json`` files: ``{"spec", "metrics", "count"}`` per finished trial
-    spec (``count``: how often it finished; an Optuna search may propose a spec again)."""
+    spec (``count``: how often it finished; an Optuna search may propose a spec again). The
+    folder is a path or a URI (a run on object storage keeps its ledger there)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path) -> None:
+        self.files = StoreFiles(str(folder))
 
     def record(self, key: str, payload: dict[str, Any]) -> None:
-        """Write one trial's entry (atomic: temporary file, then rename)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / f".{key}.tmp"
-        temporary.write_text(json.dumps(payload, default=float))
-        temporary.replace(self.folder / f"{key}.json")
+        """Write one trial's entry (whole or not at all)."""
+        self.files.write_bytes(f"{key}.json", json.dumps(payload, default=float).encode())
 
     def done(self) -> dict[str, dict[str, Any]]:
         """Every recorded trial by key (``spec`` validated, as a plain dict).
@@ -50,20 +49,20 @@ class TrialLedger:
         Raises:
             RaypipeError: an entry is not JSON or its spec is not a valid trial spec.
         """
-        if not self.folder.exists():
-            return {}
         entries = {}
-        for path in self.folder.glob("*.json"):
+        for info in self.files.listing("", recursive=False):
+            if not info.base_name.endswith(".json"):
+                continue
             try:
-                entry = json.loads(path.read_text())
+                entry = json.loads(self.files.read_bytes(info.base_name))
             except ValueError:
                 entry = None
             if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
                 raise RaypipeError(
-                    f"{path} is not a trial ledger entry; delete it to run that trial again."
+                    f"{info.path} is not a trial ledger entry; delete it to run that trial again."
                 )
-            entry["spec"] = TrialSpec.parse(entry.get("spec"), str(path)).to_dict()
-            entries[path.stem] = entry
+            entry["spec"] = TrialSpec.parse(entry.get("spec"), info.path).to_dict()
+            entries[info.base_name.removesuffix(".json")] = entry
         return entries
 
 

@@ -46,7 +46,7 @@ from raypipe.pipeline.trial_ledger import (
 from raypipe.pipeline.tune_progress import TrialProgress
 from raypipe.store import artifacts
 from raypipe.store.feature_store import FeatureStore
-from raypipe.store.run_folder import RunFolder, prediction_table
+from raypipe.store.run_folder import TUNE_FOLDER, RunFolder, prediction_table
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +222,8 @@ def search_id(config: TuneClassifiersConfig, specs: list[dict[str, Any]]) -> str
 class SearchState:
     """Where a search stands in its run folder: what its ledger holds and what is left."""
 
-    #: The search's Tune folder (``RUN/tune/classifiers-<search id>``).
-    experiment: Path
+    #: The search's Tune folder, run-relative (``tune/classifiers-<search id>``).
+    experiment: str
     #: Finished trials by spec key (the ledger).
     done: dict[str, dict[str, Any]]
     #: Specs not finished yet (grid and random searches run them all).
@@ -236,8 +236,8 @@ def search_state(
     config: TuneClassifiersConfig, specs: list[dict[str, Any]], run: RunFolder
 ) -> SearchState:
     """What the run folder holds of the search of ``specs``; reads only."""
-    experiment = run.tune_dir / f"classifiers-{search_id(config, specs)}"
-    done = TrialLedger(experiment / "finished").done()
+    experiment = f"{TUNE_FOLDER}/classifiers-{search_id(config, specs)}"
+    done = TrialLedger(run.location(f"{experiment}/finished")).done()
     pending = [s for s in specs if spec_key(s) not in done]
     trials_left = (
         config.num_samples - _finished(done) if config.search == "optuna" else len(pending)
@@ -249,7 +249,7 @@ def _run_search(
     config: TuneClassifiersConfig,
     matrices: dict[str, FeatureMatrix],
     pending: list[dict[str, Any]],
-    experiment: Path,
+    experiment: str,
     ledger: TrialLedger,
     run: RunFolder,
     n_classes: int,
@@ -286,50 +286,53 @@ def _run_search(
         search=config,
     )
     trainable = tune.with_resources(trainable, {"cpu": config.cpus_per_trial})
-    attempt = len(list(experiment.glob("attempt-*"))) + 1
-    searcher, samples = None, 1
-    param_space: dict[str, Any] = {"spec": tune.grid_search(pending)}
-    if config.search == "optuna":
-        from optuna.storages import RDBStorage
-        from ray.tune.search.optuna import OptunaSearch
+    attempt = sum(name.startswith("attempt-") for name in run.subfolders(experiment)) + 1
+    # Optuna's study lives in the experiment folder (a scratch copy written back, for a run on
+    # object storage), so a resumed search keeps what TPE learnt from the trials before; the
+    # remaining budget is what the ledger lacks.
+    with run.local_file(f"{experiment}/optuna.db") as study:
+        searcher, samples = None, 1
+        param_space: dict[str, Any] = {"spec": tune.grid_search(pending)}
+        if config.search == "optuna":
+            from optuna.storages import RDBStorage
+            from ray.tune.search.optuna import OptunaSearch
 
-        experiment.mkdir(parents=True, exist_ok=True)
-        # Optuna's study lives in the experiment folder, so a resumed search keeps what TPE
-        # learnt from the trials before; the remaining budget is what the ledger lacks.
-        searcher = OptunaSearch(
-            space=OptunaSpace(config, matrices),
-            metric=metric,
-            mode="max",
-            seed=config.seed,
-            study_name="classifiers",
-            storage=RDBStorage(f"sqlite:///{experiment / 'optuna.db'}"),
-        )
-        param_space, samples = {}, trials_left
-    with progress_bar("tune classifiers", samples if searcher else len(pending)) as advance:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(
+            searcher = OptunaSearch(
+                space=OptunaSpace(config, matrices),
                 metric=metric,
                 mode="max",
-                search_alg=searcher,
-                num_samples=samples,
-                scheduler=scheduler,
-                max_concurrent_trials=config.max_concurrent_trials,
-                time_budget_s=config.time_budget_s,
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                storage_path=str(experiment),
-                name=f"attempt-{attempt}",
-                verbose=0,
-                callbacks=[TrialProgress(advance), LedgerCallback(ledger, run, metric)],
-            ),
-        )
-        try:
-            tuner.fit()
-        finally:
-            run.drop_tune_pickles()
+                seed=config.seed,
+                study_name="classifiers",
+                storage=RDBStorage(f"sqlite:///{study}"),
+            )
+            param_space, samples = {}, trials_left
+        storage_path, storage_filesystem = run.ray_storage(experiment)
+        with progress_bar("tune classifiers", samples if searcher else len(pending)) as advance:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space,
+                tune_config=tune.TuneConfig(
+                    metric=metric,
+                    mode="max",
+                    search_alg=searcher,
+                    num_samples=samples,
+                    scheduler=scheduler,
+                    max_concurrent_trials=config.max_concurrent_trials,
+                    time_budget_s=config.time_budget_s,
+                    reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(
+                    storage_path=storage_path,
+                    storage_filesystem=storage_filesystem,
+                    name=f"attempt-{attempt}",
+                    verbose=0,
+                    callbacks=[TrialProgress(advance), LedgerCallback(ledger, run, metric)],
+                ),
+            )
+            try:
+                tuner.fit()
+            finally:
+                run.drop_tune_pickles()
 
 
 def trials_table(
@@ -404,7 +407,7 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
     state = search_state(config, specs, run)
     experiment, done, pending = state.experiment, state.done, state.pending
     trials_left = state.trials_left
-    ledger = TrialLedger(experiment / "finished")
+    ledger = TrialLedger(run.location(f"{experiment}/finished"))
     log.info(
         "%d configurations over %d feature set(s): %d done before, %d trial(s) to run",
         len(specs),
@@ -428,7 +431,8 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
     if trials.empty:
         raise SearchError(
             f"Every Tune trial failed; Ray Tune printed each trial's error above and keeps it "
-            f"in error.txt under '{experiment}': fix its cause, then re-run the same command."
+            f"in error.txt under '{run.location(experiment)}': fix its cause, then re-run the "
+            "same command."
         )
     run.write_trials(trials)
     # The best trial of each model name; among equal scores the smallest trial id (the one

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from sklearn.metrics import f1_score
 
 from raypipe.metrics import METRICS, classification_scores, confusion
 from raypipe.report.plots import plot_confusion, plot_per_class, plot_search_curves
-from raypipe.store.run_folder import RunFolder
+from raypipe.store.run_folder import REPORT_FOLDER, RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -280,20 +281,23 @@ def to_html(title: str, blocks: list[Block]) -> str:
     )
 
 
-def write_report(run: RunFolder, split: str = "test") -> Path:
-    """Write report/report.md, report/report.html, report/metrics.json and the PNGs; return
-    the .md path."""
-    out = run.report_dir
-    out.mkdir(parents=True, exist_ok=True)
+def write_report(run: RunFolder, split: str = "test") -> str:
+    """Write report/report.md, report/report.html, report/metrics.json and the PNGs into the
+    run (built in local scratch, then copied file by file, so a run on object storage gets
+    the same files); return where report.md is (path or URI)."""
     table = metrics_table(run)
-    (out / "metrics.json").write_text(json.dumps(table.to_dict(orient="records"), indent=2))
-    blocks = report_blocks(run, out, split)
-    title = f"raypipe report: {run.root.name}"
-    (out / "report.html").write_text(to_html(title, blocks))
-    path = out / "report.md"
-    path.write_text(to_markdown(title, blocks))
-    log.info("report written to %s", path)
-    return path
+    with tempfile.TemporaryDirectory(prefix="raypipe-report-") as scratch:
+        out = Path(scratch)
+        (out / "metrics.json").write_text(json.dumps(table.to_dict(orient="records"), indent=2))
+        blocks = report_blocks(run, out, split)
+        name = run.root.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        title = f"raypipe report: {name}"
+        (out / "report.html").write_text(to_html(title, blocks))
+        (out / "report.md").write_text(to_markdown(title, blocks))
+        run.write_folder(REPORT_FOLDER, out)
+    where = run.location(f"{REPORT_FOLDER}/report.md")
+    log.info("report written to %s", where)
+    return where
 
 
 __all__ = [

@@ -151,3 +151,11 @@ class StoreFiles:
     def walk(self) -> Iterator[pafs.FileInfo]:
         """Every file in the store, temporary ones included."""
         yield from self.listing("", temporary=True)
+
+
+def write_file(location: str, data: bytes) -> None:
+    """Write one file at a path or URI (query kept), whole or not at all: a submission CSV,
+    an exported model."""
+    base, _, query = str(location).partition("?")
+    folder, _, name = base.rstrip("/").rpartition("/")
+    StoreFiles(f"{folder or '.'}{'?' + query if query else ''}").write_bytes(name, data)

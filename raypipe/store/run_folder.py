@@ -1,5 +1,9 @@
 """A run folder: trial results, fitted models, predictions per model and split, fusion, report.
 
+A run lives on a local disk or on object storage (``s3://bucket/run``, any pyarrow filesystem);
+both go through the same code, Ray Tune included (its experiments are written under ``tune/``
+through the run's filesystem).
+
 ```
 RUN/
   run.json                   format, store URI, label space, what produced the run
@@ -31,8 +35,12 @@ raypipe's, whose models were pickles) is refused with the command that makes a n
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,10 +48,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypipe.errors import RaypipeError
+from raypipe.media import remote
 from raypipe.store import artifacts
+from raypipe.store.files import StoreFiles
 
 #: Layout version of run folders written by this raypipe (``format`` in run.json). 2: fitted
 #: objects are skops files (format 1, unmarked, stored pickles).
@@ -61,6 +72,11 @@ PREDICTION_SCHEMA = pa.schema(
 
 TARGET_FIELD = pa.field("target", pa.list_(pa.float32()))
 
+
+#: Where Ray Tune keeps the run's experiments (run-relative).
+TUNE_FOLDER = "tune"
+#: Where reports are written (run-relative).
+REPORT_FOLDER = "report"
 
 #: Ray Tune's restore state (pickled, whatever the suffix), removed after each search.
 TUNE_RESTORE_STATE = (
@@ -113,32 +129,45 @@ def prediction_table(
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
-
-
 @dataclass
 class RunFolder:
-    """Read and write one run folder."""
+    """Read and write one run folder, on a local disk or object storage (``s3://...``).
 
-    root: Path
+    Every file goes through :class:`~raypipe.store.files.StoreFiles` (written whole or not at
+    all), so a run on a bucket behaves as one on disk: ``root`` is the absolute path or the URI
+    as given, :meth:`location` names a file in it the same way.
+    """
+
+    root: str
 
     def __post_init__(self) -> None:
-        self.root = Path(self.root).resolve()
+        self.files = StoreFiles(str(self.root))
+        self.remote = not self.files.local
+        self.root = self.files.uri if self.remote else self.files.root
+
+    def location(self, relative: str = "") -> str:
+        """Path or URI (query kept) of a run-relative file or folder, for users and tools."""
+        if not relative:
+            return self.root
+        return remote.join(self.root, relative) if self.remote else f"{self.root}/{relative}"
+
+    def exists(self) -> bool:
+        """Whether the folder holds a run.json."""
+        return self.files.exists("run.json")
 
     def create(self, meta: dict[str, Any]) -> None:
         """Create the folder and (re)write run.json, keeping keys already there (a folder of
         another format is refused, see :meth:`meta`)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        current = self.meta() if (self.root / "run.json").exists() else {}
-        if not current and any(self.root.glob("*/*.pkl")):
+        current = self.meta() if self.exists() else {}
+        if not current and any(
+            info.base_name.endswith(".pkl")
+            for folder in ("models", "fusion", "trial_models")
+            for info in self.files.listing(folder, recursive=False)
+        ):
             raise self._format_error("pickle files but no run.json")
         current.update(meta)
         current["format"] = RUN_FORMAT
-        _atomic_write(self.root / "run.json", json.dumps(current, indent=2, default=str).encode())
+        self.files.write_bytes("run.json", json.dumps(current, indent=2, default=str).encode())
 
     def meta(self) -> dict[str, Any]:
         """Contents of run.json.
@@ -147,14 +176,13 @@ class RunFolder:
             RaypipeError: no run.json, or the folder is of another format (an older raypipe's,
                 with pickled models, or a foreign one).
         """
-        path = self.root / "run.json"
-        if not path.exists():
+        if not self.exists():
             raise RaypipeError(
                 f"'{self.root}' is not a raypipe run (no run.json); run "
                 "`raypipe tune-classifiers --store STORE --run RUN` first."
             )
         try:
-            meta = json.loads(path.read_text())
+            meta = json.loads(self.files.read_bytes("run.json"))
         except ValueError:
             raise self._format_error("run.json is not JSON") from None
         if not isinstance(meta, dict):
@@ -172,37 +200,82 @@ class RunFolder:
             "(then `raypipe fuse --run NEW`) into a new folder."
         )
 
-    @property
-    def tune_dir(self) -> Path:
-        """Where Ray Tune keeps its experiments for this run."""
-        return self.root / "tune"
+    def ray_storage(self, relative: str) -> tuple[str, pafs.FileSystem | None]:
+        """``(storage_path, storage_filesystem)`` for a Ray Tune / Train ``RunConfig`` whose
+        experiments live under a run-relative folder: on object storage, Ray writes results
+        and checkpoints there through the run's own filesystem (endpoint and options of its
+        URI), so every node of a cluster reads and resumes them."""
+        if self.remote:
+            return self.files.path(relative), self.files.fs
+        return self.files.path(relative), None
+
+    def subfolders(self, relative: str) -> list[str]:
+        """Names of the folders directly under a run-relative folder that hold files."""
+        prefix = f"{self.files.path(relative)}/"
+        names = {
+            info.path[len(prefix) :].split("/", 1)[0]
+            for info in self.files.listing(relative)
+            if "/" in info.path[len(prefix) :]
+        }
+        return sorted(names)
+
+    @contextmanager
+    def local_file(self, relative: str) -> Iterator[Path]:
+        """A local path for a run file that a library writes itself (Optuna's SQLite study):
+        the file itself on a local run; on object storage, a scratch copy (fetched if the run
+        holds one) that is written back when the block ends, even on an error."""
+        if not self.remote:
+            path = Path(self.files.path(relative))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield path
+            return
+        with tempfile.TemporaryDirectory(prefix="raypipe-run-") as scratch:
+            path = Path(scratch) / Path(relative).name
+            if self.files.exists(relative):
+                path.write_bytes(self.files.read_bytes(relative))
+            try:
+                yield path
+            finally:
+                if path.exists():
+                    self.files.write_bytes(relative, path.read_bytes())
 
     def drop_tune_pickles(self) -> None:
         """Remove Ray Tune's own restore state under tune/, which is pickled whatever its file
         name says (``tuner.pkl``, trials' ``params.pkl``, ``searcher-state*``,
         ``basic-variant-state-*.json``, the cloudpickled parts of ``experiment_state-*.json``):
         raypipe resumes searches from its ledger, never from them, and a finished run folder
-        holds no file whose reading executes code. Trial results (``result.json``,
-        ``progress.csv``) and TensorBoard event files stay."""
-        if not self.tune_dir.exists():
-            return
-        for pattern in TUNE_RESTORE_STATE:
-            for path in self.tune_dir.rglob(pattern):
-                path.unlink(missing_ok=True)
+        holds no file whose reading executes code. Trial checkpoints (model records and
+        predictions, as skops and Parquet) stay."""
+        for info in self.files.listing(TUNE_FOLDER):
+            if any(fnmatch.fnmatch(info.base_name, p) for p in TUNE_RESTORE_STATE):
+                self.files.delete(self.files.relative(info.path))
 
-    @property
-    def report_dir(self) -> Path:
-        """Where reports are written."""
-        return self.root / "report"
+    def write_folder(self, relative: str, local: Path) -> None:
+        """Copy every file of a local folder into a run-relative folder (each file whole)."""
+        for path in sorted(p for p in Path(local).rglob("*") if p.is_file()):
+            name = path.relative_to(local).as_posix()
+            self.files.write_bytes(f"{relative}/{name}", path.read_bytes())
+
+    def read_bytes(self, relative: str) -> bytes:
+        """The bytes of a run-relative file."""
+        return self.files.read_bytes(relative)
+
+    def has(self, relative: str) -> bool:
+        """Whether a run-relative file exists."""
+        return self.files.exists(relative)
 
     def _write_frame(self, name: str, frame: pd.DataFrame) -> None:
+        self._write_table(name, pa.Table.from_pandas(frame, preserve_index=False))
+
+    def _write_table(self, name: str, table: pa.Table) -> None:
         sink = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
-        _atomic_write(self.root / name, sink.getvalue().to_pybytes())
+        pq.write_table(table, sink)
+        self.files.write_bytes(name, sink.getvalue().to_pybytes())
 
     def _read_frame(self, name: str) -> pd.DataFrame:
-        path = self.root / name
-        return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+        if not self.files.exists(name):
+            return pd.DataFrame()
+        return self.files.read_parquet(name).to_pandas()
 
     def write_trials(self, trials: pd.DataFrame) -> None:
         """Store the table of Tune trials."""
@@ -214,7 +287,7 @@ class RunFolder:
 
     def save_model(self, name: str, model: Any) -> None:
         """Store a fitted model record (a skops file, :mod:`raypipe.store.artifacts`)."""
-        _atomic_write(self._model_path(name), artifacts.dumps(model))
+        self.files.write_bytes(self._model_path(name), artifacts.dumps(model))
 
     def load_model(self, name: str) -> Any:
         """Load a model record written by :meth:`save_model` (trusted types only; never a
@@ -226,18 +299,24 @@ class RunFolder:
         """
         self.meta()
         path = self._model_path(name)
-        if not path.exists():
+        if not self.files.exists(path):
             raise RaypipeError(
-                f"Run '{self.root}' has no model '{name}' ({path} is missing); re-run "
-                f"`raypipe tune-classifiers --run {self.root}`."
+                f"Run '{self.root}' has no model '{name}' ({self.location(path)} is missing); "
+                f"re-run `raypipe tune-classifiers --run {self.root}`."
             )
-        return artifacts.load(path)
+        return artifacts.loads(self.files.read_bytes(path), self.location(path))
 
-    def _model_path(self, name: str) -> Path:
-        return self.root / "models" / f"{_checked_name(name, 'model')}{artifacts.SUFFIX}"
+    def _model_path(self, name: str) -> str:
+        return f"models/{_checked_name(name, 'model')}{artifacts.SUFFIX}"
 
-    def _trial_model_path(self, trial_id: str) -> Path:
-        return self.root / "trial_models" / f"{_checked_name(trial_id, 'trial')}{artifacts.SUFFIX}"
+    def _trial_model_path(self, trial_id: str) -> str:
+        return f"trial_models/{_checked_name(trial_id, 'trial')}{artifacts.SUFFIX}"
+
+    def _trial_predictions_path(self, trial_id: str) -> str:
+        return f"trial_predictions/{_checked_name(trial_id, 'trial')}.parquet"
+
+    def _predictions_path(self, model: str) -> str:
+        return f"predictions/{_checked_name(model, 'model')}.parquet"
 
     def write_predictions(
         self,
@@ -253,13 +332,11 @@ class RunFolder:
         multilabel/regression models: outputs and ``targets``, see the module docstring; for
         frame/window-level models: ``start_s`` seconds per row)."""
         table = prediction_table(media_ids, splits, labels, probs, targets, start_s)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        _atomic_write(self.root / "predictions" / f"{model}.parquet", sink.getvalue().to_pybytes())
+        self._write_table(self._predictions_path(model), table)
 
     def write_trial_predictions(self, trial_id: str, data: bytes) -> None:
         """Store one search trial's predictions (Parquet bytes of :func:`prediction_table`)."""
-        _atomic_write(self.root / "trial_predictions" / f"{trial_id}.parquet", data)
+        self.files.write_bytes(self._trial_predictions_path(trial_id), data)
 
     def write_trial_model(self, trial_id: str, data: bytes) -> None:
         """Store one search trial's model record (bytes of :func:`artifacts.dumps`; checked to
@@ -270,74 +347,78 @@ class RunFolder:
                 f"Trial {trial_id}'s model record holds untrusted type(s) {refused}; add them "
                 "to raypipe.store.artifacts.TRUSTED_TYPES."
             )
-        _atomic_write(self._trial_model_path(trial_id), data)
+        self.files.write_bytes(self._trial_model_path(trial_id), data)
 
     def drop_trial_model(self, trial_id: str) -> None:
         """Remove a trial's model record (a better trial of the same model replaced it)."""
-        self._trial_model_path(trial_id).unlink(missing_ok=True)
+        self.files.delete(self._trial_model_path(trial_id))
 
     def has_trial_model(self, trial_id: str) -> bool:
         """Whether a trial's model record is stored."""
-        return self._trial_model_path(trial_id).exists()
+        return self.files.exists(self._trial_model_path(trial_id))
 
     def promote_trial(self, trial_id: str, name: str) -> None:
         """Make a trial's stored model record and predictions those of model ``name``."""
-        model = self._trial_model_path(trial_id).read_bytes()
-        predictions = (self.root / "trial_predictions" / f"{trial_id}.parquet").read_bytes()
-        _atomic_write(self._model_path(name), model)
-        _atomic_write(self.root / "predictions" / f"{name}.parquet", predictions)
+        model = self.files.read_bytes(self._trial_model_path(trial_id))
+        predictions = self.files.read_bytes(self._trial_predictions_path(trial_id))
+        self.files.write_bytes(self._model_path(name), model)
+        self.files.write_bytes(self._predictions_path(name), predictions)
 
     def trial_predictions(self, trial_id: str) -> pd.DataFrame:
         """Predictions of one search trial (``trial_id`` as in trials.parquet)."""
-        return pd.read_parquet(self.root / "trial_predictions" / f"{trial_id}.parquet")
+        return self.files.read_parquet(self._trial_predictions_path(trial_id)).to_pandas()
+
+    def _names(self, folder: str, suffix: str) -> list[str]:
+        return sorted(
+            info.base_name[: -len(suffix)]
+            for info in self.files.listing(folder, recursive=False)
+            if info.base_name.endswith(suffix)
+        )
 
     def models(self) -> list[str]:
         """Names of every model with stored predictions (fused ones included)."""
-        folder = self.root / "predictions"
-        return sorted(p.stem for p in folder.glob("*.parquet")) if folder.exists() else []
+        return self._names("predictions", ".parquet")
 
     def predictions(self, model: str) -> pd.DataFrame:
         """Stored predictions of one model."""
-        path = self.root / "predictions" / f"{_checked_name(model, 'model')}.parquet"
-        if not path.exists():
+        path = self._predictions_path(model)
+        if not self.files.exists(path):
             known = ", ".join(self.models()) or "none"
             raise RaypipeError(
                 f"Run '{self.root}' has no predictions for model '{model}' (known: {known})."
             )
-        return pd.read_parquet(path)
+        return self.files.read_parquet(path).to_pandas()
 
     def write_fusion(self, name: str, payload: dict[str, Any]) -> None:
         """Store a fused model's description (members, weights, scores)."""
-        _atomic_write(
-            self.root / "fusion" / f"{name}.json",
+        self.files.write_bytes(
+            f"fusion/{_checked_name(name, 'fusion')}.json",
             json.dumps(payload, indent=2, default=float).encode(),
         )
 
     def fusion(self, name: str) -> dict[str, Any]:
         """A fused model's description."""
-        return json.loads(
-            (self.root / "fusion" / f"{_checked_name(name, 'fusion')}.json").read_text()
-        )
+        return json.loads(self.files.read_bytes(f"fusion/{_checked_name(name, 'fusion')}.json"))
 
     def save_fused_model(self, name: str, fitted: Any) -> None:
         """Store a fitted fusion (what `raypipe predict` applies to new media) as a skops file."""
-        _atomic_write(self.root / "fusion" / f"{name}{artifacts.SUFFIX}", artifacts.dumps(fitted))
+        path = f"fusion/{_checked_name(name, 'fusion')}{artifacts.SUFFIX}"
+        self.files.write_bytes(path, artifacts.dumps(fitted))
 
     def load_fused_model(self, name: str) -> Any:
         """Load a fitted fusion written by :meth:`save_fused_model` (trusted types only)."""
         self.meta()
-        path = self.root / "fusion" / f"{_checked_name(name, 'fusion')}{artifacts.SUFFIX}"
-        if not path.exists():
+        path = f"fusion/{_checked_name(name, 'fusion')}{artifacts.SUFFIX}"
+        if not self.files.exists(path):
             raise RaypipeError(
-                f"Run '{self.root}' has no fitted fusion '{name}' ({path} is missing); run "
-                f"`raypipe fuse --run {self.root}` first."
+                f"Run '{self.root}' has no fitted fusion '{name}' ({self.location(path)} is "
+                f"missing); run `raypipe fuse --run {self.root}` first."
             )
-        return artifacts.load(path)
+        return artifacts.loads(self.files.read_bytes(path), self.location(path))
 
     def fusions(self) -> list[str]:
         """Names of every fused model with a description."""
-        folder = self.root / "fusion"
-        return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+        return self._names("fusion", ".json")
 
     def write_fusion_trials(self, trials: pd.DataFrame) -> None:
         """Store the table of Ray Tune fusion trials (one row per weight vector, in order)."""

@@ -112,7 +112,7 @@ def test_unknown_member_and_too_few_val_media_are_clear_errors(run_folder: RunFo
 
 def test_report_shows_gap_per_class_scores_and_figures(run_folder: RunFolder) -> None:
     run_fuse(_config(run_folder, methods=["weighted", "greedy"]))
-    path = write_report(run_folder)
+    path = Path(write_report(run_folder))
     text = path.read_text()
     assert "gap_cv_test" in text and "val_cv_macro_f1" in text and "Per-class F1" in text
     gaps = fusion_table(run_folder).set_index("model")

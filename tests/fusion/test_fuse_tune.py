@@ -26,5 +26,6 @@ def test_tune_trials_are_stored_and_used(ray_local: None, tmp_path: Path) -> Non
     # Ray Tune's best trial is among the candidates, so the fit is at least as good on val.
     assert record["scores"]["val"]["macro_f1"] >= trials["val_macro_f1"].max() - 1e-9
     assert np.isclose(sum(record["weights"].values()), 1.0, atol=1e-3)
-    text = write_report(run).read_text()
-    assert "search_fusion.png" in text and (run.report_dir / "search_fusion.png").is_file()
+    text = Path(write_report(run)).read_text()
+    assert "search_fusion.png" in text
+    assert (Path(run.root) / "report" / "search_fusion.png").is_file()

@@ -57,7 +57,7 @@ def test_fusion_is_never_worse_than_its_members_on_val(run_folder: Path) -> None
 
 
 def test_report_files_and_cli_json(run_folder: Path) -> None:
-    path = write_report(RunFolder(run_folder))
+    path = Path(write_report(RunFolder(run_folder)))
     text = path.read_text()
     assert "fused.weighted" in text and "gap" in text and "val_cv_macro_f1" in text
     assert (path.parent / "report.html").is_file()

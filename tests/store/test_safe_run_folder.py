@@ -112,7 +112,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 
 def _commands(run: RunFolder) -> dict[str, list[str]]:
-    manifest = run.root.parent / "new.csv"
+    manifest = Path(run.root).parent / "new.csv"
     manifest.write_text("media_id,path\nx1,/nowhere/x1.mp4\n")
     return {
         "predict": ["predict", "--run", str(run.root), "--manifest", str(manifest)],
@@ -131,11 +131,11 @@ def _assert_one_line_error(code: int, err: str, *expected: str) -> None:
 
 def _plant_pickles(run: RunFolder, payload: bytes) -> list[Path]:
     places = [
-        run.root / "models" / "voice.logreg.pkl",
-        run.root / "models" / "planted.pkl",
-        run.root / "fusion" / "fused.weighted.pkl",
-        run.root / "trial_models" / "abc123.pkl",
-        run.root / "tune" / "classifiers-0" / "attempt-1" / "trial" / "model.pkl",
+        Path(run.root) / "models" / "voice.logreg.pkl",
+        Path(run.root) / "models" / "planted.pkl",
+        Path(run.root) / "fusion" / "fused.weighted.pkl",
+        Path(run.root) / "trial_models" / "abc123.pkl",
+        Path(run.root) / "tune" / "classifiers-0" / "attempt-1" / "trial" / "model.pkl",
     ]
     for path in places:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,15 +152,15 @@ def test_old_or_foreign_run_is_refused_in_one_line(
     payload = _payload(marker)
     _plant_pickles(run, payload)
     # An older raypipe's run: pickles where the skops files are now, run.json without format.
-    for path in [*run.root.glob("models/*.skops"), *run.root.glob("fusion/*.skops")]:
+    for path in [*Path(run.root).glob("models/*.skops"), *Path(run.root).glob("fusion/*.skops")]:
         path.unlink()
         path.with_suffix(".pkl").write_bytes(payload)
-    data = json.loads((run.root / "run.json").read_text())
+    data = json.loads((Path(run.root) / "run.json").read_text())
     if meta == "no format":
         del data["format"]
     else:
         data["format"] = 99
-    (run.root / "run.json").write_text(json.dumps(data))
+    (Path(run.root) / "run.json").write_text(json.dumps(data))
     code, err = _cli(capsys, *_commands(run)[command])
     _assert_one_line_error(code, err, str(run.root), "tune-classifiers", "--run NEW")
     assert not marker.exists()
@@ -195,12 +195,12 @@ def test_tampered_skops_files_are_refused_in_one_line(
         data = artifacts.dumps({"pipeline": os.system, "spec": {}})
     else:
         data = b"PK\x03\x04 not really a zip"
-    paths = sorted((run.root / place).glob(f"*{artifacts.SUFFIX}"))
+    paths = sorted((Path(run.root) / place).glob(f"*{artifacts.SUFFIX}"))
     assert paths
     for path in paths:
         path.write_bytes(data)
     code, err = _cli(capsys, *_commands(run)["predict"])
-    _assert_one_line_error(code, err, str(run.root / place), artifacts.SUFFIX)
+    _assert_one_line_error(code, err, str(Path(run.root) / place), artifacts.SUFFIX)
     assert not marker.exists()
     for path in paths:
         name = path.name.removesuffix(artifacts.SUFFIX)
@@ -282,7 +282,7 @@ def test_names_in_run_records_cannot_leave_the_run_folder(tmp_path: Path, name: 
     (outside / f"secret{artifacts.SUFFIX}").write_bytes(artifacts.dumps({"a": 1}))
     run = RunFolder(tmp_path / "run")
     run.create({"store": "s"})
-    (run.root / "models").mkdir()
+    (Path(run.root) / "models").mkdir()
     for read in (run.load_model, run.predictions, run.fusion, run.load_fused_model):
         with pytest.raises(RaypipeError, match="not a plain name"):
             read(name)
