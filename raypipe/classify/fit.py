@@ -14,10 +14,8 @@ from raypipe.classify.targets import (
     choose_thresholds,
     label_probabilities,
     model_outputs,
-    multilabel_scores,
-    regression_scores,
 )
-from raypipe.metrics import classification_scores
+from raypipe.metrics import classification_scores, multilabel_scores, regression_scores
 
 #: Called after each epoch of a torch head with the epoch (1-based), the model as it is then
 #: (what :func:`score_model` returns) and its scores.

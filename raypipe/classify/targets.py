@@ -1,7 +1,7 @@
 """Learning tasks beyond single-label classification, as the ABAW systems need them.
 
 - ``classification``: one class per media (the manifest's ``label``); scores accuracy,
-  macro-F1, UAR.
+  macro-F1, UAR (scores live in :mod:`raypipe.metrics`).
 - ``multilabel``: several binary labels per media (e.g. action units), read from a targets
   table; one probability per label, a threshold per label chosen on validation to maximise
   that label's F1; scores the mean F1 over labels.
@@ -43,35 +43,6 @@ def read_targets(path: str | Path, columns: list[str]) -> pd.DataFrame:
     return frame.apply(pd.to_numeric, errors="coerce").astype(np.float64)
 
 
-def ccc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Concordance correlation coefficient of two (N,) series:
-    ``2 cov / (var_true + var_pred + (mean_true - mean_pred)^2)`` (1 = identical, 0 = none)."""
-    y_true = np.asarray(y_true, np.float64)
-    y_pred = np.asarray(y_pred, np.float64)
-    if len(y_true) < 2:
-        return float("nan")
-    mean_t, mean_p = y_true.mean(), y_pred.mean()
-    covariance = ((y_true - mean_t) * (y_pred - mean_p)).mean()
-    denominator = y_true.var() + y_pred.var() + (mean_t - mean_p) ** 2
-    return float(2 * covariance / denominator) if denominator > 0 else float("nan")
-
-
-def regression_scores(
-    y_true: np.ndarray, y_pred: np.ndarray, names: list[str] | None = None
-) -> dict[str, float]:
-    """Mean CCC over targets ('ccc'), CCC per target ('ccc_<name>') and RMSE over all values
-    ('rmse'); inputs (N, K)."""
-    y_true = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
-    y_pred = np.asarray(y_pred, np.float64).reshape(len(y_pred), -1)
-    names = names or [str(k) for k in range(y_true.shape[1])]
-    per_target = [ccc(y_true[:, k], y_pred[:, k]) for k in range(y_true.shape[1])]
-    scores = {f"ccc_{n}": v for n, v in zip(names, per_target, strict=True)}
-    scores["ccc"] = float(np.mean(per_target)) if per_target else float("nan")
-    rmse = np.sqrt(np.mean((y_true - y_pred) ** 2)) if len(y_true) else float("nan")
-    scores["rmse"] = float(rmse)
-    return scores
-
-
 def choose_thresholds(
     y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray | None = None
 ) -> np.ndarray:
@@ -91,27 +62,6 @@ def choose_thresholds(
             if score > best + 1e-12:
                 best, thresholds[label] = score, threshold
     return thresholds
-
-
-def multilabel_scores(
-    y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, names: list[str] | None = None
-) -> dict[str, float]:
-    """Mean F1 over labels ('mean_f1'), F1 per label ('f1_<name>') at ``thresholds``, and the
-    mean F1 at 0.5 ('mean_f1_at_half'); inputs (N, L)."""
-    y_true = np.asarray(y_true) > 0.5
-    probs = np.asarray(probs)
-    names = names or [str(k) for k in range(y_true.shape[1])]
-    if len(y_true) == 0:
-        return {"mean_f1": float("nan"), "mean_f1_at_half": float("nan")}
-    scores: dict[str, float] = {}
-    per_label, at_half = [], []
-    for k, name in enumerate(names):
-        per_label.append(f1_score(y_true[:, k], probs[:, k] >= thresholds[k], zero_division=0))
-        at_half.append(f1_score(y_true[:, k], probs[:, k] >= 0.5, zero_division=0))
-        scores[f"f1_{name}"] = float(per_label[-1])
-    scores["mean_f1"] = float(np.mean(per_label))
-    scores["mean_f1_at_half"] = float(np.mean(at_half))
-    return scores
 
 
 class MultiLabelModel:

@@ -7,7 +7,8 @@ import pytest
 
 from raypipe.classify.feature_matrix import FeatureMatrix
 from raypipe.classify.fit import fit_and_score, outputs
-from raypipe.classify.targets import MultiLabelModel, ccc, choose_thresholds, multilabel_scores
+from raypipe.classify.targets import MultiLabelModel, choose_thresholds
+from raypipe.metrics import ccc, multilabel_scores
 
 
 def test_ccc_known_values() -> None:
