@@ -29,6 +29,7 @@ from raypipe.config.extract import (
 from raypipe.config.fuse import CascadeConfig, FuseConfig, FusionMethodName, SmoothingConfig
 from raypipe.config.predict import PredictConfig
 from raypipe.config.runtime import RayConfig
+from raypipe.config.tracking import TrackingBackend, TrackingConfig
 from raypipe.config.train import (
     AugmentConfig,
     TrainConfig,
@@ -70,6 +71,8 @@ __all__ = [
     "SmoothingConfig",
     "StrictModel",
     "TextEmbeddingConfig",
+    "TrackingBackend",
+    "TrackingConfig",
     "TrainConfig",
     "TrainDataConfig",
     "TrainSearchConfig",

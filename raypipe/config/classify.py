@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from raypipe.config.base import StrictModel
 from raypipe.config.runtime import RayConfig
+from raypipe.config.tracking import TrackingConfig
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ class TuneClassifiersConfig(StrictModel):
     """Random seed of every model (scikit-learn random_state, LightGBM, torch heads), of the
     fitted poolings (Fisher GMM, VLAD k-means), of oversampling and of the random and optuna
     searches."""
+    tracking: TrackingConfig = TrackingConfig()
+    """Experiment tracking (MLflow, TensorBoard, W&B); off by default."""
     ray: RayConfig = RayConfig()
     """Ray connection."""
 

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from raypipe.config.base import StrictModel
 from raypipe.config.runtime import RayConfig
+from raypipe.config.tracking import TrackingConfig
 
 
 def _registered_fusion_method(name: str) -> str:
@@ -82,6 +83,8 @@ class FuseConfig(StrictModel):
     """Validation metric the fusions maximise and the selection compares."""
     seed: int = 0
     """Random seed of the searches and of the CV folds."""
+    tracking: TrackingConfig = TrackingConfig()
+    """Experiment tracking (MLflow, TensorBoard, W&B); off by default."""
     ray: RayConfig = RayConfig()
     """Ray connection."""
 

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from raypipe.config.base import StrictModel
 from raypipe.config.runtime import RayConfig
+from raypipe.config.tracking import TrackingConfig
 
 
 class TrainDataConfig(StrictModel):
@@ -135,5 +136,7 @@ class TrainConfig(StrictModel):
     """Random seed of weights, sampling and augmentation."""
     search: TrainSearchConfig = TrainSearchConfig()
     """Ray Tune search over training hyperparameters (off while its lists are empty)."""
+    tracking: TrackingConfig = TrackingConfig()
+    """Experiment tracking (MLflow, TensorBoard, W&B); off by default."""
     ray: RayConfig = RayConfig()
     """Ray connection."""

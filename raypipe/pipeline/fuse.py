@@ -20,6 +20,7 @@ from raypipe.metrics import classification_scores
 from raypipe.pipeline.progress import progress_bar
 from raypipe.pipeline.provenance import record_run
 from raypipe.pipeline.runtime import ray_session
+from raypipe.pipeline.tracking import tune_callbacks
 from raypipe.pipeline.tune_classifiers import best_per_modality
 from raypipe.pipeline.tune_progress import TrialProgress
 from raypipe.store.run_folder import TUNE_FOLDER, RunFolder
@@ -84,7 +85,10 @@ def tune_weight_candidates(
                 storage_filesystem=storage_filesystem,
                 name="fusion",
                 verbose=0,
-                callbacks=[TrialProgress(advance)],
+                callbacks=[
+                    TrialProgress(advance),
+                    *tune_callbacks(config.tracking, run.root, "fuse"),
+                ],
             ),
         )
         try:

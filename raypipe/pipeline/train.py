@@ -47,6 +47,7 @@ from raypipe.finetune.summary import write_training_report
 from raypipe.models.classifier import build_classifier
 from raypipe.pipeline.provenance import record_train_run
 from raypipe.pipeline.runtime import ray_session
+from raypipe.pipeline.tracking import TrainTracking, tune_callbacks
 from raypipe.store.run_folder import TUNE_RESTORE_STATE
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ _NOT_IN_RUN_NAME = {
     "max_failures",
     "keep_checkpoints",
     "search",
+    "tracking",
     "ray",
 }
 
@@ -347,7 +349,11 @@ def _search(config: TrainConfig) -> tuple[TrainConfig, str, str]:
             trainable,
             param_space=space,
             tune_config=tune.TuneConfig(max_concurrent_trials=config.search.max_concurrent_trials),
-            run_config=tune.RunConfig(storage_path=str(experiment.parent), name=experiment.name),
+            run_config=tune.RunConfig(
+                storage_path=str(experiment.parent),
+                name=experiment.name,
+                callbacks=tune_callbacks(config.tracking, config.run, "train"),
+            ),
         )
     if not config.search.resume and experiment.exists():
         log.info(
@@ -447,7 +453,10 @@ def run_train(config: TrainConfig, epoch_hook: EpochHook | None = None) -> Train
         if config.search.active():
             config, latest_path, best_path = _search(config)
         else:
-            result = build_trainer(config, run / "ray", run_name(config), epoch_hook).fit()
+            name = run_name(config)
+            params = config.model_dump(mode="json", exclude={"tracking", "ray"})
+            with TrainTracking(config.tracking, run, name, params, config.epochs) as callbacks:
+                result = build_trainer(config, run / "ray", name, epoch_hook, callbacks).fit()
             latest_path, best_path = _latest_and_best(result, metric)
     from ray.train import Checkpoint
 

@@ -37,6 +37,7 @@ from raypipe.labels import label_space
 from raypipe.pipeline.progress import progress_bar
 from raypipe.pipeline.provenance import record_run
 from raypipe.pipeline.runtime import ray_session
+from raypipe.pipeline.tracking import tune_callbacks
 from raypipe.pipeline.trial_ledger import (
     MODEL_FILE,
     PREDICTIONS_FILE,
@@ -326,7 +327,11 @@ def _run_search(
                     storage_filesystem=storage_filesystem,
                     name=f"attempt-{attempt}",
                     verbose=0,
-                    callbacks=[TrialProgress(advance), LedgerCallback(ledger, run, metric)],
+                    callbacks=[
+                        TrialProgress(advance),
+                        LedgerCallback(ledger, run, metric),
+                        *tune_callbacks(config.tracking, run.root, "tune-classifiers"),
+                    ],
                 ),
             )
             try:

@@ -1,0 +1,168 @@
+"""Experiment tracking, read back with MLflow's own client: a tiny classifier search, the fusion
+search over its run and a tiny training run each leave MLflow runs holding their parameters and
+metrics (the same numbers the run folder holds), and TensorBoard event files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from raypipe.config import (
+    FeatureSetConfig,
+    FuseConfig,
+    TrackingConfig,
+    TrainConfig,
+    TuneClassifiersConfig,
+)
+from raypipe.config.base import load_config
+from raypipe.errors import ConfigError
+from raypipe.finetune.sample_faces import write_image_folder
+from raypipe.pipeline.fuse import run_fuse
+from raypipe.pipeline.tracking import mlflow_location, tune_callbacks
+from raypipe.pipeline.train import run_name, run_train
+from raypipe.pipeline.tune_classifiers import run_tune_classifiers
+from raypipe.store.run_folder import RunFolder
+from tests.classify.synthetic import make_store
+
+TRAIN_SMALL = [
+    "data.image_size=32",
+    "batch_size=16",
+    "early_stop_patience=0",
+    "tracking.backends=[mlflow, tensorboard]",
+]
+
+
+def _runs(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no MLflow experiment {experiment} in {uri}"
+    return client.search_runs([found.experiment_id])
+
+
+@pytest.mark.integration
+def test_search_and_fusion_trials_are_mlflow_runs_in_the_run_folder(
+    ray_local: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working folder (./mlruns)
+    store, _ = make_store(tmp_path / "store")
+    run = tmp_path / "run"
+    config = TuneClassifiersConfig(
+        store=store.uri,
+        run=run,
+        feature_sets=[
+            FeatureSetConfig(extractor="voice_sim"),
+            FeatureSetConfig(extractor="words_sim"),
+        ],
+        classifiers=["logreg"],
+        param_grid={"logreg": {"C": [0.1, 1.0]}},
+        tracking=TrackingConfig(backends=["mlflow", "tensorboard"]),
+    )
+    run_tune_classifiers(config)
+    uri = f"sqlite:///{run.resolve()}/mlflow/mlflow.db"
+    runs = _runs(uri, "raypipe-tune-classifiers")
+    # One MLflow run per trial, with the trial's spec as parameters and its scores as metrics.
+    logged = {
+        (
+            r.data.params["spec/feature_set"],
+            r.data.params["spec/classifier"],
+            float(r.data.params["spec/params/C"]),
+        ): r
+        for r in runs
+    }
+    trials = RunFolder(run).trials()
+    assert len(runs) == len(trials) == 4 and len(logged) == 4
+    for row in trials.itertuples(index=False):
+        found = logged[(row.feature_set, row.classifier, json.loads(row.params)["C"])]
+        assert found.info.status == "FINISHED"
+        assert found.data.metrics["val_macro_f1"] == pytest.approx(row.val_macro_f1)
+        assert found.data.tags["raypipe_command"] == "tune-classifiers"
+    assert list((run / "tune").rglob("events.out.tfevents*")), "no TensorBoard event files"
+
+    fuse = FuseConfig(
+        run=run,
+        methods=["weighted"],
+        num_samples=3,
+        random_candidates=200,
+        tracking=TrackingConfig(backends=["mlflow"], experiment="fusion weights"),
+    )
+    run_fuse(fuse)
+    weights = _runs(uri, "fusion weights")
+    assert len(weights) == 3
+    for found in weights:
+        assert set(found.data.params) >= {"w0", "w1", "rule"}
+        assert 0.0 <= found.data.metrics["val_macro_f1"] <= 1.0
+    assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.integration
+def test_training_epochs_are_one_mlflow_run_resumed_by_a_rerun(
+    ray_local: None, tmp_path: Path
+) -> None:
+    corpus = write_image_folder(
+        tmp_path / "faces", {"train": 8, "val": 4}, size=32, classes=3, identities=4
+    )
+    database = tmp_path / "elsewhere" / "mlflow.db"
+    database.parent.mkdir()
+    uri = f"sqlite:///{database}"
+    run = tmp_path / "run"
+    overrides = [*TRAIN_SMALL, f"data.root={corpus}", f"tracking.tracking_uri={uri}"]
+    config = load_config(TrainConfig, None, [*overrides, "epochs=2"], {"run": run})
+    run_train(config)
+    (found,) = _runs(uri, "raypipe-train")
+    assert found.info.status == "FINISHED" and found.info.run_name == run_name(config)
+    params = found.data.params
+    assert (params["arch"], params["lr"], params["data.image_size"]) == ("resnet18", "0.001", "32")
+    assert "tracking.backends" not in params
+
+    # Two more epochs: the training resumes from its checkpoint and so does its MLflow run.
+    again = load_config(TrainConfig, None, [*overrides, "epochs=4"], {"run": run})
+    assert run_name(again) == run_name(config)
+    run_train(again)
+    (resumed,) = _runs(uri, "raypipe-train")
+    assert resumed.info.run_id == found.info.run_id and resumed.info.status == "FINISHED"
+    client = MlflowClient(uri)
+    history = client.get_metric_history(found.info.run_id, "val_macro_f1")
+    report = pd.read_csv(run / "report" / "metrics.csv")
+    assert sorted(m.step for m in history) == report["epoch"].tolist() == [1, 2, 3, 4]
+    by_step = {m.step: m.value for m in history}
+    assert [by_step[e] for e in report["epoch"]] == pytest.approx(report["val_macro_f1"].tolist())
+    events = list((run / "tensorboard" / run_name(config)).glob("events.out.tfevents*"))
+    assert events, "no TensorBoard event files"
+    assert not (run / "mlflow").exists()  # the store named by tracking_uri was used instead
+
+
+@pytest.mark.integration
+def test_a_training_search_logs_each_trial(ray_local: None, tmp_path: Path) -> None:
+    corpus = write_image_folder(
+        tmp_path / "faces", {"train": 6, "val": 3}, size=32, classes=3, identities=3
+    )
+    run = tmp_path / "run"
+    overrides = [*TRAIN_SMALL, f"data.root={corpus}", "epochs=1", "search.lr=[0.001, 0.0001]"]
+    run_train(load_config(TrainConfig, None, overrides, {"run": run}))
+    runs = _runs(f"sqlite:///{run}/mlflow/mlflow.db", "raypipe-train")
+    assert sorted(float(r.data.params["lr"]) for r in runs) == [0.0001, 0.001]
+    assert all("val_macro_f1" in r.data.metrics for r in runs)
+
+
+def test_wandb_without_the_package_is_a_config_error(tmp_path: Path) -> None:
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(ConfigError, match="wandb package is not installed"):
+        tune_callbacks(TrackingConfig(backends=["wandb"]), tmp_path, "fuse")
+
+
+def test_a_run_on_object_storage_needs_a_tracking_uri() -> None:
+    with pytest.raises(ConfigError, match=r"tracking\.tracking_uri"):
+        mlflow_location(TrackingConfig(backends=["mlflow"]), "s3://bucket/run")
+    server = TrackingConfig(backends=["mlflow"], tracking_uri="http://127.0.0.1:5000")
+    assert mlflow_location(server, "s3://bucket/run") == ("http://127.0.0.1:5000", None)
+
+
+def test_no_backends_no_callbacks(tmp_path: Path) -> None:
+    assert tune_callbacks(TrackingConfig(), tmp_path, "tune-classifiers") == []
+    assert not (tmp_path / "mlflow").exists()
