@@ -238,7 +238,7 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """Metrics per model and split (fused rows start with 'fused'); writes report/report.md."""
-    from raypipe.report.writer import metrics_table, write_report
+    from raypipe.report.writer import metrics_table, table_records, write_report
     from raypipe.store.run_folder import RunFolder
 
     with user_errors("report") as where:
@@ -249,7 +249,7 @@ def report(
         table = metrics_table(folder)
         path = write_report(folder)
     if as_json:
-        typer.echo(json.dumps(table.to_dict(orient="records"), indent=1))
+        typer.echo(json.dumps(table_records(table), indent=1))
         return
     print_table(table, f"metrics: {run}")
     typer.echo(f"report: {path}")

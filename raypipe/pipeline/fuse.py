@@ -162,6 +162,11 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
         raise ConfigError("fuse needs a run folder (--run).")
     run = RunFolder(config.run)
     classes = list(run.meta()["classes"])
+    if run.meta().get("task", "classification") != "classification":
+        raise ConfigError(
+            f"run '{run.root}' is a {run.meta()['task']} run and fuse combines class "
+            "probabilities only; score its models with `raypipe report` instead."
+        )
     record_run(run, "fuse", config)
     n_classes = len(classes)
     members = _members(run, config)

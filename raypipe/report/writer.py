@@ -14,7 +14,17 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from raypipe.metrics import METRICS, classification_scores, confusion
+from raypipe.errors import RaypipeError
+from raypipe.metrics import (
+    METRICS,
+    TASK_METRIC,
+    classification_scores,
+    confusion,
+    expression_macro_f1,
+    multilabel_scores,
+    regression_scores,
+    va_ccc,
+)
 from raypipe.report.plots import plot_confusion, plot_per_class, plot_search_curves
 from raypipe.store.run_folder import REPORT_FOLDER, RunFolder
 
@@ -26,29 +36,136 @@ SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 Block = tuple[str, Any]
 
 
-def metrics_table(run: RunFolder) -> pd.DataFrame:
-    """One row per (model, split): model, split, n, accuracy, macro_f1, uar.
+#: The columns of :func:`metrics_table` before its scores.
+KEY_COLUMNS = ["model", "split", "task", "level", "n"]
+#: Score columns by task, in table order (a column no row has is left out).
+TASK_COLUMNS = {
+    "classification": list(METRICS),
+    "multilabel": ["mean_f1"],
+    "regression": ["ccc"],
+}
 
-    Fused models' names start with 'fused'. Only labelled media are scored.
+
+def model_task(run: RunFolder, model: str, table: pd.DataFrame | None = None) -> str:
+    """A model's task ('classification', 'multilabel' or 'regression'): classification when
+    its predictions have no ``target`` column, else the ``task`` of its model record, else
+    the run's (run.json)."""
+    table = run.predictions(model) if table is None else table
+    if "target" not in table.columns:
+        return "classification"
+    if run.has(f"models/{model}.skops"):
+        record = run.load_model(model)
+        if isinstance(record, dict) and record.get("task") in TASK_COLUMNS:
+            return str(record["task"])
+    task = run.meta().get("task")
+    if task not in ("multilabel", "regression"):
+        raise RaypipeError(
+            f"Run '{run.root}': model '{model}' has targets but neither its model record nor "
+            "run.json names its task; write 'task' (multilabel or regression) into the record."
+        )
+    return str(task)
+
+
+def _thresholds(run: RunFolder, model: str, width: int) -> np.ndarray:
+    """Per-label thresholds of a multilabel model (chosen on val, in its record), else 0.5."""
+    if run.has(f"models/{model}.skops"):
+        record = run.load_model(model)
+        if isinstance(record, dict) and record.get("thresholds") is not None:
+            return np.asarray(record["thresholds"], dtype=np.float64)
+    return np.full(width, 0.5)
+
+
+def _target_names(run: RunFolder, model: str, width: int) -> list[str]:
+    record = run.load_model(model) if run.has(f"models/{model}.skops") else {}
+    names = record.get("targets") if isinstance(record, dict) else None
+    names = names or run.meta().get("targets") or [str(k) for k in range(width)]
+    return [str(n) for n in names] if len(names) == width else [str(k) for k in range(width)]
+
+
+def split_scores(
+    run: RunFolder, model: str, task: str, group: pd.DataFrame, frame_level: bool
+) -> dict[str, float]:
+    """The scores of one model on the rows of one split (media, or frames of a frame-level
+    model): classification accuracy, macro-F1 (frame level: :func:`expression_macro_f1`,
+    the ABAW expression score) and UAR over labelled rows; multilabel mean F1 over labels at
+    the model's thresholds (:func:`au_mean_f1`) with F1 per label; regression mean CCC
+    (:func:`va_ccc` for valence/arousal) with CCC per target."""
+    if task == "classification":
+        labelled = group[group["label"] >= 0]
+        if labelled.empty:
+            return {}
+        truth = labelled["label"].to_numpy()
+        predicted = np.stack(labelled["probs"].to_numpy()).argmax(axis=1)
+        scores = classification_scores(truth, predicted, len(run.meta()["classes"]))
+        if frame_level:
+            scores["macro_f1"] = expression_macro_f1(truth, predicted)
+        return scores
+    outputs = np.stack(group["probs"].to_numpy()).astype(np.float64)
+    truth = np.stack(group["target"].to_numpy()).astype(np.float64)
+    names = _target_names(run, model, truth.shape[1])
+    if task == "multilabel":
+        thresholds = _thresholds(run, model, truth.shape[1])
+        return multilabel_scores(truth, outputs, thresholds, names)
+    if names == ["valence", "arousal"]:
+        return va_ccc(truth, outputs)
+    return regression_scores(truth, outputs, names)
+
+
+def _labelled_rows(task: str, table: pd.DataFrame) -> pd.DataFrame:
+    if task == "classification":
+        return table[table["label"] >= 0]
+    truth = np.stack(table["target"].to_numpy()) if len(table) else np.zeros((0, 1))
+    return table[np.isfinite(truth).any(axis=1) & (truth >= 0).any(axis=1)]
+
+
+def metrics_table(run: RunFolder, per_target: bool = False) -> pd.DataFrame:
+    """One row per (model, split): model, split, task (classification, multilabel,
+    regression), level (media, or frame for models whose predictions have ``start_s``: one
+    row per frame, scored over frames), n (labelled media or frames), then the scores of the
+    task: accuracy, macro_f1, uar (classification), mean_f1 (multilabel), ccc (regression);
+    a score that does not apply to a row's task is NaN. With ``per_target``, also F1 per
+    label ('f1_<name>') and CCC per target ('ccc_<name>').
+
+    Fused models' names start with 'fused'. Only labelled media (frames) are scored.
     """
-    classes = run.meta()["classes"]
     rows = []
     for model in run.models():
         table = run.predictions(model)
-        table = table[table["label"] >= 0]
+        task = model_task(run, model, table)
+        frame_level = "start_s" in table.columns
+        table = _labelled_rows(task, table)
         for split, group in table.groupby("split"):
-            probs = np.stack(group["probs"].to_numpy())
-            scores = classification_scores(
-                group["label"].to_numpy(), probs.argmax(axis=1), len(classes)
+            scores = split_scores(run, model, task, group, frame_level)
+            if not per_target:
+                scores = {k: v for k, v in scores.items() if k in TASK_COLUMNS[task]}
+            level = "frame" if frame_level else "media"
+            rows.append(
+                {"model": model, "split": split, "task": task, "level": level, "n": len(group)}
+                | scores
             )
-            rows.append({"model": model, "split": split, "n": len(group), **scores})
-    frame = pd.DataFrame(rows, columns=["model", "split", "n", *METRICS])
+    frame = pd.DataFrame(rows)
     if frame.empty:
-        return frame
+        return pd.DataFrame(columns=[*KEY_COLUMNS, *METRICS])
+    scores = [c for t in TASK_COLUMNS.values() for c in t if c in frame.columns]
+    extra = sorted(c for c in frame.columns if c not in KEY_COLUMNS and c not in scores)
+    frame = frame[[*KEY_COLUMNS, *scores, *extra]]
     frame["_fused"] = frame["model"].str.startswith("fused")
     frame["_split"] = frame["split"].map(SPLIT_ORDER).fillna(9)
     frame = frame.sort_values(["_fused", "model", "_split"]).drop(columns=["_fused", "_split"])
     return frame.reset_index(drop=True)
+
+
+def table_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a table as JSON-ready dicts, scores that do not apply (NaN) left out."""
+    return [
+        {k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v))}
+        for row in table.to_dict(orient="records")
+    ]
+
+
+def classification_models(run: RunFolder, models: list[str]) -> list[str]:
+    """The single-label classification models among ``models`` (the others have targets)."""
+    return [m for m in models if "target" not in run.predictions(m).columns]
 
 
 def per_class_table(run: RunFolder, models: list[str], split: str = "test") -> pd.DataFrame:
@@ -172,13 +289,19 @@ def _search_curves(run: RunFolder, out: Path, metric: str) -> list[Block]:
 
 
 def report_blocks(
-    run: RunFolder, out: Path, split: str = "test", metric: str = "macro_f1"
+    run: RunFolder, out: Path, split: str = "test", metric: str | None = None
 ) -> list[Block]:
-    """Build the report's blocks and write its PNGs into ``out``."""
-    classes = run.meta()["classes"]
+    """Build the report's blocks and write its PNGs into ``out``; ``metric`` (the search
+    curves' and fusions' score) defaults to the run's task's (:data:`TASK_METRIC`)."""
+    meta = run.meta()
+    metric = metric or TASK_METRIC.get(str(meta.get("task", "classification")), "macro_f1")
+    classes = meta["classes"]
     table = metrics_table(run)
+    described = f"Store: `{meta.get('store', '?')}`. Classes: {', '.join(classes)}."
+    if meta.get("targets"):
+        described += f" Targets: {', '.join(map(str, meta['targets']))}."
     blocks: list[Block] = [
-        ("p", f"Store: `{run.meta().get('store', '?')}`. Classes: {', '.join(classes)}."),
+        ("p", described),
         ("h2", "Metrics per model and split"),
         ("table", table),
     ]
@@ -207,7 +330,24 @@ def report_blocks(
         if selected in run.fusions()
         else [m for m in run.models() if not m.startswith("fused")]
     )
-    shown = [*members, *([selected] if selected else [])]
+    shown = classification_models(run, [*members, *([selected] if selected else [])])
+    targets = metrics_table(run, per_target=True)
+    targets = targets[(targets["task"] != "classification") & (targets["split"] == split)]
+    if not targets.empty:
+        targets = targets.dropna(axis=1, how="all").drop(columns=["split"])
+        blocks += [
+            (
+                "h2",
+                f"Multilabel and regression scores per target ({split})",
+            ),
+            (
+                "p",
+                "Multilabel: F1 of each label at the model's thresholds (chosen on val), "
+                "mean_f1 their mean; regression: concordance correlation (CCC) of each "
+                "target, ccc their mean. Frame-level models are scored over frames.",
+            ),
+            ("table", targets.reset_index(drop=True)),
+        ]
     per_class = per_class_table(run, shown, split)
     if not per_class.empty:
         plot_per_class(per_class, f"per-class F1 ({split})", out / f"per_class_{split}.png")
@@ -232,7 +372,9 @@ def report_blocks(
 
 
 def _cell(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return "" if np.isnan(value) else f"{value:.3f}"
+    return str(value)
 
 
 def to_markdown(title: str, blocks: list[Block]) -> str:
@@ -288,7 +430,7 @@ def write_report(run: RunFolder, split: str = "test") -> str:
     table = metrics_table(run)
     with tempfile.TemporaryDirectory(prefix="raypipe-report-") as scratch:
         out = Path(scratch)
-        (out / "metrics.json").write_text(json.dumps(table.to_dict(orient="records"), indent=2))
+        (out / "metrics.json").write_text(json.dumps(table_records(table), indent=2))
         blocks = report_blocks(run, out, split)
         name = run.root.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         title = f"raypipe report: {name}"
@@ -303,7 +445,9 @@ def write_report(run: RunFolder, split: str = "test") -> str:
 __all__ = [
     "fusion_table",
     "metrics_table",
+    "model_task",
     "per_class_table",
     "plot_confusion",
+    "table_records",
     "write_report",
 ]
