@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from raypipe.errors import RaypipeError
 from raypipe.metrics import (
     METRICS,
     TASK_METRIC,
@@ -46,29 +45,9 @@ TASK_COLUMNS = {
 }
 
 
-def model_task(run: RunFolder, model: str, table: pd.DataFrame | None = None) -> str:
-    """A model's task ('classification', 'multilabel' or 'regression'): classification when
-    its predictions have no ``target`` column, else the ``task`` of its model record, else
-    the run's (run.json)."""
-    table = run.predictions(model) if table is None else table
-    if "target" not in table.columns:
-        return "classification"
-    if run.has(f"models/{model}.skops"):
-        record = run.load_model(model)
-        if isinstance(record, dict) and record.get("task") in TASK_COLUMNS:
-            return str(record["task"])
-    task = run.meta().get("task")
-    if task not in ("multilabel", "regression"):
-        raise RaypipeError(
-            f"Run '{run.root}': model '{model}' has targets but neither its model record nor "
-            "run.json names its task; write 'task' (multilabel or regression) into the record."
-        )
-    return str(task)
-
-
 def _thresholds(run: RunFolder, model: str, width: int) -> np.ndarray:
     """Per-label thresholds of a multilabel model (chosen on val, in its record), else 0.5."""
-    if run.has(f"models/{model}.skops"):
+    if run.has_model(model):
         record = run.load_model(model)
         if isinstance(record, dict) and record.get("thresholds") is not None:
             return np.asarray(record["thresholds"], dtype=np.float64)
@@ -76,7 +55,7 @@ def _thresholds(run: RunFolder, model: str, width: int) -> np.ndarray:
 
 
 def _target_names(run: RunFolder, model: str, width: int) -> list[str]:
-    record = run.load_model(model) if run.has(f"models/{model}.skops") else {}
+    record = run.load_model(model) if run.has_model(model) else {}
     names = record.get("targets") if isinstance(record, dict) else None
     names = names or run.meta().get("targets") or [str(k) for k in range(width)]
     return [str(n) for n in names] if len(names) == width else [str(k) for k in range(width)]
@@ -131,7 +110,7 @@ def metrics_table(run: RunFolder, per_target: bool = False) -> pd.DataFrame:
     rows = []
     for model in run.models():
         table = run.predictions(model)
-        task = model_task(run, model, table)
+        task = run.model_task(model, table)
         frame_level = "start_s" in table.columns
         table = _labelled_rows(task, table)
         for split, group in table.groupby("split"):
@@ -445,7 +424,6 @@ def write_report(run: RunFolder, split: str = "test") -> str:
 __all__ = [
     "fusion_table",
     "metrics_table",
-    "model_task",
     "per_class_table",
     "plot_confusion",
     "table_records",

@@ -306,6 +306,10 @@ class RunFolder:
             )
         return artifacts.loads(self.files.read_bytes(path), self.location(path))
 
+    def has_model(self, name: str) -> bool:
+        """Whether a model record of that name is stored."""
+        return self.files.exists(self._model_path(name))
+
     def _model_path(self, name: str) -> str:
         return f"models/{_checked_name(name, 'model')}{artifacts.SUFFIX}"
 
@@ -388,6 +392,26 @@ class RunFolder:
                 f"Run '{self.root}' has no predictions for model '{model}' (known: {known})."
             )
         return self.files.read_parquet(path).to_pandas()
+
+    def model_task(self, model: str, table: pd.DataFrame | None = None) -> str:
+        """A model's task ('classification', 'multilabel' or 'regression'): classification
+        when its predictions (``table``, else the stored ones) have no ``target`` column,
+        else the ``task`` of its model record, else the run's (run.json)."""
+        table = self.predictions(model) if table is None else table
+        if "target" not in table.columns:
+            return "classification"
+        if self.has_model(model):
+            record = self.load_model(model)
+            if isinstance(record, dict) and record.get("task") in ("multilabel", "regression"):
+                return str(record["task"])
+        task = self.meta().get("task")
+        if task not in ("multilabel", "regression"):
+            raise RaypipeError(
+                f"Run '{self.root}': model '{model}' has targets but neither its model record "
+                "nor run.json names its task; write 'task' (multilabel or regression) into "
+                "the record."
+            )
+        return str(task)
 
     def write_fusion(self, name: str, payload: dict[str, Any]) -> None:
         """Store a fused model's description (members, weights, scores)."""
