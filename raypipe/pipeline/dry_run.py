@@ -75,20 +75,10 @@ def dry_run_extract(config: ExtractConfig) -> DryRun:
     """`raypipe extract --dry-run`: the store plan, the actor pool and what each actor
     reserves. Without Ray the cluster's reach is unknown, so an unset max_workers shows as
     the media to compute (the job itself reads the reach from the cluster it joins)."""
-    from raypipe.extractors.registry import build_extractor
-    from raypipe.pipeline.extract import (
-        extractor_specs,
-        gpus_per_actor,
-        job_pool,
-        plan_extract,
-    )
+    from raypipe.pipeline.extract import describe_extractors, job_pool, plan_extract
 
-    extractors = [
-        build_extractor(name, options, config.video.model_dump())
-        for name, options in extractor_specs(config)
-    ]
-    plan = plan_extract(config, extractors)  # models built once
-    gpus = gpus_per_actor(extractors)
+    records, gpus = describe_extractors(config)  # models built once
+    plan = plan_extract(config, records)
     todo = len(plan.items)
     base = extract_plan(config.out, plan)
     table = base.tables["extractors"][1]

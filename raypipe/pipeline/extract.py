@@ -25,6 +25,7 @@ from raypipe.errors import ConfigError, MediaError
 from raypipe.extractors.base import Extractor
 from raypipe.extractors.process import process_media
 from raypipe.extractors.registry import EXTRACTORS, build_extractor
+from raypipe.labels import LABEL_SPACES
 from raypipe.media.context import MediaContext
 from raypipe.media.manifest import load_manifest
 from raypipe.media.prefetch import prefetch
@@ -122,6 +123,53 @@ def _record(extractor: Extractor) -> ExtractorRecord:
         },
         feature_names=list(extractor.feature_names),
     )
+
+
+def build_records(
+    specs: list[tuple[str, dict[str, Any]]], video: dict[str, Any]
+) -> tuple[list[ExtractorRecord], float]:
+    """Build the extractors of ``specs`` (their models included) and describe them: their
+    store records (versions) and the GPU share one extraction actor reserves."""
+    extractors = [build_extractor(name, options, video) for name, options in specs]
+    return [_record(e) for e in extractors], gpus_per_actor(extractors)
+
+
+def _requests_gpu(specs: list[tuple[str, dict[str, Any]]]) -> float:
+    """The GPU share the config asks for (a ``cuda`` device and its ``gpu_fraction``), read
+    from the options alone."""
+    shares = [
+        float(options.get("gpu_fraction") or 0.0)
+        for _, options in specs
+        if str(options.get("device", "cpu")).startswith("cuda")
+    ]
+    return max(shares, default=0.0)
+
+
+def _local_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def describe_extractors(
+    config: ExtractConfig, specs: list[tuple[str, dict[str, Any]]] | None = None
+) -> tuple[list[ExtractorRecord], float]:
+    """The store records and per-actor GPU share of the config's extractors.
+
+    Building an extractor loads its models onto its device, so a config on ``cuda`` cannot be
+    built where the driver runs on a machine without a GPU (a cluster's CPU-only head): there
+    the extractors are built once in a Ray task that reserves the same GPU share, on a node
+    that has one (an autoscaling cluster starts one), and only their descriptions come back.
+    """
+    specs = extractor_specs(config) if specs is None else specs
+    video = config.video.model_dump()
+    share = _requests_gpu(specs)
+    if share <= 0 or _local_cuda():
+        return build_records(specs, video)
+    log.info("describing the extractors on a GPU node (this machine has no CUDA device)")
+    with ray_session(config.ray):
+        task = ray.remote(num_cpus=1, num_gpus=share)(build_records)
+        return ray.get(task.remote(specs, video))
 
 
 @dataclass
@@ -259,22 +307,21 @@ def _record_manifest_issues(
     return len(kept)
 
 
-def plan_extract(config: ExtractConfig, extractors: list[Extractor] | None = None) -> Plan:
+def plan_extract(
+    config: ExtractConfig, records: Sequence[ExtractorRecord] | None = None
+) -> Plan:
     """What ``raypipe extract`` with ``config`` would compute, per extractor; writes nothing.
-    ``extractors`` are the config's, when the caller built them already."""
+    ``records`` describe the config's extractors, when the caller has them already."""
     if config.manifest is None or config.out is None:
         raise ConfigError("store plan needs both a manifest (--manifest) and a store (--out).")
-    manifest, _ = load_manifest(config.manifest)
-    if extractors is None:
-        extractors = [
-            build_extractor(name, options, config.video.model_dump())
-            for name, options in extractor_specs(config)
-        ]
+    manifest, _ = load_manifest(config.manifest, LABEL_SPACES.get(config.labels))
+    if records is None:
+        records, _ = describe_extractors(config)
     store = FeatureStore(config.out)
     if store.is_store():
         store.require()
 
-    versions = [(e.name, e.version) for e in extractors]
+    versions = [(r.name, r.version) for r in records]
     return plan_work(store, manifest, versions, _retry_rule(config.retry_failed))
 
 
@@ -321,11 +368,9 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
     """
     if config.manifest is None or config.out is None:
         raise ConfigError("extract needs both a manifest (--manifest) and a store (--out).")
-    manifest, issues = load_manifest(config.manifest)
+    manifest, issues = load_manifest(config.manifest, LABEL_SPACES.get(config.labels))
     specs = extractor_specs(config)
-    extractors = [
-        build_extractor(name, options, config.video.model_dump()) for name, options in specs
-    ]
+    extractors, gpus = describe_extractors(config, specs)
     store = FeatureStore(config.out)
     store.initialise()
     job = provenance("extract", config)
@@ -334,7 +379,7 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
         store,
         manifest,
         issues,
-        [_record(e) for e in extractors],
+        extractors,
         str(config.manifest),
         config.retry_failed,
     )
@@ -360,7 +405,6 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
         store.write_job_record(_finished(job, summary), job_name)
         return summary
 
-    gpus = gpus_per_actor(extractors)
     with ray_session(config.ray):
         reach = cluster_reach()
         pool = job_pool(config, len(items), gpus, reach)
@@ -424,7 +468,7 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
     return summary
 
 
-def _end(store: FeatureStore, config: ExtractConfig, extractors: list[Extractor]) -> None:
+def _end(store: FeatureStore, config: ExtractConfig, extractors: list[ExtractorRecord]) -> None:
     """Fold the index and small files of the versions this job wrote (``compact``)."""
     if config.compact:
         compact(store, [(e.name, e.version) for e in extractors])
