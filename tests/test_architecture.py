@@ -24,6 +24,7 @@ STAGES = (
     "classify",
     "finetune",
     "fusion",
+    "recipes",
     "report",
     "pipeline",
 )

@@ -18,6 +18,7 @@ from raypipe.cli.options import AddressOpt, ConfigOpt, DryRunOpt, JsonOpt, SetOp
 from raypipe.cli.options import flag as _flag
 from raypipe.cli.options import load as _load
 from raypipe.cli.output import print_dry_run, print_json, print_table, records
+from raypipe.cli.recipe_commands import recipe
 from raypipe.cli.store_commands import store_app
 from raypipe.config import (
     DemoConfig,
@@ -294,6 +295,9 @@ def demo(
         run_folder, lines = run_demo(cfg)
     typer.echo("\n".join(lines))
     typer.echo(f"see the results: raypipe report {run_folder}")
+
+
+app.command("recipe")(recipe)
 
 
 @config_app.command("show")

@@ -26,7 +26,9 @@ from raypipe.config.extract import (
     WhisperModelConfig,
     WhisperTranscriptConfig,
 )
+from raypipe.config.frames import FrameDataConfig, SpanFeaturesConfig
 from raypipe.config.fuse import CascadeConfig, FuseConfig, FusionMethodName, SmoothingConfig
+from raypipe.config.multitask import MultitaskConfig
 from raypipe.config.predict import PredictConfig
 from raypipe.config.runtime import RayConfig
 from raypipe.config.tracking import TrackingBackend, TrackingConfig
@@ -45,10 +47,14 @@ CONFIG_MODELS: dict[str, type[StrictModel]] = {
     "demo": DemoConfig,
     "predict": PredictConfig,
     "train": TrainConfig,
+    "multitask": MultitaskConfig,
 }
+#: The names in CONFIG_MODELS that are recipes, run as `raypipe recipe NAME`.
+RECIPE_CONFIGS = ("multitask",)
 
 __all__ = [
     "CONFIG_MODELS",
+    "RECIPE_CONFIGS",
     "TASK_METRIC_NAMES",
     "AugmentConfig",
     "CascadeConfig",
@@ -61,14 +67,17 @@ __all__ = [
     "FaceLbpConfig",
     "FaceTracksConfig",
     "FeatureSetConfig",
+    "FrameDataConfig",
     "FuseConfig",
     "FusionMethodName",
+    "MultitaskConfig",
     "OpenSmileConfig",
     "OpenSmileLldConfig",
     "Pooling",
     "PredictConfig",
     "RayConfig",
     "SmoothingConfig",
+    "SpanFeaturesConfig",
     "StrictModel",
     "TextEmbeddingConfig",
     "TrackingBackend",

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from raypipe.config import CONFIG_MODELS
+from raypipe.config import CONFIG_MODELS, RECIPE_CONFIGS
 from raypipe.config.base import StrictModel
 from raypipe.errors import ConfigError
 
@@ -71,6 +71,8 @@ def render_defaults(command: str) -> str:
     import raypipe
 
     name, model = command_model(command)
+    if name in RECIPE_CONFIGS:
+        name = f"recipe {name}"
     header = [
         f"# Defaults of `raypipe {name}` (raypipe {raypipe.__version__}); each field's help is",
         "# the comment above it. Edit a copy and pass it with --config FILE.",

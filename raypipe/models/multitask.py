@@ -86,6 +86,26 @@ class MultitaskNet(nn.Module):
         )
 
 
+class FeatureEncoder(nn.Module):
+    """The shared encoder over stored frame features (feature-based multitask): a linear
+    layer, ReLU and dropout, mapping ``(N, in_dim)`` standardised features to ``(N, dim)``.
+
+    Args:
+        in_dim: size of the stored feature vector.
+        dim: output width.
+        dropout: dropout probability after the ReLU.
+    """
+
+    def __init__(self, in_dim: int, dim: int = 256, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dim = dim
+        self.layers = nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU(), nn.Dropout(dropout))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(N, dim)`` encodings of ``(N, in_dim)`` features."""
+        return self.layers(features)
+
+
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.to(values.dtype)
     count = mask.sum()

@@ -1,0 +1,64 @@
+"""The recipe registry: every ``raypipe recipe NAME`` is one :class:`Recipe` of
+:data:`RECIPES`, naming its config model and the function that runs it.
+
+The function lives in ``raypipe/pipeline/`` (the only place that touches Ray) and is named by
+its import path, imported only when the recipe runs, so reading the registry (``--help``,
+config checks) starts nothing. A new recipe is its config module, its plain parts here, its
+pipeline module, and one :func:`register_recipe` call below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from raypipe.config.base import StrictModel
+from raypipe.registry import Registry
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One registered recipe.
+
+    Attributes:
+        name: the recipe's name (``raypipe recipe NAME``, ``jobs/configs/NAME.yaml``).
+        config: its pydantic config model.
+        runner: ``module:function`` of the function that runs it (``function(config)``).
+        summary: one line for ``--help``.
+    """
+
+    name: str
+    config: type[StrictModel]
+    runner: str
+    summary: str
+
+    def load_runner(self) -> Callable[[Any], Any]:
+        """The function that runs this recipe (imported now)."""
+        module, _, function = self.runner.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+#: Recipes by name.
+RECIPES: Registry[Recipe] = Registry("RECIPES", "recipe")
+
+
+def register_recipe(name: str, config: type[StrictModel], runner: str, summary: str) -> Recipe:
+    """Register recipe ``name`` (see :class:`Recipe`) and return it."""
+    return RECIPES.register(name, Recipe(name, config, runner, summary))
+
+
+def _register_builtins() -> None:
+    from raypipe.config.multitask import MultitaskConfig
+
+    register_recipe(
+        "multitask",
+        MultitaskConfig,
+        "raypipe.pipeline.multitask:run_multitask",
+        "Expression + AUs + valence/arousal over stored frame features with incomplete "
+        "labels: ML-ROS, a teacher, then a distilled student; per-AU thresholds on val.",
+    )
+
+
+_register_builtins()
