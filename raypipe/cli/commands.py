@@ -261,16 +261,21 @@ def predict(
     run: Annotated[str | None, _flag(PredictConfig, "run")] = None,
     manifest: Annotated[str | None, _flag(PredictConfig, "manifest")] = None,
     out: Annotated[str | None, _flag(PredictConfig, "out")] = None,
+    format_: Annotated[
+        str | None, typer.Option("--format", help=field_help(PredictConfig, "format"))
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
 ) -> None:
     """Apply a run's fitted models and fusion to new media (extracting what is missing) and
-    write a submission CSV: media_id, label, one probability column per class."""
+    write a submission: a CSV (media_id, label, one probability column per class, how each
+    media was scored) or, with --format abaw-expr|abaw-au|abaw-va, one annotation file per
+    video with one line per frame."""
     from raypipe.pipeline.predict import run_predict
 
     with user_errors("predict") as where:
-        flags = {"run": run, "manifest": manifest, "out": out}
+        flags = {"run": run, "manifest": manifest, "out": out, "format": format_}
         cfg = _load(PredictConfig, config, set_, flags, address)
         _require_run(cfg.run)
         where.path = str(cfg.out or cfg.run) if (cfg.out or cfg.run) else None

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from raypipe.errors import ConfigError
 
@@ -23,6 +23,30 @@ class StrictModel(BaseModel):
     """Base of every raypipe config: unknown fields are errors and docstrings describe fields."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=False)
+
+
+def _registered_label_space(name: str) -> str:
+    from raypipe.labels import LABEL_SPACES
+
+    if name not in LABEL_SPACES:
+        raise ValueError(LABEL_SPACES.unknown_message(name))
+    return name
+
+
+#: A label space name registered in raypipe.labels.LABEL_SPACES.
+LabelSpaceName = Annotated[str, AfterValidator(_registered_label_space)]
+#: The label space of commands whose config does not name one (existing stores and runs).
+DEFAULT_LABELS = "emotiw7"
+
+
+class LabelsSetting(StrictModel):
+    """The label space a command reads its manifest's labels in (shared by the commands
+    that read labels: extract, tune-classifiers)."""
+
+    labels: LabelSpaceName = DEFAULT_LABELS
+    """Label space of the manifest's label column, a LABEL_SPACES name: emotiw7 (default),
+    abaw_expr, abaw2020_expr, cexpr, meld, gaf, ...; tune-classifiers records it in run.json,
+    and predict, fuse and report read the classes from there."""
 
 
 def _describe(error: Mapping[str, Any]) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from raypipe.config.base import StrictModel
+from raypipe.config.base import LabelsSetting, StrictModel
 from raypipe.config.runtime import RayConfig
 from raypipe.config.tracking import TrackingConfig
 
@@ -64,7 +64,7 @@ class FeatureSetConfig(StrictModel):
     transcript, vocabulary fitted on the train split and saved with the models."""
 
 
-class TuneClassifiersConfig(StrictModel):
+class TuneClassifiersConfig(LabelsSetting):
     """`raypipe tune-classifiers`: Ray Tune over feature set x pooling x classifier x params."""
 
     store: str | None = None

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from raypipe.config.base import StrictModel
+from raypipe.config.base import LabelsSetting, StrictModel
 from raypipe.config.runtime import RayConfig
 
 
@@ -277,7 +277,7 @@ class TextEmbeddingConfig(ExtractorSection):
     """Share of a GPU each worker reserves when device is 'cuda'."""
 
 
-class ExtractConfig(StrictModel):
+class ExtractConfig(LabelsSetting):
     """`raypipe extract`: a manifest of media into a versioned feature store."""
 
     manifest: str | Path | None = None

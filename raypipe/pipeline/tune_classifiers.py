@@ -33,7 +33,7 @@ from raypipe.classify.targets import read_targets
 from raypipe.classify.trial_spec import TrialSpec
 from raypipe.config import TuneClassifiersConfig
 from raypipe.errors import ConfigError, SearchError
-from raypipe.labels import label_space
+from raypipe.labels import LABEL_SPACES
 from raypipe.pipeline.progress import progress_bar
 from raypipe.pipeline.provenance import record_run
 from raypipe.pipeline.runtime import ray_session
@@ -156,7 +156,7 @@ def matrix_name(extractor: str, pooling: str | None) -> str:
 def load_matrices(config: TuneClassifiersConfig, store: FeatureStore) -> dict[str, FeatureMatrix]:
     """Media-level matrices of every configured feature set x pooling (fitted poolings are
     fitted on the train split here, once per feature set)."""
-    labels = label_space()
+    labels = LABEL_SPACES.get(config.labels)
     targets = None
     if config.task != "classification":
         targets = read_targets(config.targets, list(config.target_columns))
@@ -398,11 +398,22 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
     require_store_and_run(config)
     store = FeatureStore(config.store)
     store.require()
-    labels = label_space()
+    labels = LABEL_SPACES.get(config.labels)
     n_classes = len(labels)
     matrices = load_matrices(config, store)
     run = RunFolder(config.run)
-    meta = {"store": store.uri, "classes": list(labels.classes), "task": config.task}
+    held = run.meta().get("classes") if run.exists() else None
+    if held is not None and list(held) != list(labels.classes):
+        raise ConfigError(
+            f"run '{run.root}' holds classes {list(held)}, but labels={config.labels} names "
+            f"{list(labels.classes)}; set labels to the run's label space or use a new run."
+        )
+    meta = {
+        "store": store.uri,
+        "labels": config.labels,
+        "classes": list(labels.classes),
+        "task": config.task,
+    }
     if config.task != "classification":
         meta["targets"] = list(config.target_columns)
     run.create(meta)
