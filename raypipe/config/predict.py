@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from raypipe.config.base import StrictModel
 from raypipe.config.runtime import RayConfig
@@ -17,9 +18,14 @@ class PredictConfig(StrictModel):
     manifest: str | Path | None = None
     """Manifest of the new media (media_id, path; label and split optional), a local path or
     a URI such as s3://bucket/m.csv."""
+    format: Literal["csv", "abaw-expr", "abaw-au", "abaw-va"] = "csv"
+    """What is written: csv (one row per media from the fused model: media_id, label, one
+    probability column per class, scored_by, missing, note) or abaw-expr, abaw-au, abaw-va
+    (one ABAW annotation file per video from the run's frame-level models of that task: a
+    header line, then one line per native video frame, with scoring.csv beside them)."""
     out: str | Path | None = None
-    """Submission CSV written (media_id, label, one probability column per class), a local
-    path or a URI; unset: <run>/predict/submission.csv."""
+    """Where it is written, a local path or a URI: the CSV (unset: <run>/predict/
+    submission.csv), or for abaw formats the folder of files (unset: <run>/predict/<format>)."""
     store: str | None = None
     """Feature store for the new media's features (only missing ones are extracted); unset:
     <run>/predict/store."""

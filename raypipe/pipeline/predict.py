@@ -1,11 +1,22 @@
 """`raypipe predict`: a run's fitted models and fusion applied to new media.
 
-The fused model's members say which feature sets they read; their extractors are rebuilt with
-the settings recorded in the training store (so their versions match the ones the models were
+The models applied say which feature sets they read; their extractors are rebuilt with the
+settings recorded in the training store (so their versions match the ones the models were
 fitted on) and run on the new media into a prediction store, computing only what is missing.
-Each member then scores the media it has features for, the fitted fusion combines them (a
-media a member could not score counts as that modality missing), and a submission CSV is
-written: ``media_id, label, <one probability column per class>``.
+
+``--format csv`` (media level): each member of the fused model scores the media it has
+features for, the fitted fusion combines them (a media a member could not score counts as
+that modality missing), and a CSV is written: ``media_id, label, <one probability column per
+class>, scored_by, missing, note``. Every media of the manifest gets its row; one that no
+member could score gets the training prior (class frequencies of the train split), an empty
+label and a note saying why.
+
+``--format abaw-expr|abaw-au|abaw-va`` (frame level): the run's frame-level models of that
+task (models whose predictions have ``start_s``) score the sampled frames of each video; each
+video gets one file in the ABAW annotation format, a header line then exactly one line per
+native video frame (the frame count from the probe); frames without a prediction take that of
+the nearest predicted frame in time, and ``scoring.csv`` beside the files says, per video, how
+many frames were predicted and filled, which models scored it and why a video got the prior.
 """
 
 from __future__ import annotations
@@ -19,14 +30,25 @@ import pandas as pd
 
 from raypipe.classify.classifiers import predict_proba_full
 from raypipe.classify.feature_matrix import model_features
+from raypipe.classify.targets import model_outputs
 from raypipe.classify.trial_spec import TrialSpec
 from raypipe.config import ExtractConfig, PredictConfig
-from raypipe.config.base import load_config
-from raypipe.errors import ConfigError
+from raypipe.config.base import DEFAULT_LABELS, load_config
+from raypipe.errors import ConfigError, RaypipeError
 from raypipe.extractors.registry import EXTRACTORS, build_extractor
 from raypipe.fusion.rules import align_predictions
-from raypipe.labels import label_space
+from raypipe.labels import LABEL_SPACES, LabelSpace, label_space
+from raypipe.media import remote
+from raypipe.media.datasets.abaw import (
+    VA_NAMES,
+    AbawTask,
+    FrameLabels,
+    fill_native_frames,
+    format_annotation,
+    frame_indices,
+)
 from raypipe.media.manifest import load_manifest
+from raypipe.media.probe import probe
 from raypipe.metrics import classification_scores
 from raypipe.pipeline.extract import extractor_specs, run_extract
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
@@ -40,17 +62,27 @@ log = logging.getLogger(__name__)
 class PredictSummary:
     """What `raypipe predict` did."""
 
-    #: Where the submission CSV was written (path or URI).
+    #: Where the submission was written (the CSV, or the folder of annotation files).
     submission: str
+    #: The fused model applied (csv), or the frame-level models averaged (abaw formats).
     fusion: str
     media: int
     scored: dict[str, int]
     scores: dict[str, float] | None
+    #: Media no model could score (they got the training prior).
+    prior: int = 0
+    #: abaw formats: frames written in all, and how many of them were filled from neighbours.
+    frames: int = 0
+    filled: int = 0
 
     def line(self) -> str:
         """One line for the terminal."""
         scored = ", ".join(f"{m} {n}" for m, n in self.scored.items())
         text = f"predicted {self.media} media with {self.fusion} (scored by: {scored})"
+        if self.prior:
+            text += f"; {self.prior} no model could score got the training prior"
+        if self.frames:
+            text += f"; {self.frames} frames written, {self.filled} filled from neighbours"
         if self.scores:
             text += "; on their labels: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in self.scores.items()
@@ -112,14 +144,59 @@ def check_versions(config: ExtractConfig, records: dict[str, ExtractorRecord], s
             )
 
 
+def _extractor_of(record: dict[str, Any], model: str, run: RunFolder) -> str:
+    """The extractor whose features a model reads (its spec's feature set)."""
+    extractor = record.get("extractor") or (record.get("spec") or {}).get("feature_set")
+    if not extractor:
+        raise ConfigError(
+            f"model '{model}' of run '{run.root}' names no feature set (spec.feature_set); "
+            "predict applies only models fitted on stored features."
+        )
+    return str(extractor).split(".", 1)[0]
+
+
+def _extract_for(
+    config: PredictConfig, run: RunFolder, records: dict[str, dict[str, Any]]
+) -> FeatureStore:
+    """Extract, into the prediction store, what the models' extractors still miss for the
+    manifest's media (settings as the training store recorded them); the store."""
+    from raypipe.pipeline.runtime import ray_session
+
+    training = FeatureStore(run.meta()["store"])
+    training.require()
+    stored = training.extractors()
+    needed = {_extractor_of(r, m, run) for m, r in records.items()}
+    missing = sorted(needed - set(stored))
+    if missing:
+        raise ConfigError(
+            f"the training store '{training.uri}' has no record of extractor(s) {missing}; "
+            "predict needs the store the run was tuned on."
+        )
+    base = load_config(ExtractConfig, config.extract) if config.extract else None
+    extract = extract_config_for(stored, needed, base)
+    check_versions(extract, stored, training.uri)
+    store_uri = config.store or run.location("predict/store")
+    extract = extract.model_copy(
+        update={
+            "manifest": config.manifest,
+            "out": store_uri,
+            "ray": config.ray,
+            "labels": run_labels(run),
+        }
+    )
+    with ray_session(config.ray):
+        summary = run_extract(extract)
+    log.info("extract for predict: %s", summary.line())
+    return FeatureStore(store_uri)
+
+
 def _member_predictions(
-    run: RunFolder, store: FeatureStore, members: list[str], n_classes: int, labels: Any
+    run: RunFolder, store: FeatureStore, records: dict[str, dict[str, Any]], labels: LabelSpace
 ) -> dict[str, pd.DataFrame]:
     tables = {}
-    for member in members:
-        record = run.load_model(member)
+    for member, record in records.items():
         matrix = model_features(store, record, labels)
-        probs = predict_proba_full(record["pipeline"], matrix.x, n_classes)
+        probs = predict_proba_full(record["pipeline"], matrix.x, len(labels))
         tables[member] = pd.DataFrame(
             {
                 "media_id": matrix.media_ids,
@@ -131,16 +208,75 @@ def _member_predictions(
     return tables
 
 
-def run_predict(config: PredictConfig) -> PredictSummary:
-    """Extract what is missing for the new media, apply members and fusion, write the CSV."""
-    from raypipe.pipeline.runtime import ray_session
+def training_prior(run: RunFolder, models: list[str], task: str) -> np.ndarray:
+    """What a media (or frame) no model could score gets: the train split's class
+    frequencies (classification), rate of each label (multilabel) or mean of each target
+    (regression), over the labelled rows of the first model with train rows."""
+    for model in models:
+        table = run.predictions(model)
+        table = table[table["split"] == "train"]
+        if task == "classification":
+            labels = table["label"].to_numpy()
+            labels = labels[labels >= 0]
+            if len(labels):
+                width = len(table["probs"].iloc[0])
+                return np.bincount(labels, minlength=width)[:width] / len(labels)
+        elif len(table):
+            truth = np.stack(table["target"].to_numpy()).astype(np.float64)
+            truth[truth < -1] = np.nan  # -5: unlabelled valence/arousal
+            if task == "multilabel":
+                truth[truth < 0] = np.nan
+            if np.isfinite(truth).any(axis=0).all():
+                return np.nanmean(truth, axis=0)
+    raise ConfigError(
+        f"run '{run.root}' holds no labelled train predictions of {models}, so there is no "
+        "training prior for media no model can score; re-run the training with a train split."
+    )
 
+
+def unscored_reason(path: str) -> str:
+    """Why no model could score a media, as far as a probe tells: unreadable (with the
+    reader's reason), no video and no audio stream, or readable with no features found."""
+    try:
+        with remote.local_copy(str(path)) as local:
+            info = probe(local)
+    except (RaypipeError, OSError, ValueError) as exc:
+        return f"unreadable ({str(exc).strip().rstrip('.')})"
+    streams = [n for n, has in (("video", info.has_video), ("audio", info.has_audio)) if has]
+    if not streams:
+        return "no video and no audio stream"
+    return f"readable ({' and '.join(streams)}), but no model found features (no face?)"
+
+
+def _media_notes(
+    ids: list[str],
+    tables: dict[str, pd.DataFrame],
+    modalities: dict[str, str],
+) -> tuple[list[str], list[str], list[bool]]:
+    """Per media: which models scored it, which modalities are missing (every model of
+    that modality failed), and whether any model scored it."""
+    scored_by, missing, any_scored = [], [], []
+    by_model = {m: set(t["media_id"]) for m, t in tables.items()}
+    for media_id in ids:
+        members = [m for m in tables if media_id in by_model[m]]
+        have = {modalities[m] for m in members}
+        lost = sorted({modalities[m] for m in tables} - have)
+        scored_by.append(";".join(members))
+        missing.append(";".join(lost))
+        any_scored.append(bool(members))
+    return scored_by, missing, any_scored
+
+
+def run_predict(config: PredictConfig) -> PredictSummary:
+    """Extract what is missing for the new media, apply the models (and the fusion, csv),
+    write the submission (a CSV, or one annotation file per video for abaw formats)."""
     if config.run is None or config.manifest is None:
         raise ConfigError("predict needs a run folder (--run) and a manifest (--manifest).")
+    if config.format != "csv":
+        return run_frame_predict(config)
     run = RunFolder(config.run)
-    meta = run.meta()
-    classes = list(meta["classes"])
-    labels = label_space(classes)
+    classes = list(run.meta()["classes"])
+    labels = run_label_space(run)
     fusion = config.fusion or selected_fusion(run)
     if fusion not in run.fusions():
         raise ConfigError(
@@ -148,34 +284,14 @@ def run_predict(config: PredictConfig) -> PredictSummary:
         )
     members = list(run.fusion(fusion)["members"])
     fitted = run.load_fused_model(fusion)
-    training = FeatureStore(meta["store"])
-    training.require()
-    records = training.extractors()
-    needed = {
-        TrialSpec.parse(run.load_model(m)["spec"], f"model '{m}' of run '{run.root}'").extractor
-        for m in members
-    }
-    missing = sorted(needed - set(records))
-    if missing:
-        raise ConfigError(
-            f"the training store '{training.uri}' has no record of extractor(s) {missing}; "
-            "predict needs the store the run was tuned on."
-        )
-    base = load_config(ExtractConfig, config.extract) if config.extract else None
-    extract = extract_config_for(records, needed, base)
-    check_versions(extract, records, training.uri)
-    store_uri = config.store or run.location("predict/store")
-    extract = extract.model_copy(
-        update={"manifest": config.manifest, "out": store_uri, "ray": config.ray}
-    )
-    with ray_session(config.ray):
-        summary = run_extract(extract)
-    log.info("extract for predict: %s", summary.line())
-    store = FeatureStore(store_uri)
-    tables = _member_predictions(run, store, members, len(classes), labels)
+    records = {m: run.load_model(m) for m in members}
+    for member, record in records.items():
+        TrialSpec.parse(record["spec"], f"model '{member}' of run '{run.root}'")
+    store = _extract_for(config, run, records)
+    tables = _member_predictions(run, store, records, labels)
     manifest, _ = load_manifest(config.manifest, labels, check_files=False)
-    # Every media of the manifest gets a row, also those no member could score (uniform).
     ids = [str(m) for m in manifest["media_id"]]
+    paths = [str(p) for p in manifest["path"]]
     tables = {m: t[t["media_id"].isin(ids)] for m, t in tables.items()}
     member_probs = np.full((len(members), len(ids), len(classes)), np.nan, dtype=np.float32)
     if any(len(t) for t in tables.values()):
@@ -184,14 +300,36 @@ def run_predict(config: PredictConfig) -> PredictSummary:
         for row, media_id in enumerate(ids):
             if media_id in order:
                 member_probs[:, row] = aligned.probs[:, order[media_id]]
-    probs = fitted.predict(member_probs)
-    submission = pd.DataFrame({"media_id": ids, "label": [classes[i] for i in probs.argmax(1)]})
+    modalities = {m: str(records[m].get("modality", "?")) for m in members}
+    scored_by, missing, any_scored = _media_notes(ids, tables, modalities)
+    scored_mask = np.array(any_scored, dtype=bool)
+    probs = np.zeros((len(ids), len(classes)), dtype=np.float64)
+    if scored_mask.any():
+        probs[scored_mask] = fitted.predict(member_probs[:, scored_mask])
+    prior = training_prior(run, members, "classification")
+    probs[~scored_mask] = prior
+    notes = []
+    for row in range(len(ids)):
+        if not scored_mask[row]:
+            notes.append(
+                f"no model could score it: {unscored_reason(paths[row])}; probabilities are "
+                "the training prior (class frequencies of the train split)"
+            )
+        elif missing[row]:
+            notes.append(f"scored without {missing[row].replace(';', ', ')}")
+        else:
+            notes.append("")
+    predicted = [classes[i] if scored_mask[r] else "" for r, i in enumerate(probs.argmax(1))]
+    submission = pd.DataFrame({"media_id": ids, "label": predicted})
     for c, name in enumerate(classes):
         submission[f"prob_{name}"] = probs[:, c].round(6)
+    submission["scored_by"] = scored_by
+    submission["missing"] = missing
+    submission["note"] = notes
     out = str(config.out or run.location("predict/submission.csv"))
     write_file(out, submission.to_csv(index=False).encode())
     truth = _truth(manifest, ids, labels)
-    known = truth >= 0
+    known = (truth >= 0) & scored_mask
     scores = (
         classification_scores(truth[known], probs[known].argmax(1), len(classes))
         if known.any()
@@ -199,7 +337,26 @@ def run_predict(config: PredictConfig) -> PredictSummary:
     )
     scored = {m: int(np.isin(ids, t["media_id"]).sum()) for m, t in tables.items()}
     log.info("submission written to %s", out)
-    return PredictSummary(out, fusion, len(ids), scored, scores)
+    return PredictSummary(out, fusion, len(ids), scored, scores, prior=int((~scored_mask).sum()))
+
+
+def run_labels(run: RunFolder) -> str:
+    """The LABEL_SPACES name of a run's classes: run.json's ``labels``, else the registered
+    space with exactly its classes, else the default (runs written before ``labels``)."""
+    meta = run.meta()
+    name = meta.get("labels")
+    if name in LABEL_SPACES:
+        return str(name)
+    classes = tuple(meta["classes"])
+    return next((n for n, s in LABEL_SPACES.items() if s.classes == classes), DEFAULT_LABELS)
+
+
+def run_label_space(run: RunFolder) -> LabelSpace:
+    """The run's classes (run.json) as a label space: the registered one it names (or with
+    these classes, with its aliases), else a plain one."""
+    space = LABEL_SPACES.get(run_labels(run))
+    classes = list(run.meta()["classes"])
+    return space if list(space.classes) == classes else label_space(classes)
 
 
 def _truth(manifest: pd.DataFrame, ids: list[str], labels: Any) -> np.ndarray:
@@ -212,3 +369,175 @@ def _truth(manifest: pd.DataFrame, ids: list[str], labels: Any) -> np.ndarray:
         canonical = labels.canonical(name) if isinstance(name, str) and name else None
         out.append(labels.index(canonical) if canonical else -1)
     return np.array(out, dtype=int)
+
+
+#: The ABAW task of each frame-level format, and the models' task it reads.
+FRAME_FORMATS: dict[str, tuple[AbawTask, str]] = {
+    "abaw-expr": ("expr", "classification"),
+    "abaw-au": ("au", "multilabel"),
+    "abaw-va": ("va", "regression"),
+}
+
+
+def frame_models(run: RunFolder, task: str) -> list[str]:
+    """The run's frame-level models of ``task`` (predictions with ``start_s``; fused ones
+    left out)."""
+    found = []
+    for model in run.models():
+        if model.startswith("fused"):
+            continue
+        table = run.predictions(model)
+        if "start_s" in table.columns and run.model_task(model, table) == task:
+            found.append(model)
+    return found
+
+
+def _frame_outputs(
+    store: FeatureStore, record: dict[str, Any], extractor: str, width: int
+) -> pd.DataFrame:
+    """One model's outputs on every sampled frame with features: media_id, timestamp_s,
+    outputs (the main face track only, where the extractor tracks faces)."""
+    table = store.frame_table(extractor)
+    table = table[table["features"].notna()]
+    if "main_track" in table.columns:
+        table = table[table["main_track"].fillna(True).astype(bool)]
+    if table.empty:
+        return pd.DataFrame({"media_id": [], "timestamp_s": [], "outputs": []})
+    x = np.nan_to_num(np.stack(table["features"].to_numpy()).astype(np.float32))
+    outputs = model_outputs(record, x, width)
+    return pd.DataFrame(
+        {
+            "media_id": table["media_id"].to_numpy(),
+            "timestamp_s": table["timestamp_s"].to_numpy(np.float64),
+            "outputs": list(np.asarray(outputs, np.float64)),
+        }
+    )
+
+
+def _frame_labels(
+    task: AbawTask, values: np.ndarray, names: list[str], thresholds: np.ndarray
+) -> FrameLabels:
+    if task == "expr":
+        return FrameLabels.from_values("expr", values.argmax(axis=1), names=names)
+    if task == "au":
+        return FrameLabels.from_values("au", (values >= thresholds[None]).astype(int), names=names)
+    return FrameLabels.from_values("va", np.clip(values, -1.0, 1.0), names=VA_NAMES)
+
+
+def _video_frames(path: str) -> tuple[int, float] | str:
+    """(frame count, fps) of a video from its probe, or why there is none."""
+    try:
+        with remote.local_copy(str(path)) as local:
+            info = probe(local)
+    except (RaypipeError, OSError, ValueError) as exc:
+        return f"unreadable ({str(exc).strip().rstrip('.')})"
+    if not info.has_video or info.fps <= 0:
+        return "no video stream"
+    frames = info.frame_count or info.header_frames or round(info.duration_s * info.fps)
+    return (int(frames), float(info.fps)) if frames > 0 else "no video frames"
+
+
+def run_frame_predict(config: PredictConfig) -> PredictSummary:
+    """``--format abaw-*``: per video, one annotation file with one line per native frame
+    (module docstring), and ``scoring.csv`` saying how each video was scored."""
+    run = RunFolder(str(config.run))
+    abaw_task, task = FRAME_FORMATS[config.format]
+    models = frame_models(run, task)
+    if not models:
+        raise ConfigError(
+            f"run '{run.root}' has no frame-level {task} model (predictions with start_s) for "
+            f"--format {config.format}; train a frame-level recipe into it first."
+        )
+    records = {m: run.load_model(m) for m in models}
+    for model, record in records.items():
+        if record.get("pipeline") is None:
+            raise ConfigError(
+                f"model '{model}' of run '{run.root}' (recipe {record.get('recipe', '?')}) "
+                "holds no fitted pipeline that predict can apply to frame features; predict "
+                "applies frame-level models with a pipeline over one extractor's frames."
+            )
+    store = _extract_for(config, run, records)
+    meta = run.meta()
+    if abaw_task == "expr":
+        names = list(meta["classes"])
+    elif abaw_task == "au":
+        names = list(records[models[0]].get("targets") or meta.get("targets") or [])
+    else:
+        names = list(VA_NAMES)
+    width = len(names)
+    thresholds = np.mean(
+        [records[m].get("thresholds") or [0.5] * width for m in models], axis=0
+    ).astype(np.float64)
+    outputs = {
+        m: _frame_outputs(store, r, _extractor_of(r, m, run), width) for m, r in records.items()
+    }
+    manifest, _ = load_manifest(config.manifest, run_label_space(run), check_files=False)
+    prior = training_prior(run, models, task)
+    modalities = {m: str(records[m].get("modality", "?")) for m in models}
+    out = str(config.out or run.location(f"predict/{config.format}")).rstrip("/")
+    rows, frames_written, filled_total, prior_count = [], 0, 0, 0
+    scored = dict.fromkeys(models, 0)
+    for media_id, path in zip(manifest["media_id"], manifest["path"], strict=True):
+        media_id = str(media_id)
+        found = _video_frames(str(path))
+        members = [m for m in models if (outputs[m]["media_id"] == media_id).any()]
+        lost = sorted({modalities[m] for m in models} - {modalities[m] for m in members})
+        row = {"media_id": media_id, "file": "", "frames": 0, "predicted_frames": 0}
+        row |= {"filled_frames": 0, "scored_by": ";".join(members), "missing": ";".join(lost)}
+        if isinstance(found, str):
+            rows.append(row | {"note": f"no file written: {found}"})
+            prior_count += 1
+            continue
+        n_frames, fps = found
+        index, values = [], []
+        for model in members:
+            mine = outputs[model][outputs[model]["media_id"] == media_id]
+            index.append(frame_indices(mine["timestamp_s"].to_numpy(), fps))
+            values.append(np.stack(mine["outputs"].to_numpy()))
+        note = f"scored without {', '.join(lost)}; " if lost and members else ""
+        try:
+            filled, own = fill_native_frames(
+                np.concatenate(index) if index else np.zeros(0, np.int64),
+                np.concatenate(values) if values else np.zeros((0, width)),
+                n_frames,
+            )
+        except ValueError:
+            filled, own = np.tile(prior, (n_frames, 1)), np.zeros(n_frames, dtype=bool)
+            prior_count += 1
+            note = (
+                f"no model could score any frame: {unscored_reason(str(path))}; every frame "
+                "holds the training prior"
+            )
+        for model in members:
+            scored[model] += 1
+        text = format_annotation(_frame_labels(abaw_task, filled, names, thresholds))
+        write_file(f"{out}/{media_id}.txt", text.encode())
+        n_own = int(own.sum())
+        if own.any() and n_own < n_frames:
+            note += (
+                f"{n_frames - n_own} of {n_frames} frames filled from their nearest predicted frame"
+            )
+        frames_written += n_frames
+        filled_total += n_frames - n_own
+        rows.append(
+            row
+            | {
+                "file": f"{media_id}.txt",
+                "frames": n_frames,
+                "predicted_frames": n_own,
+                "filled_frames": n_frames - n_own,
+                "note": note.strip().rstrip(";"),
+            }
+        )
+    write_file(f"{out}/scoring.csv", pd.DataFrame(rows).to_csv(index=False).encode())
+    log.info("%s files written to %s", config.format, out)
+    return PredictSummary(
+        out,
+        " + ".join(models),
+        len(rows),
+        scored,
+        None,
+        prior=prior_count,
+        frames=frames_written,
+        filled=filled_total,
+    )

@@ -91,7 +91,14 @@ def test_predict_writes_a_submission_matching_the_stored_fusion(
     assert summary.fusion == next(n for n in fused_run.fusions() if fused_run.fusion(n)["selected"])
     with out.open() as handle:
         header = next(csv.reader(handle))
-    assert header == ["media_id", "label", *[f"prob_{c}" for c in EMOTIW7]]
+    assert header == [
+        "media_id",
+        "label",
+        *[f"prob_{c}" for c in EMOTIW7],
+        "scored_by",
+        "missing",
+        "note",
+    ]
     table = pd.read_csv(out)
     assert table["media_id"].tolist() == new["media_id"].tolist()
     probs = table[[f"prob_{c}" for c in EMOTIW7]].to_numpy()
@@ -103,9 +110,22 @@ def test_predict_writes_a_submission_matching_the_stored_fusion(
             continue
         expected = np.asarray(stored.loc[row.media_id.removeprefix("new_"), "probs"])
         np.testing.assert_allclose(probs[table["media_id"] == row.media_id][0], expected, atol=1e-4)
-    # The broken file gets a row, with the uniform fusion of no member.
-    np.testing.assert_allclose(probs[-1], 1 / 7, atol=1e-4)
-    assert summary.scored == {m: 6 for m in fused_run.fusion(summary.fusion)["members"]}
+    # Scored rows name their members and have no note.
+    members = fused_run.fusion(summary.fusion)["members"]
+    scored = table[table["media_id"] != "new_broken"]
+    assert (scored["scored_by"] == ";".join(members)).all()
+    assert scored["missing"].isna().all() and scored["note"].isna().all()
+    # The broken file gets a row: the training prior (class frequencies of the train split,
+    # not a uniform or confident-looking class), no label, and a note saying why.
+    train = fused_run.predictions(members[0]).query("split == 'train' and label >= 0")
+    prior = np.bincount(train["label"], minlength=7) / len(train)
+    broken_row = table[table["media_id"] == "new_broken"].iloc[0]
+    np.testing.assert_allclose(probs[-1], prior, atol=1e-5)
+    assert pd.isna(broken_row["label"]) and pd.isna(broken_row["scored_by"])
+    assert broken_row["missing"] == "audio"
+    assert "training prior" in broken_row["note"] and "no model could score" in broken_row["note"]
+    assert summary.prior == 1
+    assert summary.scored == {m: 6 for m in members}
     assert summary.scores is not None and 0.0 <= summary.scores["accuracy"] <= 1.0
 
 

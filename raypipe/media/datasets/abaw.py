@@ -288,6 +288,47 @@ def labels_at_times(
     return FrameLabels(labels.task, labels.names, values, mask)
 
 
+def fill_native_frames(
+    frame_index: np.ndarray | Sequence[int], values: np.ndarray, n_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame values for every native frame ``0..n_frames-1`` of a video from values at
+    some of its frames: rows that fall on the same frame are averaged, and a frame without a
+    value of its own takes that of the nearest frame with one (in time; the earlier on a
+    tie). Rows past the last frame are dropped.
+
+    Args:
+        frame_index: (M,) native frame index of each row (:func:`frame_indices`).
+        values: (M,) or (M, K) values (class probabilities, AU probabilities, VA values).
+        n_frames: the video's frame count (its annotation file's lines after the header).
+
+    Returns:
+        ``(filled, own)``: (n_frames, ...) values and (n_frames,) bool, True where the frame
+        had a value of its own (False: filled from a neighbour).
+
+    Raises:
+        ValueError: no row falls inside the video.
+    """
+    index = np.asarray(frame_index, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    inside = (index >= 0) & (index < n_frames)
+    index, values = index[inside], values[inside]
+    if len(index) == 0:
+        raise ValueError(f"no value falls on one of the video's {n_frames} frames")
+    frames = np.unique(index)
+    sums = np.zeros((len(frames), *values.shape[1:]))
+    np.add.at(sums, np.searchsorted(frames, index), values)
+    counts = np.bincount(np.searchsorted(frames, index), minlength=len(frames))
+    means = sums / counts.reshape(-1, *([1] * (values.ndim - 1)))
+    every = np.arange(n_frames)
+    after = np.clip(np.searchsorted(frames, every), 0, len(frames) - 1)
+    before = np.clip(after - 1, 0, len(frames) - 1)
+    take_before = np.abs(every - frames[before]) <= np.abs(frames[after] - every)
+    nearest = np.where(take_before, before, after)
+    own = np.zeros(n_frames, dtype=bool)
+    own[frames] = True
+    return means[nearest], own
+
+
 def format_annotation(labels: FrameLabels) -> str:
     """The file text of ``labels``: the header line, then one line per frame (unlabelled
     entries written as -1, or -5 for VA), each line ending in a newline."""
