@@ -25,6 +25,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         ["train"],
         ["report"],
         ["demo"],
+        ["recipe"],
     ],
 )
 def test_help(command: list[str]) -> None:

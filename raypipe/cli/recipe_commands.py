@@ -12,6 +12,8 @@ from raypipe.cli.failures import user_errors
 from raypipe.cli.options import AddressOpt, ConfigOpt, DryRunOpt, JsonOpt, SetOpt
 from raypipe.cli.options import load as _load
 from raypipe.cli.output import print_dry_run, print_json
+from raypipe.config.base import field_help
+from raypipe.config.frames import FrameDataConfig
 from raypipe.errors import ConfigError
 
 
@@ -28,7 +30,8 @@ def recipe(
         typer.Option(help="Run folder for checkpoints, models and predictions (path or URI)."),
     ] = None,
     store: Annotated[
-        str | None, typer.Option(help="Feature store holding the frame rows (sets data.store).")
+        str | None,
+        typer.Option(help=field_help(FrameDataConfig, "store") + " Sets data.store."),
     ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
