@@ -38,6 +38,7 @@ from raypipe.pipeline.runtime import ray_session
 from raypipe.recipes.frames import FrameData, build_frame_data
 from raypipe.recipes.multitask import (
     TASK_KINDS,
+    MultitaskFrameModel,
     Standardiser,
     au_thresholds,
     batch_targets,
@@ -360,6 +361,7 @@ def write_outputs(
         "filled_frames": int(mask.sum()),
         "history": histories,
     }
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
     start_s = data.t_s
     no_label = np.full(len(data), -1)
     au_truth = np.where(data.au_mask, data.au, np.nan)
@@ -373,6 +375,18 @@ def write_outputs(
     for task, (labels, probs, targets, target_names) in outputs_by_task.items():
         name = f"{RECIPE}.{task}"
         record = {**common, "task": TASK_KINDS[task], "head": task, "targets": target_names}
+        record["pipeline"] = MultitaskFrameModel(
+            task,
+            state,
+            standardiser.mean,
+            standardiser.std,
+            len(data.classes),
+            len(data.au_names),
+            config.hidden,
+            thresholds if task == "au" else None,
+        )
+        if len(config.data.extractors) == 1 and not config.data.spans:
+            record["extractor"] = config.data.extractors[0]  # what predict extracts and reads
         if task == "au":
             record["thresholds"] = thresholds.tolist()
         run.save_model(name, record)

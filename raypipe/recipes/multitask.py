@@ -247,3 +247,52 @@ def task_scores(
     }
     scores["score"] = float(sum(v for v in scores.values() if math.isfinite(v)))
     return scores
+
+
+class MultitaskFrameModel:
+    """One head of a trained multitask network as a frame-level estimator over raw stored
+    features (N, D), in the shape run-folder model records hold (``record["pipeline"]``):
+    ``predict_proba`` gives expression probabilities (head 'expr', over ``classes_``) or AU
+    probabilities (head 'au'), ``predict`` the class index, 0/1 per AU at ``thresholds``, or
+    valence/arousal (head 'va'). Weights are NumPy arrays (a run folder stores no pickle);
+    features are standardised with the training statistics first.
+    """
+
+    def __init__(
+        self,
+        head: str,
+        state: dict[str, np.ndarray],
+        mean: np.ndarray,
+        std: np.ndarray,
+        n_classes: int,
+        n_aus: int,
+        hidden: int,
+        thresholds: np.ndarray | None = None,
+    ) -> None:
+        self.head = head
+        self.state = {k: np.asarray(v, np.float32) for k, v in state.items()}
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+        self.n_classes, self.n_aus, self.hidden = int(n_classes), int(n_aus), int(hidden)
+        self.thresholds = np.full(n_aus, 0.5) if thresholds is None else np.asarray(thresholds)
+        self.classes_ = np.arange(self.n_classes)
+
+    def _outputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        network = build_network(len(self.mean), self.n_classes, self.n_aus, self.hidden, 0.0)
+        network.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in self.state.items()})
+        features = np.asarray(x, np.float32).reshape(len(x), -1)
+        return predict(network, Standardiser(self.mean, self.std)(features))
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(N, C) expression or (N, K) AU probabilities."""
+        expr, au, _ = self._outputs(x)
+        return au if self.head == "au" else expr
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(N,) classes (expr), (N, K) 0/1 (au) or (N, 2) valence/arousal (va)."""
+        expr, au, va = self._outputs(x)
+        if self.head == "expr":
+            return expr.argmax(1)
+        if self.head == "au":
+            return (au >= self.thresholds[None]).astype(np.int32)
+        return va

@@ -49,6 +49,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "raypipe.classify.encoding.VladEncoder",
     "raypipe.classify.tfidf.TfidfPooler",
     "raypipe.classify.tfidf.TfidfModel",
+    "raypipe.recipes.multitask.MultitaskFrameModel",
     # raypipe: fitted fusions.
     "raypipe.fusion.methods.weighted.WeightedFusion",
     "raypipe.fusion.methods.stacking.FittedStacking",

@@ -7,14 +7,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from raypipe.classify.targets import model_outputs
 from raypipe.models.multitask import MultitaskTargets
 from raypipe.recipes.multitask import (
+    MultitaskFrameModel,
+    Standardiser,
     au_thresholds,
     build_network,
     fill_from_neighbours,
     ml_ros,
+    predict,
     train_step,
 )
+from raypipe.store import artifacts
 
 
 def test_au_thresholds_by_hand() -> None:
@@ -90,3 +95,20 @@ def test_frames_without_a_face_take_the_nearest_face_frame() -> None:
     # media c has no face at all: the prior.
     assert filled[:, 0].tolist() == [1.0, 1.0, 4.0, 4.0, 4.0, 9.0, 7.0]
     assert mask.tolist() == (~has_face).tolist()
+
+
+def test_a_frame_model_record_round_trips_and_predicts_like_the_network() -> None:
+    torch.manual_seed(0)
+    network = build_network(4, 8, 12, 16, 0.0)
+    state = {k: v.numpy() for k, v in network.state_dict().items()}
+    mean, std = np.array([1.0, 0, 0, 2], np.float32), np.array([2.0, 1, 1, 4], np.float32)
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    expr, au, va = predict(network, Standardiser(mean, std)(x))
+    thresholds = np.linspace(0.2, 0.8, 12)
+    for head, width, expected in (("expr", 8, expr), ("au", 12, au), ("va", 2, va)):
+        model = MultitaskFrameModel(head, state, mean, std, 8, 12, 16, thresholds)
+        kind = {"expr": "classification", "au": "multilabel", "va": "regression"}[head]
+        record = artifacts.loads(artifacts.dumps({"task": kind, "pipeline": model}))
+        np.testing.assert_allclose(model_outputs(record, x, width), expected, atol=1e-6)
+    au_model = MultitaskFrameModel("au", state, mean, std, 8, 12, 16, thresholds)
+    np.testing.assert_array_equal(au_model.predict(x), au >= thresholds[None])
