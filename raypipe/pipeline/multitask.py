@@ -147,8 +147,13 @@ def stage_worker(loop_config: dict[str, Any]) -> None:
             log.warning("%s: resuming after epoch %d", stage, progress["epoch"])
     net = ray.train.torch.prepare_model(model) if world > 1 else model
     features = torch.from_numpy(np.array(data.features, np.float32))
-    shard = np.asarray(train_index)[rank::world]
     for epoch in range(progress["epoch"] + 1, epochs + 1):
+        # Every worker draws the same order and takes an equal share of it, so all run the
+        # same number of steps (DDP's all-reduce needs that); up to world - 1 rows wait for
+        # the next epoch's order.
+        order = np.random.default_rng(config.seed * 1000 + epoch).permutation(train_index)
+        share = len(order) // world
+        shard = order[rank * share : (rank + 1) * share]
         losses = []
         for index in batches(shard, config.batch_size, config.seed * 1000 + epoch):
             parts = train_step(
