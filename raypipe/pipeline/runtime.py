@@ -2,20 +2,29 @@
 
 Inside a job started by ``ray job submit`` the environment variable ``RAY_ADDRESS`` is set, and
 ``ray.init()`` joins that cluster; no flag is needed there.
+
+The embedded local Ray listens on 127.0.0.1 only (its dashboard is off), and its token file is
+created readable by its owner only; joining a cluster warns when Ray's token file can be read
+by other users.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import ray
 
 from raypipe.config import RayConfig
 
 log = logging.getLogger(__name__)
+
+#: The address the embedded local Ray binds its servers to.
+LOOPBACK = "127.0.0.1"
 
 
 @contextmanager
@@ -30,23 +39,98 @@ def ray_session(config: RayConfig) -> Iterator[None]:
     quiet = {"log_to_driver": True, "configure_logging": False}
     if config.address:
         log.info("joining Ray cluster at %s", config.address)
+        warn_if_token_readable()
         ray.init(address=config.address, **quiet)
     elif os.environ.get("RAY_ADDRESS"):
         log.info("joining Ray cluster at %s (RAY_ADDRESS)", os.environ["RAY_ADDRESS"])
+        warn_if_token_readable()
         ray.init(**quiet)
     else:
         cpus = config.num_cpus or os.cpu_count() or 1
-        log.info("starting an embedded local Ray with %d CPU(s)", cpus)
-        ray.init(
-            num_cpus=cpus,
-            object_store_memory=config.object_store_mb * 1024 * 1024,
-            include_dashboard=False,
-            **quiet,
-        )
+        log.info("starting an embedded local Ray with %d CPU(s) on %s", cpus, LOOPBACK)
+        create_private_token()
+        with _loopback_node():
+            ray.init(
+                num_cpus=cpus,
+                object_store_memory=config.object_store_mb * 1024 * 1024,
+                include_dashboard=False,
+                _node_ip_address=LOOPBACK,
+                **quiet,
+            )
     try:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _loopback_node() -> Iterator[None]:
+    """While an embedded Ray starts, keep 127.0.0.1 as its node address.
+
+    Ray 2.60's servers (GCS, raylet, workers, agents) listen on 127.0.0.1 only when the node
+    address is 127.0.0.1, and on every interface otherwise; but ``ray.init`` replaces a
+    loopback node address by the machine's outward one unless ``ENABLE_RAY_CLUSTER`` is off, as
+    Ray sets it on macOS and Windows. That switch is read from the environment when Ray is
+    imported, so it is turned off here for the start only: a driver that joins a cluster later
+    needs it on. ``tests/pipeline/test_runtime_safety.py`` checks every socket Ray opens.
+    """
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def token_file() -> Path | None:
+    """The file Ray reads its authentication token from: ``RAY_AUTH_TOKEN_PATH``, else
+    ``~/.ray/auth_token``; None when ``RAY_AUTH_TOKEN`` holds the token itself."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return None
+    custom = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return Path(custom).expanduser() if custom else Path.home() / ".ray" / "auth_token"
+
+
+def warn_if_token_readable() -> bool:
+    """Log a warning when Ray's token file can be read by the file's group or by others (anyone
+    who reads it can run code on the cluster); returns whether it warned."""
+    path = token_file()
+    try:
+        mode = path.stat().st_mode & 0o777 if path is not None else 0
+    except OSError:  # no token file: nothing to protect
+        return False
+    if not mode & 0o044:
+        return False
+    log.warning(
+        "Ray's token file %s is readable by other users (mode %03o): whoever reads it can run "
+        "code on the cluster; run `chmod 600 %s`.",
+        path,
+        mode,
+        path,
+    )
+    return True
+
+
+def create_private_token() -> None:
+    """Before an embedded Ray starts: Ray 2.60 turns token authentication on for a new local
+    Ray and, when ``~/.ray/auth_token`` is missing, writes a new token there with the process's
+    umask (usually mode 0644). Writing it first, with mode 0600 (folder 0700), keeps it
+    private; Ray then reads it. Nothing is done when the token comes from the environment, the
+    file exists or ``RAY_AUTH_MODE`` turns authentication off."""
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    path = Path.home() / ".ray" / "auth_token"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(handle, "w") as file:
+        file.write(secrets.token_hex(32))  # what `ray get-auth-token --generate` writes
 
 
 def cluster_reach() -> dict[str, float] | None:

@@ -190,6 +190,37 @@ def test_dashboard_not_exposed_unless_guarded(path: Path) -> None:
     assert "ray dashboard" in text  # how to reach it: the SSH port-forward
 
 
+@pytest.mark.parametrize("path", LAUNCHER_CONFIGS, ids=_ids(LAUNCHER_CONFIGS))
+def test_head_ports_on_every_address_name_their_guard(path: Path) -> None:
+    """The GCS and Ray Client ports listen on every address of the head (Ray has no flag to
+    bind them to loopback on a cluster): the file says what keeps them from outside and how to
+    reach Ray Client through SSH."""
+    head = _ray_start_flags(_start_commands(_load(path))["head_start_ray_commands"])
+    assert head.get("--ray-client-server-port") in (None, "10001")
+    text = path.read_text()
+    assert "security group" in text or "firewall" in text
+    assert "10001" in text and "ray attach" in text and "-p 10001" in text
+
+
+#: Lines that run `ray get-auth-token --generate` (in docs, comments or code blocks).
+TOKEN_STEP = re.compile(r"^\s*(?:#\s*)?(?:\(umask 077; )?ray get-auth-token --generate", re.M)
+
+
+def test_token_steps_leave_the_token_file_private() -> None:
+    """Ray writes ~/.ray/auth_token with the umask (0644): every step that generates it also
+    makes it 0600, and the launcher configs that copy it say rsync keeps that mode."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *LAUNCHER_CONFIGS]
+    steps = {}
+    for page in pages:
+        for match in TOKEN_STEP.finditer(page.read_text()):
+            line = page.read_text()[match.start() :].split("\n", 1)[0]
+            steps.setdefault(page.name, []).append(line)
+            assert "chmod 600 ~/.ray/auth_token" in line, f"{page.name}: {line.strip()}"
+    assert {"cluster.md", "cluster.yaml"} <= set(steps)
+    for path in LAUNCHER_CONFIGS:
+        assert "rsync -a" in path.read_text()
+
+
 def test_aws_node_configs_match_the_ec2_api() -> None:
     """Each node_config is valid RunInstances input for botocore's EC2 model (shipped offline)."""
     import botocore.session
@@ -394,6 +425,18 @@ def test_ray_start_params_are_options_of_the_installed_ray(path: Path) -> None:
     for group in groups:
         unknown = {f"--{key}" for key in group["rayStartParams"]} - options
         assert not unknown, sorted(unknown)
+
+
+@pytest.mark.parametrize("path", KUBERAY_MANIFESTS, ids=_ids(KUBERAY_MANIFESTS))
+def test_kuberay_head_service_stays_in_the_cluster(path: Path) -> None:
+    """The head service (GCS, dashboard/job server, Ray Client) is ClusterIP, KubeRay's default:
+    NodePort or LoadBalancer would expose its ports beyond the cluster; the file says how to
+    reach them (a port-forward) and what guards them inside (the token)."""
+    head = _cluster_spec(_load(path))["headGroupSpec"]
+    assert head.get("serviceType", "ClusterIP") == "ClusterIP"
+    text = path.read_text()
+    assert "port-forward" in text and "token authentication" in text.lower()
+    assert "10001" in text
 
 
 def test_rayjob_runs_the_raycluster_spec() -> None:
