@@ -124,10 +124,13 @@ def create_private_token() -> None:
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
         return
     path = Path.home() / ".ray" / "auth_token"
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        return
+    except OSError as error:  # a home Ray cannot write to either: Ray reports it
+        log.debug("could not write %s first: %s", path, error)
         return
     with os.fdopen(handle, "w") as file:
         file.write(secrets.token_hex(32))  # what `ray get-auth-token --generate` writes
