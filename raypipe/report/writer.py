@@ -94,7 +94,10 @@ def _labelled_rows(task: str, table: pd.DataFrame) -> pd.DataFrame:
     if task == "classification":
         return table[table["label"] >= 0]
     truth = np.stack(table["target"].to_numpy()) if len(table) else np.zeros((0, 1))
-    return table[np.isfinite(truth).any(axis=1) & (truth >= 0).any(axis=1)]
+    labelled = np.isfinite(truth)
+    if task == "multilabel":  # -1 also marks an unlabelled unit; regression values may be < 0
+        labelled &= truth >= 0
+    return table[labelled.any(axis=1)]
 
 
 def metrics_table(run: RunFolder, per_target: bool = False) -> pd.DataFrame:

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
 from raypipe.classify.feature_matrix import model_features
-from raypipe.config import FeatureSetConfig, TuneClassifiersConfig
+from raypipe.config import FeatureSetConfig, FuseConfig, TuneClassifiersConfig
+from raypipe.errors import ConfigError
 from raypipe.labels import label_space
+from raypipe.pipeline.fuse import run_fuse
 from raypipe.pipeline.tune_classifiers import run_tune_classifiers
+from raypipe.report.writer import metrics_table
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.run_folder import RunFolder
 from tests.classify.synthetic import make_store
@@ -103,6 +107,21 @@ def test_multilabel_and_regression_searches(
     truth, probs = np.stack(predictions["target"]), np.stack(predictions["probs"])
     assert probs.shape == (36, 2) and (predictions["label"] == -1).all()
     assert ((probs >= np.array(record["thresholds"])) == (truth > 0.5)).mean() >= 0.95
+    # The report scores the search's run: mean F1 over labels at the record's thresholds.
+    assert run.meta()["labels"] == "emotiw7" and run.meta()["task"] == "multilabel"
+    table = metrics_table(run).set_index(["model", "split"])
+    row = table.loc[("face_sim.mean.logreg", "test")]
+    assert (row["task"], row["level"]) == ("multilabel", "media")
+    test = (predictions["split"] == "test").to_numpy()
+    hand = np.mean(
+        [
+            f1_score(truth[test, k] > 0.5, probs[test, k] >= record["thresholds"][k])
+            for k in range(2)
+        ]
+    )
+    assert row["mean_f1"] == pytest.approx(hand)
+    with pytest.raises(ConfigError, match="multilabel run and fuse combines class"):
+        run_fuse(FuseConfig(run=run.root))
 
     regression = TuneClassifiersConfig(
         run=tmp_path / "va", task="regression", target_columns=["valence"], **common
@@ -111,6 +130,12 @@ def test_multilabel_and_regression_searches(
     assert best.loc["face_sim.mean.logreg", "val_ccc"] >= 0.95  # valence = class - 1
     predictions = RunFolder(tmp_path / "va").predictions("face_sim.mean.mlp")
     assert np.stack(predictions["probs"]).shape == (36, 1)
+    va = metrics_table(RunFolder(tmp_path / "va")).set_index(["model", "split"])
+    test = (predictions["split"] == "test").to_numpy()
+    y, p = np.stack(predictions["target"])[test, 0], np.stack(predictions["probs"])[test, 0]
+    hand = 2 * np.cov(y, p, bias=True)[0, 1] / (y.var() + p.var() + (y.mean() - p.mean()) ** 2)
+    assert va.loc[("face_sim.mean.mlp", "test"), "ccc"] == pytest.approx(hand)
+    assert va.loc[("face_sim.mean.mlp", "test"), "task"] == "regression"
 
 
 def test_asha_stops_poor_torch_trials_early(
