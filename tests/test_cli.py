@@ -42,7 +42,7 @@ FLAG_FIELDS = {
     "fuse": ("FuseConfig", {"--run": "run"}),
     "predict": ("PredictConfig", {"--run": "run", "--manifest": "manifest", "--out": "out"}),
     "train": ("TrainConfig", {"--run": "run", "--data": "data.root"}),
-    "demo": ("DemoConfig", {"--out": "out"}),
+    "demo": ("DemoConfig", {"--out": "out", "--task": "task"}),
 }
 
 

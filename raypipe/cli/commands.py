@@ -287,15 +287,18 @@ def predict(
 @app.command()
 def demo(
     out: Annotated[Path | None, _flag(DemoConfig, "out")] = None,
+    task: Annotated[str | None, _flag(DemoConfig, "task")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
 ) -> None:
-    """Generate a small labelled face+voice set, then extract, tune, fuse and report."""
+    """Generate a small labelled set, then extract, train or tune, fuse and report: face+voice
+    clips (--task clips, the default) or Aff-Wild2-shaped videos labelled per frame (--task
+    frames)."""
     from raypipe.pipeline.demo import run_demo
 
     with user_errors("demo") as where:
-        cfg = _load(DemoConfig, config, set_, {"out": out}, address)
+        cfg = _load(DemoConfig, config, set_, {"out": out, "task": task}, address)
         where.path = str(cfg.out)
         run_folder, lines = run_demo(cfg)
     typer.echo("\n".join(lines))

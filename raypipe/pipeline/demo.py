@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from raypipe.config import DemoConfig, ExtractConfig, FuseConfig, TuneClassifiersConfig
+from raypipe.errors import ConfigError, RaypipeError
+from raypipe.fusion.frame_smoothing import SMOOTHING_WINDOWS_S, choose_window, smooth_frames
 from raypipe.pipeline.extract import run_extract
 from raypipe.pipeline.fuse import run_fuse
 from raypipe.pipeline.provenance import record_run
@@ -16,12 +21,22 @@ from raypipe.store.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
+#: Frame-level recipes the frames demo runs (those registered in RECIPES), in order; each
+#: trains on the stored face features and the annotation folder and writes per-frame models.
+#: Frame recipes registered later (the windowed sequence model, the cascade) are added here.
+FRAME_DEMO_RECIPES: tuple[str, ...] = ("multitask",)
+#: Task of each frame-level prediction kind, and the score the demo prints for it.
+_TASK_SCORE = {"classification": "macro_f1", "multilabel": "mean_f1", "regression": "ccc"}
+
 
 def run_demo(config: DemoConfig) -> tuple[Path, list[str]]:
     """Generate the demo set, extract, tune classifiers, fuse and report.
 
     Returns the run folder and lines summarising per-modality and fused test scores.
+    With ``config.task`` 'frames', runs :func:`run_frames_demo` instead.
     """
+    if config.task == "frames":
+        return run_frames_demo(config)
     from raypipe.media.demo_set import make_demo_dataset
 
     out = config.out.resolve()
@@ -89,3 +104,143 @@ def run_demo(config: DemoConfig) -> tuple[Path, list[str]]:
             f"{mark}"
         )
     return run, lines
+
+
+def run_frames_demo(config: DemoConfig) -> tuple[Path, list[str]]:
+    """The frame-level demo: generate the Aff-Wild2-shaped set
+    (:mod:`raypipe.media.frames_demo_set`), extract face-expression features at
+    ``config.sample_fps``, run the frame-level recipes (:data:`FRAME_DEMO_RECIPES`), smooth
+    every per-frame model with its window chosen on val (:func:`smooth_frame_models`) and
+    write the report.
+
+    Returns the run folder and lines with each model's test score per task.
+    """
+    from raypipe.media.frames_demo_set import make_frames_demo_dataset
+    from raypipe.recipes.registry import RECIPES
+
+    out = config.out.resolve()
+    data = out / "frames-data"
+    manifest = data / "manifest.csv"
+    if manifest.exists():
+        log.info("frames demo data already in %s; reusing it", data)
+    else:
+        log.info("generating frames demo media in %s", data)
+        manifest = make_frames_demo_dataset(data, videos=config.videos, seed=config.seed)
+    store = str(out / "frames-store")
+    run = out / "frames-run"
+    recipes = [name for name in FRAME_DEMO_RECIPES if name in RECIPES]
+    unknown = sorted(set(config.recipes) - set(recipes))
+    if unknown:
+        raise ConfigError(
+            f"Config field 'recipes' names {unknown}, which the frames demo does not run; "
+            f"give settings for {recipes} only."
+        )
+    if not recipes:
+        raise RaypipeError(
+            f"No frame-level recipe of {list(FRAME_DEMO_RECIPES)} is registered in RECIPES; "
+            "the frames demo needs one (reinstall raypipe)."
+        )
+    with ray_session(config.ray):
+        # Only the face-expression features are read by the frame recipes.
+        sections = {name: {"enabled": False} for name in _AUDIO_TEXT_EXTRACTORS}
+        extract = ExtractConfig.model_validate(
+            {
+                "manifest": manifest,
+                "out": store,
+                "ray": config.ray,
+                "video": {"fps": config.sample_fps},
+                **sections,
+            }
+        )
+        summary = run_extract(extract)
+        log.info("extract: %s", summary.line())
+        for name in recipes:
+            recipe = RECIPES.get(name)
+            recipe_config = recipe.config.model_validate(
+                {
+                    **config.recipes.get(name, {}),
+                    "run": str(run),
+                    "data": {"store": store, "annotations": str(data / "annotations")},
+                    "seed": config.seed,
+                    "ray": config.ray,
+                }
+            )
+            log.info("frames demo: recipe %s", name)
+            recipe.load_runner()(recipe_config)
+    folder = RunFolder(run)
+    smoothed = smooth_frame_models(folder)
+    record_run(folder, "demo", config)
+    write_report(folder)
+    table = metrics_table(folder)
+    test = table[table["split"] == "test"].set_index("model")
+    lines = ["frames demo results on the held-out test videos (per sampled frame):"]
+    for model, record in smoothed.items():
+        for name, note in ((record["member"], ""), (model, f"  (window {record['window_s']:g} s)")):
+            metric = _TASK_SCORE[record["task"]]
+            score = test.loc[name, metric] if name in test.index else float("nan")
+            lines.append(f"  {name:40s} {metric} {score:.3f}{note}")
+    return run, lines
+
+
+#: The audio and text extractors the frames demo leaves out (its videos are silent).
+_AUDIO_TEXT_EXTRACTORS = (
+    "opensmile",
+    "opensmile_lld",
+    "vad",
+    "whisper_transcript",
+    "whisper_embedding",
+    "text_embedding",
+)
+
+
+def smooth_frame_models(
+    run: RunFolder,
+    models: list[str] | None = None,
+    windows: tuple[float, ...] = SMOOTHING_WINDOWS_S,
+) -> dict[str, dict[str, Any]]:
+    """Write a temporally smoothed copy of each frame-level model of ``run`` as
+    ``fused.smooth.<model>``: every row's outputs averaged over the centred window (seconds)
+    with the best val score of the model's task (:func:`choose_window`; multilabel thresholds
+    chosen again on val). ``models`` default: every model with frame rows (``start_s``) not fused.
+
+    Returns the smoothed models' records by name (member, task, window_s, val_scores...).
+    """
+    written: dict[str, dict[str, Any]] = {}
+    for model in models if models is not None else run.models():
+        table = run.predictions(model)
+        if model.startswith("fused") or "start_s" not in table.columns:
+            continue
+        task = run.model_task(model, table)
+        member = run.load_model(model) if run.has_model(model) else {}
+        member = member if isinstance(member, dict) else {}
+        # Unlabelled val frames stay: they are neighbours in time of labelled ones.
+        val = table[table["split"] == "val"]
+        window, scores, limits = choose_window(task, val, windows)
+        thresholds = limits.tolist() if limits is not None else None
+        out = smooth_frames(table, window)
+        name = f"fused.smooth.{model}"
+        record = {
+            "method": "smooth",
+            "member": model,
+            "task": task,
+            "window_s": window,
+            "val_scores": {f"{w:g}": s for w, s in scores.items()},
+            "recipe": member.get("recipe"),
+            "modality": member.get("modality", "visual"),
+            "targets": member.get("targets"),
+            "thresholds": thresholds,
+        }
+        record = {k: v for k, v in record.items() if v is not None}
+        run.save_model(name, record)
+        run.write_predictions(
+            name,
+            out["media_id"].to_numpy(),
+            out["split"].to_numpy(),
+            out["label"].to_numpy(),
+            np.stack(out["probs"].to_numpy()),
+            targets=np.stack(out["target"].to_numpy()) if "target" in out.columns else None,
+            start_s=out["start_s"].to_numpy(),
+        )
+        log.info("%s: window %g s chosen on val (val scores %s)", name, window, scores)
+        written[name] = record
+    return written
