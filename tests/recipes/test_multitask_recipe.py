@@ -108,6 +108,15 @@ def test_trains_predicts_every_frame_and_resumes(
     assert summary["scores"]["val"]["expr_macro_f1"] > 0.6, summary["scores"]
     assert summary["scores"]["val"]["va_ccc"] > 0.3, summary["scores"]
 
+    # The report scores the three frame-level models with their task's metric.
+    report = CliRunner().invoke(app, ["report", str(run_path), "--json"])
+    assert report.exit_code == 0, report.output
+    rows = {
+        (r["model"], r["split"]): r for r in json.loads(report.stdout[report.stdout.index("[") :])
+    }
+    assert 0.6 < rows[("multitask.expr", "val")]["macro_f1"] <= 1.0
+    assert "mean_f1" in rows[("multitask.au", "val")] and "ccc" in rows[("multitask.va", "val")]
+
     # The same command again resumes both stages after their last epoch: nothing is trained.
     again = CliRunner().invoke(app, _args(store, annotations, run_path))
     assert again.exit_code == 0, again.output
