@@ -115,6 +115,16 @@ class FrameData:
         """Integer positions of the rows of ``split``."""
         return np.flatnonzero(self.split == split)
 
+    def media_rows(self) -> list[tuple[str, np.ndarray]]:
+        """Each media's row positions in time order, media in order of first row: the
+        sequences that sliding windows cut (``raypipe.models.sequence.frame_windows`` over
+        ``features[rows]`` with ``has_face[rows]`` as the mask, for windowed recipes)."""
+        out = []
+        for media in pd.unique(self.media_id):
+            rows = np.flatnonzero(self.media_id == media)
+            out.append((str(media), rows[np.argsort(self.t_s[rows], kind="stable")]))
+        return out
+
     def labelled(self) -> np.ndarray:
         """(N,) bool: the frame carries at least one label (expr, any AU or any VA value)."""
         return (self.expr >= 0) | self.au_mask.any(1) | self.va_mask.any(1)

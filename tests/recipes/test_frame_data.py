@@ -12,6 +12,7 @@ import pytest
 
 from raypipe.config.frames import FrameDataConfig, SpanFeaturesConfig
 from raypipe.errors import ConfigError
+from raypipe.models.sequence import frame_windows
 from raypipe.recipes.frames import build_frame_data, span_means
 from tests.recipes.frame_store import NATIVE_FPS, SAMPLE_FPS, write_tiny_frames
 
@@ -145,3 +146,23 @@ def test_missing_extractor_and_labels_are_one_sentence(tiny: tuple[str, Path]) -
                 fps=25,
             )
         )
+
+
+def test_media_rows_cut_into_windows_stay_aligned_with_time(tiny: tuple[str, Path]) -> None:
+    store, annotations = tiny
+    spans = SpanFeaturesConfig(extractor="lld", kind="lld", window_s=0.02)
+    data = build_frame_data(
+        FrameDataConfig(
+            store=store, extractors=["vis"], spans=[spans], annotations=str(annotations), fps=25
+        )
+    )
+    sequences = dict(data.media_rows())
+    assert sorted(sequences) == ["t0", "t1", "t2", "t3", "v0", "v1", "x0"]
+    rows = sequences["t1"]
+    assert (np.diff(data.t_s[rows]) > 0).all()
+    windows, mask, starts = frame_windows(data.features[rows], data.has_face[rows], 16, 12)
+    # 40 frames, windows of 16 every 12: starts 0, 12, 24 (the last ends at frame 40).
+    assert starts.tolist() == [0, 12, 24] and windows.shape == (3, 16, 10)
+    assert not mask[0, 3] and not mask[0, 4] and mask[0, 5]  # no face at frames 3 and 4
+    assert mask[1].all() and mask[2].all()
+    np.testing.assert_allclose(windows[1, 0], data.features[rows][12])
