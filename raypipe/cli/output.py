@@ -33,7 +33,12 @@ def print_table(frame: Any, title: str) -> None:
         table.add_column(str(column))
     for row in frame.itertuples(index=False):
         table.add_row(
-            *[f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
+            *[
+                ("" if v != v else f"{v:.3f}")  # NaN: a score that does not apply
+                if isinstance(v, float)
+                else ("" if v is None else str(v))
+                for v in row
+            ]
         )
     Console(width=160).print(table)
 
