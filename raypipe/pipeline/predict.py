@@ -211,7 +211,8 @@ def _member_predictions(
 def training_prior(run: RunFolder, models: list[str], task: str) -> np.ndarray:
     """What a media (or frame) no model could score gets: the train split's class
     frequencies (classification), rate of each label (multilabel) or mean of each target
-    (regression), over the labelled rows of the first model with train rows."""
+    (regression), over the labelled rows of the first model with train rows (a label or
+    target never labelled there: 0)."""
     for model in models:
         table = run.predictions(model)
         table = table[table["split"] == "train"]
@@ -226,8 +227,11 @@ def training_prior(run: RunFolder, models: list[str], task: str) -> np.ndarray:
             truth[truth < -1] = np.nan  # -5: unlabelled valence/arousal
             if task == "multilabel":
                 truth[truth < 0] = np.nan
-            if np.isfinite(truth).any(axis=0).all():
-                return np.nanmean(truth, axis=0)
+            labelled = np.isfinite(truth)
+            if labelled.any():
+                # A label or target never labelled in train: 0 (absent; neutral affect).
+                sums = np.where(labelled, truth, 0.0).sum(axis=0)
+                return sums / np.maximum(labelled.sum(axis=0), 1)
     raise ConfigError(
         f"run '{run.root}' holds no labelled train predictions of {models}, so there is no "
         "training prior for media no model can score; re-run the training with a train split."
@@ -306,8 +310,8 @@ def run_predict(config: PredictConfig) -> PredictSummary:
     probs = np.zeros((len(ids), len(classes)), dtype=np.float64)
     if scored_mask.any():
         probs[scored_mask] = fitted.predict(member_probs[:, scored_mask])
-    prior = training_prior(run, members, "classification")
-    probs[~scored_mask] = prior
+    if not scored_mask.all():
+        probs[~scored_mask] = training_prior(run, members, "classification")
     notes = []
     for row in range(len(ids)):
         if not scored_mask[row]:
