@@ -478,7 +478,7 @@ def run_frame_predict(config: PredictConfig) -> PredictSummary:
     manifest, _ = load_manifest(config.manifest, run_label_space(run), check_files=False)
     prior = training_prior(run, models, task)
     modalities = {m: str(records[m].get("modality", "?")) for m in models}
-    out = str(config.out or run.location(f"predict/{config.format}")).rstrip("/")
+    out = str(config.out or run.location(f"predict/{config.format}"))
     rows, frames_written, filled_total, prior_count = [], 0, 0, 0
     scored = dict.fromkeys(models, 0)
     for media_id, path in zip(manifest["media_id"], manifest["path"], strict=True):
@@ -515,7 +515,7 @@ def run_frame_predict(config: PredictConfig) -> PredictSummary:
         for model in members:
             scored[model] += 1
         text = format_annotation(_frame_labels(abaw_task, filled, names, thresholds))
-        write_file(f"{out}/{media_id}.txt", text.encode())
+        write_file(remote.join(out, f"{media_id}.txt"), text.encode())
         n_own = int(own.sum())
         if own.any() and n_own < n_frames:
             note += (
@@ -533,7 +533,7 @@ def run_frame_predict(config: PredictConfig) -> PredictSummary:
                 "note": note.strip().rstrip(";"),
             }
         )
-    write_file(f"{out}/scoring.csv", pd.DataFrame(rows).to_csv(index=False).encode())
+    write_file(remote.join(out, "scoring.csv"), pd.DataFrame(rows).to_csv(index=False).encode())
     log.info("%s files written to %s", config.format, out)
     return PredictSummary(
         out,

@@ -27,6 +27,7 @@ from raypipe.pipeline.extract import run_extract
 from raypipe.pipeline.predict import run_predict
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.run_folder import RunFolder
+from tests.conftest import s3_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -208,3 +209,25 @@ def test_a_run_without_frame_level_models_of_the_task_is_refused(
     run.create({"store": frames_run.meta()["store"], "classes": list(ABAW_EXPR8)})
     with pytest.raises(ConfigError, match="no frame-level regression model"):
         run_predict(PredictConfig(run=run.root, manifest=new_videos, format="abaw-va"))
+
+
+def test_annotation_files_written_to_object_storage(
+    frames_run: RunFolder, new_videos: Path, s3_server: str
+) -> None:
+    import boto3
+
+    query = s3_bucket(s3_server, "abaw-out")
+    out = f"s3://abaw-out/submission{query}"
+    run_predict(PredictConfig(run=frames_run.root, manifest=new_videos, out=out, format="abaw-va"))
+    client = boto3.client("s3", endpoint_url=f"http://{s3_server}")
+    listed = client.list_objects_v2(Bucket="abaw-out", Prefix="submission/")["Contents"]
+    names = sorted(item["Key"] for item in listed)
+    ids = pd.read_csv(new_videos)["media_id"].tolist()
+    assert names == sorted(
+        ["submission/scoring.csv", *(f"submission/{m}.txt" for m in ids if m != "new_empty")]
+    )
+    body = client.get_object(Bucket="abaw-out", Key=f"submission/{ids[0]}.txt")["Body"].read()
+    manifest = pd.read_csv(new_videos).set_index("media_id")
+    frames = _decoded_frames(Path(manifest.loc[ids[0], "path"]))
+    assert body.decode().splitlines()[0] == "valence,arousal"
+    assert len(body.decode().splitlines()) == 1 + frames
