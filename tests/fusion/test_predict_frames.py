@@ -231,3 +231,21 @@ def test_annotation_files_written_to_object_storage(
     frames = _decoded_frames(Path(manifest.loc[ids[0], "path"]))
     assert body.decode().splitlines()[0] == "valence,arousal"
     assert len(body.decode().splitlines()) == 1 + frames
+
+
+def test_the_command_line_writes_the_files_and_refuses_an_unknown_format(
+    frames_run: RunFolder, new_videos: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from raypipe.cli import app
+
+    out = tmp_path / "cli"
+    args = ["predict", "--run", frames_run.root, "--manifest", str(new_videos), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--format", "abaw-expr"])
+    assert result.exit_code == 0, result.output
+    assert "frames written" in result.stdout and "training prior" in result.stdout
+    assert len(list(out.glob("*.txt"))) == 3 and (out / "scoring.csv").is_file()
+    result = CliRunner().invoke(app, [*args, "--format", "abaw-exp"])
+    assert result.exit_code != 0
+    assert "abaw-expr" in result.output and "format" in result.output
