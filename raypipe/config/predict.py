@@ -23,6 +23,9 @@ class PredictConfig(StrictModel):
     probability column per class, scored_by, missing, note) or abaw-expr, abaw-au, abaw-va
     (one ABAW annotation file per video from the run's frame-level models of that task: a
     header line, then one line per native video frame, with scoring.csv beside them)."""
+    smooth: bool = True
+    """abaw formats: smooth each frame-level model's outputs over the window chosen on val
+    (the run's fused.smooth.<model> record, with its AU thresholds) where the run has one."""
     out: str | Path | None = None
     """Where it is written, a local path or a URI: the CSV (unset: <run>/predict/
     submission.csv), or for abaw formats the folder of files (unset: <run>/predict/<format>)."""

@@ -36,6 +36,7 @@ from raypipe.config import ExtractConfig, PredictConfig
 from raypipe.config.base import DEFAULT_LABELS, load_config
 from raypipe.errors import ConfigError, RaypipeError
 from raypipe.extractors.registry import EXTRACTORS, build_extractor
+from raypipe.fusion.frame_smoothing import smooth_frames
 from raypipe.fusion.rules import align_predictions
 from raypipe.labels import LABEL_SPACES, LabelSpace, label_space
 from raypipe.media import remote
@@ -418,6 +419,28 @@ def _frame_outputs(
     )
 
 
+def _smoothed(
+    run: RunFolder, outputs: dict[str, pd.DataFrame], thresholds: np.ndarray
+) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
+    """Each model's frame outputs smoothed over the window its ``fused.smooth.<model>``
+    record chose on val (models without one unchanged), and the AU thresholds averaged over
+    the smoothed records' (chosen again on val after smoothing) where they have them."""
+    smoothed, limits = dict(outputs), []
+    for model, table in outputs.items():
+        name = f"fused.smooth.{model}"
+        record = run.load_model(name) if run.has_model(name) else None
+        if not isinstance(record, dict) or record.get("method") != "smooth":
+            continue
+        window = float(record.get("window_s", 0.0))
+        frames = table.rename(columns={"timestamp_s": "start_s", "outputs": "probs"})
+        frames = smooth_frames(frames, window)
+        smoothed[model] = frames.rename(columns={"start_s": "timestamp_s", "probs": "outputs"})
+        if record.get("thresholds") is not None:
+            limits.append(np.asarray(record["thresholds"], dtype=np.float64))
+        log.info("%s: outputs smoothed over %g s (%s)", model, window, name)
+    return smoothed, (np.mean(limits, axis=0) if limits else thresholds)
+
+
 def _frame_labels(
     task: AbawTask, values: np.ndarray, names: list[str], thresholds: np.ndarray
 ) -> FrameLabels:
@@ -475,6 +498,8 @@ def run_frame_predict(config: PredictConfig) -> PredictSummary:
     outputs = {
         m: _frame_outputs(store, r, _extractor_of(r, m, run), width) for m, r in records.items()
     }
+    if config.smooth:
+        outputs, thresholds = _smoothed(run, outputs, thresholds)
     manifest, _ = load_manifest(config.manifest, run_label_space(run), check_files=False)
     prior = training_prior(run, models, task)
     modalities = {m: str(records[m].get("modality", "?")) for m in models}

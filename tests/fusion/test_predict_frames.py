@@ -125,6 +125,11 @@ def frames_run(
         },
     )
     run.write_predictions("lld.va", ids, split, np.full(len(x), -1), va.predict(x), va_truth, start)
+    # As the frames demo's smoothing writes it: the window chosen on val for lld.va.
+    run.save_model(
+        "fused.smooth.lld.va",
+        {"method": "smooth", "member": "lld.va", "task": "regression", "window_s": 1.2},
+    )
     return run
 
 
@@ -249,3 +254,22 @@ def test_the_command_line_writes_the_files_and_refuses_an_unknown_format(
     result = CliRunner().invoke(app, [*args, "--format", "abaw-exp"])
     assert result.exit_code != 0
     assert "abaw-expr" in result.output and "format" in result.output
+
+
+def test_the_smoothing_window_chosen_on_val_is_applied(
+    frames_run: RunFolder, new_videos: Path, tmp_path: Path
+) -> None:
+    def values(smooth: bool) -> np.ndarray:
+        out = tmp_path / f"va_{smooth}"
+        config = PredictConfig(
+            run=frames_run.root, manifest=new_videos, out=out, format="abaw-va", smooth=smooth
+        )
+        run_predict(config)
+        media_id = pd.read_csv(new_videos)["media_id"].iloc[0]
+        return read_annotation(out / f"{media_id}.txt", "va").values
+
+    raw, smoothed = values(False), values(True)
+    assert raw.shape == smoothed.shape
+    # A 1.2 s moving mean: the frame-to-frame changes shrink, the mean level stays.
+    assert np.abs(np.diff(smoothed, axis=0)).sum() < 0.5 * np.abs(np.diff(raw, axis=0)).sum()
+    np.testing.assert_allclose(smoothed.mean(axis=0), raw.mean(axis=0), atol=0.05)
