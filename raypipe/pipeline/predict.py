@@ -21,6 +21,7 @@ many frames were predicted and filled, which models scored it and why a video go
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ from raypipe.config import ExtractConfig, PredictConfig
 from raypipe.config.base import DEFAULT_LABELS, load_config
 from raypipe.errors import ConfigError, RaypipeError
 from raypipe.extractors.registry import EXTRACTORS, build_extractor
-from raypipe.fusion.frame_smoothing import smooth_frames
+from raypipe.fusion.frame_smoothing import frame_score, smooth_frames
 from raypipe.fusion.rules import align_predictions
 from raypipe.labels import LABEL_SPACES, LabelSpace, label_space
 from raypipe.media import remote
@@ -419,6 +420,65 @@ def _frame_outputs(
     )
 
 
+def _val_outputs_on(base: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
+    """``table``'s outputs at the rows of ``base`` (same media; the row nearest in time,
+    ``start_s`` seconds), NaN where ``table`` has no row of the media."""
+    width = len(table["probs"].iloc[0]) if len(table) else 1
+    out = np.full((len(base), width), np.nan)
+    times = base["start_s"].to_numpy(np.float64)
+    for media_id, rows in base.groupby("media_id", sort=False).indices.items():
+        mine = table[table["media_id"] == media_id]
+        if mine.empty:
+            continue
+        order = np.argsort(mine["start_s"].to_numpy(np.float64), kind="stable")
+        t = mine["start_s"].to_numpy(np.float64)[order]
+        values = np.stack(mine["probs"].to_numpy())[order]
+        after = np.clip(np.searchsorted(t, times[rows]), 0, len(t) - 1)
+        before = np.clip(after - 1, 0, len(t) - 1)
+        nearest = np.where(
+            np.abs(times[rows] - t[before]) <= np.abs(t[after] - times[rows]), before, after
+        )
+        out[rows] = values[nearest]
+    return out
+
+
+def frame_weights(
+    run: RunFolder, models: list[str], task: str, thresholds: np.ndarray, step: float = 0.1
+) -> dict[str, float]:
+    """Weights (summing to 1) of the frame-level models of one task, searched on val: every
+    weight vector on a grid of ``step`` over the simplex, scored by the task's challenge score
+    (:func:`frame_score`; AU at ``thresholds``) of the weighted mean of the models' val
+    outputs, each model's rows matched to the first model's val frames by nearest time; the
+    first best wins (equal weights come first). One model, or no shared val frame: equal."""
+    equal = {m: 1.0 / len(models) for m in models}
+    base = run.predictions(models[0])
+    base = base[base["split"] == "val"].reset_index(drop=True)
+    if len(models) == 1 or base.empty:
+        return equal
+    stacks = [np.stack(base["probs"].to_numpy()).astype(np.float64)]
+    for model in models[1:]:
+        table = run.predictions(model)
+        stacks.append(_val_outputs_on(base, table[table["split"] == "val"]))
+    values = np.stack(stacks)
+    shared = np.isfinite(values).all(axis=(0, 2))
+    if not shared.any():
+        return equal
+    values, rows = values[:, shared], base[shared]
+    steps = round(1 / step)
+    grid = [
+        np.array(c) / steps
+        for c in itertools.product(range(steps + 1), repeat=len(models))
+        if sum(c) == steps
+    ]
+    grid.insert(0, np.full(len(models), 1.0 / len(models)))
+    limits = thresholds if task == "multilabel" else None
+    scores = [
+        frame_score(task, rows.assign(probs=list(np.tensordot(w, values, 1))), limits) for w in grid
+    ]
+    best = grid[int(np.nanargmax(scores))] if np.isfinite(scores).any() else grid[0]
+    return {m: float(w) for m, w in zip(models, best, strict=True)}
+
+
 def _smoothed(
     run: RunFolder, outputs: dict[str, pd.DataFrame], thresholds: np.ndarray
 ) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
@@ -500,6 +560,9 @@ def run_frame_predict(config: PredictConfig) -> PredictSummary:
     }
     if config.smooth:
         outputs, thresholds = _smoothed(run, outputs, thresholds)
+    weights = frame_weights(run, models, task, thresholds)
+    if len(models) > 1:
+        log.info("frame-level models' weights chosen on val: %s", weights)
     manifest, _ = load_manifest(config.manifest, run_label_space(run), check_files=False)
     prior = training_prior(run, models, task)
     modalities = {m: str(records[m].get("modality", "?")) for m in models}
@@ -518,19 +581,27 @@ def run_frame_predict(config: PredictConfig) -> PredictSummary:
             prior_count += 1
             continue
         n_frames, fps = found
-        index, values = [], []
+        note = f"scored without {', '.join(lost)}; " if lost and members else ""
+        per_model, own = {}, np.zeros(n_frames, dtype=bool)
         for model in members:
             mine = outputs[model][outputs[model]["media_id"] == media_id]
-            index.append(frame_indices(mine["timestamp_s"].to_numpy(), fps))
-            values.append(np.stack(mine["outputs"].to_numpy()))
-        note = f"scored without {', '.join(lost)}; " if lost and members else ""
-        try:
-            filled, own = fill_native_frames(
-                np.concatenate(index) if index else np.zeros(0, np.int64),
-                np.concatenate(values) if values else np.zeros((0, width)),
-                n_frames,
-            )
-        except ValueError:
+            try:
+                values, mine_own = fill_native_frames(
+                    frame_indices(mine["timestamp_s"].to_numpy(), fps),
+                    np.stack(mine["outputs"].to_numpy()),
+                    n_frames,
+                )
+            except ValueError:  # every row past the video's frames
+                continue
+            per_model[model] = values.reshape(n_frames, width)
+            own |= mine_own
+        if per_model:
+            # The val-chosen weights of the models that scored this video (equal if all 0).
+            chosen = np.array([weights[m] for m in per_model])
+            chosen = chosen / chosen.sum() if chosen.sum() > 0 else np.full(len(chosen), 1.0)
+            chosen = chosen / chosen.sum()
+            filled = np.tensordot(chosen, np.stack(list(per_model.values())), 1)
+        else:
             filled, own = np.tile(prior, (n_frames, 1)), np.zeros(n_frames, dtype=bool)
             prior_count += 1
             note = (
