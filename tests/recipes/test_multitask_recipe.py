@@ -16,6 +16,7 @@ from raypipe.config.frames import FrameDataConfig
 from raypipe.recipes.frames import build_frame_data
 from raypipe.recipes.multitask import au_thresholds
 from raypipe.store.run_folder import RunFolder
+from tests.pickle_scan import pickled_files
 from tests.recipes.frame_store import write_tiny_frames
 
 
@@ -128,3 +129,5 @@ def test_trains_predicts_every_frame_and_resumes(
     result = CliRunner().invoke(app, more)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["epochs_trained"] == {"teacher": 1}
+    # Checkpoints, records and predictions: nothing in the run folder is a pickle.
+    assert pickled_files(run_path) == []
