@@ -194,7 +194,7 @@ def fuse(
 
 @app.command()
 def train(
-    run: Annotated[Path | None, _flag(TrainConfig, "run")] = None,
+    run: Annotated[str | None, _flag(TrainConfig, "run")] = None,
     data: Annotated[
         str | None,
         typer.Option(

@@ -12,7 +12,12 @@ from raypipe.config.base import field_help, load_config
 
 M = TypeVar("M")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config", "-c", help="YAML config file (a path or a URI such as s3://b/x.yaml)."
+    ),
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a config field, e.g. --set video.fps=2 (repeatable)."),
@@ -39,7 +44,7 @@ def flag(model: type[Any], field: str) -> Any:
 
 def load(
     model: type[M],
-    config: Path | None,
+    config: str | Path | None,
     overrides: list[str] | None,
     flags: dict[str, Any],
     address: str | None,

@@ -121,12 +121,27 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping from ``path`` with a one-sentence error on any problem."""
-    if not path.is_file():
-        raise ConfigError(f"Config file '{path}' does not exist; check the --config path.")
+def _yaml_text(path: str | Path) -> str:
+    """The text of a config file: a local path or a URI (``s3://bucket/run/export/...``)."""
+    missing = ConfigError(f"Config file '{path}' does not exist; check the --config path.")
+    if "://" in str(path) and not str(path).startswith("file://"):
+        from raypipe.media.remote import read_bytes
+
+        try:
+            return read_bytes(str(path)).decode()
+        except FileNotFoundError:
+            raise missing from None
+    if not Path(path).is_file():
+        raise missing
+    return Path(path).read_text()
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping from ``path`` (a local path or a URI) with a one-sentence error on
+    any problem."""
+    text = _yaml_text(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -140,7 +155,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 def load_config(
     model: type[M],
-    path: Path | None = None,
+    path: str | Path | None = None,
     overrides: Iterable[str] = (),
     flags: Mapping[str, Any] | None = None,
 ) -> M:

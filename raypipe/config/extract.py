@@ -97,7 +97,8 @@ class FaceBackboneConfig(AlignedFaceSection):
     arch: Literal["resnet18", "resnet50", "densenet121", "vgg16_bn"] = "resnet18"
     """Backbone architecture."""
     checkpoint: str | None = None
-    """Local weights: a state-dict file or a checkpoint folder holding model.pt."""
+    """Weights: a state-dict file or a checkpoint folder holding model.pt, a local path or a
+    URI (s3://bucket/run/export/model.pt, copied into local scratch)."""
     input: Literal["face", "frame"] = "face"
     """'face': aligned face crops; 'frame': the whole frame (the group-level global branch)."""
     crop_size: int = Field(default=112, ge=16, le=512)
@@ -111,7 +112,7 @@ class FaceBackboneConfig(AlignedFaceSection):
     def _check(self) -> FaceBackboneConfig:
         if self.enabled and not self.checkpoint:
             raise ValueError(
-                "face_backbone.checkpoint must name a local state-dict file or checkpoint "
+                "face_backbone.checkpoint must name a state-dict file or checkpoint "
                 "folder when face_backbone is enabled"
             )
         return self

@@ -85,8 +85,9 @@ class TrainSearchConfig(StrictModel):
 class TrainConfig(StrictModel):
     """`raypipe train`: fine-tune a backbone with Ray Train, then export it as an extractor."""
 
-    run: Path | None = None
-    """Training run folder: Ray Train's checkpoints and results, report, export."""
+    run: str | Path | None = None
+    """Training run folder, a path or a URI (s3://bucket/run; on a multi-node cluster, storage
+    every node reaches): Ray Train's checkpoints and results, report, export."""
     data: TrainDataConfig = TrainDataConfig()
     """Training images."""
     augment: AugmentConfig = AugmentConfig()
@@ -95,7 +96,7 @@ class TrainConfig(StrictModel):
     """Backbone architecture."""
     init_checkpoint: str | None = None
     """Starting weights: a backbone state dict, an export/model.pt or a checkpoint folder of an
-    earlier run (two-stage fine-tuning); unset: random initialisation."""
+    earlier run (two-stage fine-tuning), a path or a URI; unset: random initialisation."""
     dropout: float = Field(default=0.0, ge=0, lt=1)
     """Dropout before the new classification head."""
     epochs: int = Field(default=10, ge=1)

@@ -42,13 +42,14 @@ def export_backbone(checkpoint: str | Path, arch: str, folder: Path) -> Path:
 
 
 def extract_snippet(
-    model: Path,
+    model: str | Path,
     arch: str,
     crop_size: int,
     store: str | None = None,
     manifest: str | None = None,
 ) -> dict[str, Any]:
-    """An extract config with only ``face_backbone`` enabled, on ``model``'s weights."""
+    """An extract config with only ``face_backbone`` enabled, on ``model``'s weights (a local
+    path, made absolute, or a URI such as ``s3://bucket/run/export/model.pt``)."""
     from raypipe.config import ExtractConfig
 
     config: dict[str, Any] = {}
@@ -62,7 +63,7 @@ def extract_snippet(
     config["face_backbone"] = {
         "enabled": True,
         "arch": arch,
-        "checkpoint": str(Path(model).resolve()),
+        "checkpoint": str(model) if "://" in str(model) else str(Path(model).resolve()),
         "input": "face",
         "crop_size": crop_size,
     }
@@ -70,16 +71,22 @@ def extract_snippet(
     return config
 
 
-def write_extract_config(folder: Path, config: dict[str, Any], run: Path) -> Path:
-    """Write ``folder/extract.yaml`` opening with the commands that run it."""
+def write_extract_config(
+    folder: Path, config: dict[str, Any], run: str | Path, shown: str | None = None
+) -> Path:
+    """Write ``folder/extract.yaml`` opening with the commands that run it; ``shown`` is the
+    place the file is kept and the commands name (a URI when ``folder`` is a scratch copy
+    of a run on object storage), by default the written file."""
     path = folder / EXPORT_CONFIG
+    where = shown or str(path)
     flags = "" if "manifest" in config else " --manifest MANIFEST --out STORE"
     header = [
         f"# Re-extract with the backbone fine-tuned in {run}: only face_backbone is computed.",
-        f"#   local:   raypipe extract --config {path}{flags}",
-        f"#   cluster: ray job submit --working-dir . -- python jobs/extract.py --config {path}"
+        f"#   local:   raypipe extract --config {where}{flags}",
+        f"#   cluster: ray job submit --working-dir . -- python jobs/extract.py --config {where}"
         f"{flags}",
     ]
+    folder.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(header) + "\n" + yaml.safe_dump(config, sort_keys=False))
-    log.info("extract config for the fine-tuned backbone: %s", path)
+    log.info("extract config for the fine-tuned backbone: %s", where)
     return path

@@ -2,9 +2,10 @@
 
 The published systems embedded faces and frames with ResNet, DenseNet and VGG networks
 fine-tuned on face-expression corpora. Here a backbone is built without downloading anything:
-its weights come from a local file (a ``state_dict`` saved with ``torch.save``, a dict holding one
-under ``"model"``/``"state_dict"``, or a Ray Train checkpoint folder holding ``model.pt``), or it
-starts randomly initialised when no checkpoint is given (for training from scratch and tests).
+its weights come from a file (a ``state_dict`` saved with ``torch.save``, a dict holding one
+under ``"model"``/``"state_dict"``, or a Ray Train checkpoint folder holding ``model.pt``), local
+or on object storage (``s3://...``, copied into local scratch while it is read), or it starts
+randomly initialised when no checkpoint is given (for training from scratch and tests).
 
 A :class:`Backbone` maps a float batch ``(N, 3, H, W)`` in [0, 1] RGB to features ``(N, dim)``:
 the classifier head of the torchvision model is replaced by the identity and ImageNet
@@ -13,7 +14,10 @@ normalisation is applied inside, so callers hand it plain crops.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,20 +87,54 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from a file or checkpoint folder (see module docstring for formats)."""
-    file = resolve_checkpoint(path)
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
+@contextmanager
+def staged_checkpoint(path: str | Path) -> Iterator[Path]:
+    """A local weights file for ``path`` (see :func:`resolve_checkpoint`): the file itself, or
+    for a URI (``s3://b/run/export/model.pt``, or a checkpoint folder's URI) a copy in local
+    scratch (``RAYPIPE_SCRATCH``, else the system's temporary folder), removed on exit."""
+    from raypipe.media.remote import is_uri
+
+    if not is_uri(path):
+        yield resolve_checkpoint(path)
+        return
+    import pyarrow.fs as pafs
+
+    from raypipe.store.files import StoreFiles
+
+    base, _, query = str(path).partition("?")
+    options = f"?{query}" if query else ""
+    folder, _, name = base.rstrip("/").rpartition("/")
+    files = StoreFiles(f"{folder}{options}")
+    if files.kind(name) == pafs.FileType.Directory:
+        files, name = StoreFiles(f"{base.rstrip('/')}{options}"), CHECKPOINT_FILE
+    if not files.exists(name):
         raise ConfigError(
-            f"checkpoint '{file}' could not be read as a torch state dict ({exc})."
-        ) from exc
+            f"checkpoint '{path}' does not exist: give a state-dict file or a checkpoint folder "
+            f"holding {CHECKPOINT_FILE}."
+        )
+    with tempfile.TemporaryDirectory(
+        prefix="raypipe-weights-", dir=os.environ.get("RAYPIPE_SCRATCH")
+    ) as scratch:
+        local = Path(scratch) / name
+        local.write_bytes(files.read_bytes(name))
+        yield local
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from a file or checkpoint folder, local or a URI (see module
+    docstring for formats)."""
+    with staged_checkpoint(path) as file:
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ConfigError(
+                f"checkpoint '{path}' could not be read as a torch state dict ({exc})."
+            ) from exc
     for key in ("model", "state_dict"):
         if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
             state = state[key]
     if not isinstance(state, Mapping):
-        raise ConfigError(f"checkpoint '{file}' holds a {type(state).__name__}, not a state dict.")
+        raise ConfigError(f"checkpoint '{path}' holds a {type(state).__name__}, not a state dict.")
     # Checkpoints saved from DistributedDataParallel or from a Backbone carry prefixes.
     cleaned = {}
     for key, value in state.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -241,10 +240,10 @@ def dry_run_train(config: TrainConfig) -> DryRun:
     """`raypipe train --dry-run`: the labelled images per split and class, epochs, Ray Train
     workers and what each reserves, the hyperparameter grid, and whether the run resumes from
     a checkpoint in its run folder."""
-    from raypipe.finetune.loop import read_training_state
     from raypipe.pipeline.train import (
         absolute_paths,
         check_images,
+        checkpoint_state,
         latest_checkpoint,
         load_images,
         require_run,
@@ -298,7 +297,7 @@ def dry_run_train(config: TrainConfig) -> DryRun:
             "grid": grid,
             "trials": trials,
             "max_concurrent_trials": config.search.max_concurrent_trials,
-            "experiment": str(experiment),
+            "experiment": experiment,
             "resumes": restores,
         }
         lines.append(
@@ -313,10 +312,10 @@ def dry_run_train(config: TrainConfig) -> DryRun:
         if checkpoint is None:
             lines.append(f"starts afresh (no checkpoint of run {run_name(config)} in the folder)")
         else:
-            state = read_training_state(checkpoint)
+            state = checkpoint_state(checkpoint)
             finished = state.stopped_early or state.epoch >= config.epochs
             resume.update(
-                checkpoint=str(checkpoint),
+                checkpoint=checkpoint,
                 epoch=state.epoch,
                 best_epoch=state.best_epoch,
                 best_score=state.best_score,
@@ -330,8 +329,14 @@ def dry_run_train(config: TrainConfig) -> DryRun:
     return DryRun(summary, {"images": ("images per class", table)}, [*lines, NOTHING_RUN])
 
 
-def _can_restore(experiment: Path) -> bool:
-    """Whether Ray Tune holds a restorable state of the search (no Ray is started)."""
+def _can_restore(experiment: str) -> bool:
+    """Whether Ray Tune holds a restorable state of the search (a path or URI; no Ray is
+    started)."""
     from ray import tune
 
-    return experiment.exists() and tune.Tuner.can_restore(str(experiment))
+    from raypipe.store.files import StoreFiles, ray_storage
+
+    if not StoreFiles(experiment).listing(""):
+        return False
+    path, filesystem = ray_storage(experiment)
+    return tune.Tuner.can_restore(path, storage_filesystem=filesystem)

@@ -92,10 +92,12 @@ def record_run(run: RunFolder, command: str, config: BaseModel | None) -> None:
     run.create({"provenance": records})
 
 
-def record_train_run(run: Path, config: BaseModel) -> None:
-    """Record a fine-tuning run's provenance in ``RUN/provenance.json``."""
+def record_train_run(run: str | Path, config: BaseModel) -> None:
+    """Record a fine-tuning run's provenance in ``RUN/provenance.json`` (``run`` a path or a
+    URI such as ``s3://bucket/run``)."""
     import json
 
-    run.mkdir(parents=True, exist_ok=True)
-    path = run / TRAIN_PROVENANCE
-    path.write_text(json.dumps({"train": provenance("train", config)}, indent=2) + "\n")
+    from raypipe.store.files import StoreFiles
+
+    record = json.dumps({"train": provenance("train", config)}, indent=2) + "\n"
+    StoreFiles(str(run)).write_bytes(TRAIN_PROVENANCE, record.encode())

@@ -14,13 +14,18 @@ package is installed, Weights & Biases (``tracking.backends`` of the command's c
 By default MLflow writes a SQLite store in the run folder (``<run>/mlflow/mlflow.db``, read
 with ``mlflow.MlflowClient("sqlite:///<run>/mlflow/mlflow.db")`` or ``mlflow ui
 --backend-store-uri ...``); ``tracking.tracking_uri`` names a server or another store instead.
+A training run on object storage (``--run s3://...``) keeps these files in a local scratch copy
+while it runs (:func:`local_tracking`), written to the run when the command ends.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from hashlib import sha256
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +35,7 @@ from ray.train import UserCallback
 
 from raypipe.config import TrackingConfig
 from raypipe.errors import ConfigError
+from raypipe.store.files import StoreFiles
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,28 @@ def mlflow_location(tracking: TrackingConfig, run: str | Path) -> tuple[str, str
     return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
 
 
+@contextmanager
+def local_tracking(run: str | Path) -> Iterator[Path]:
+    """A local folder for the tracking files of a training run (MLflow's SQLite store,
+    TensorBoard event files): the run folder itself, or for a run on object storage a scratch
+    copy holding the run's ``mlflow/`` and ``tensorboard/`` files (so a re-run resumes its
+    MLflow run), written back to the run when the block ends, even on an error."""
+    files = StoreFiles(str(run))
+    if files.local:
+        yield Path(files.root)
+        return
+    folders = (MLFLOW_FOLDER, TENSORBOARD_FOLDER)
+    with tempfile.TemporaryDirectory(prefix="raypipe-tracking-") as scratch:
+        for folder in folders:
+            files.read_folder(folder, Path(scratch) / folder)
+        try:
+            yield Path(scratch)
+        finally:
+            for folder in folders:
+                if (Path(scratch) / folder).is_dir():
+                    files.write_folder(folder, Path(scratch) / folder)
+
+
 def mlflow_experiment(client: Any, name: str, artifact_location: str | None) -> str:
     """The id of MLflow experiment ``name`` in ``client``'s store, created if absent."""
     from mlflow.exceptions import MlflowException
@@ -93,10 +121,13 @@ def require_wandb() -> None:
         )
 
 
-def tune_callbacks(tracking: TrackingConfig, run: str | Path, command: str) -> list[Any]:
+def tune_callbacks(
+    tracking: TrackingConfig, run: str | Path, command: str, folder: str | Path | None = None
+) -> list[Any]:
     """Ray Tune callbacks that log every trial of a search to ``tracking.backends`` (for
     ``tune.RunConfig(callbacks=...)``); empty when tracking is off. Tune runs them on the
-    driver. ``run`` is the run folder (a path or URI), ``command`` the raypipe command."""
+    driver. ``run`` is the run folder (a path or URI), ``command`` the raypipe command,
+    ``folder`` where MLflow's default store goes (:func:`local_tracking`; default: ``run``)."""
     callbacks: list[Any] = []
     backends = tracking.backends
     if "wandb" in backends:
@@ -105,7 +136,7 @@ def tune_callbacks(tracking: TrackingConfig, run: str | Path, command: str) -> l
         from mlflow import MlflowClient
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-        uri, artifacts = mlflow_location(tracking, run)
+        uri, artifacts = mlflow_location(tracking, folder or run)
         name = experiment_name(tracking, command)
         # Created here so that its artifacts go to the run folder, not to ./mlruns.
         mlflow_experiment(MlflowClient(uri), name, artifacts)
@@ -223,9 +254,10 @@ class TrainTracking:
     Train callbacks to pass to ``RunConfig(callbacks=...)``; leaving closes the MLflow run as
     FINISHED, or FAILED when the block raised.
 
-    ``run`` is the training run folder (local), ``name`` the Ray Train run's name (one MLflow
-    run per name and run folder), ``params`` the config logged as parameters, ``last_epoch``
-    the configured number of epochs."""
+    ``run`` is the training run folder (a path or URI), ``name`` the Ray Train run's name (one
+    MLflow run per name and run folder), ``params`` the config logged as parameters,
+    ``last_epoch`` the configured number of epochs, ``folder`` the local folder the tracking
+    files go to (:func:`local_tracking`; default: ``run``)."""
 
     def __init__(
         self,
@@ -234,9 +266,11 @@ class TrainTracking:
         name: str,
         params: dict[str, Any],
         last_epoch: int,
+        folder: str | Path | None = None,
     ) -> None:
         self.tracking = tracking
         self.run = run
+        self.folder = folder or run
         self.name = name
         self.params = params
         self.last_epoch = last_epoch
@@ -252,7 +286,7 @@ class TrainTracking:
         tensorboard = None
         if "tensorboard" in backends:
             fix = "use a local run folder or remove tensorboard from tracking.backends"
-            folder = _local_run(self.run, "tensorboard", fix) / TENSORBOARD_FOLDER / self.name
+            folder = _local_run(self.folder, "tensorboard", fix) / TENSORBOARD_FOLDER / self.name
             tensorboard = str(folder)
             log.info("tracking: TensorBoard event files in %s", folder)
         if "mlflow" in backends:
@@ -277,7 +311,7 @@ class TrainTracking:
         from mlflow import MlflowClient
         from mlflow.entities import Param
 
-        uri, artifacts = mlflow_location(self.tracking, self.run)
+        uri, artifacts = mlflow_location(self.tracking, self.folder)
         client = MlflowClient(uri)
         name = experiment_name(self.tracking, "train")
         experiment = mlflow_experiment(client, name, artifacts)
@@ -324,6 +358,7 @@ __all__ = [
     "TrainRunLogger",
     "TrainTracking",
     "experiment_name",
+    "local_tracking",
     "mlflow_location",
     "tune_callbacks",
 ]

@@ -7,6 +7,10 @@ storage (``<run>/ray/<name>``). A worker that dies is replaced and the group res
 last checkpoint (``max_failures``); a driver that dies resumes the same way when the command is
 run again, because the Ray Train run is named by the training settings and restored by name.
 
+The run folder is a path or a URI (``s3://bucket/run``): Ray writes its checkpoints through the
+run's filesystem, and every file raypipe writes itself (provenance, export, report, summary) is
+built in local scratch and copied in whole through :class:`~raypipe.store.files.StoreFiles`.
+
 With ``search`` lists set, Ray Tune runs one TorchTrainer per hyperparameter combination
 (Tune + Train together) and the best run is exported.
 """
@@ -31,7 +35,13 @@ from raypipe.config import TrainConfig
 from raypipe.errors import ConfigError, SearchError
 from raypipe.finetune.augment import build_transform
 from raypipe.finetune.dataset import ImageDataset, ShardedWeightedSampler
-from raypipe.finetune.export import export_backbone, extract_snippet, write_extract_config
+from raypipe.finetune.export import (
+    EXPORT_CONFIG,
+    EXPORT_MODEL,
+    export_backbone,
+    extract_snippet,
+    write_extract_config,
+)
 from raypipe.finetune.images import LabelledImages, image_folder, store_crops
 from raypipe.finetune.loop import (
     MODEL_FILE,
@@ -47,7 +57,8 @@ from raypipe.finetune.summary import write_training_report
 from raypipe.models.classifier import build_classifier
 from raypipe.pipeline.provenance import record_train_run
 from raypipe.pipeline.runtime import ray_session
-from raypipe.pipeline.tracking import TrainTracking, tune_callbacks
+from raypipe.pipeline.tracking import TrainTracking, local_tracking, tune_callbacks
+from raypipe.store.files import StoreFiles, ray_storage
 from raypipe.store.run_folder import TUNE_RESTORE_STATE
 
 log = logging.getLogger(__name__)
@@ -81,25 +92,26 @@ def space_values(config: TrainConfig) -> dict[str, list[Any]]:
     }
 
 
-def search_experiment(config: TrainConfig) -> Path:
-    """Folder of the Tune search of ``config``, named by its base run and the searched values:
-    the same search resumes, an edited grid starts a new experiment instead of restoring the
-    old space."""
+def search_experiment(config: TrainConfig) -> str:
+    """Folder (path or URI) of the Tune search of ``config``, named by its base run and the
+    searched values: the same search resumes, an edited grid starts a new experiment instead
+    of restoring the old space."""
     grid = hashlib.sha256(json.dumps(space_values(config), sort_keys=True).encode()).hexdigest()
-    return Path(config.run) / "tune" / f"search-{run_name(config)}-{grid[:8]}"
+    name = f"search-{run_name(config)}-{grid[:8]}"
+    return StoreFiles(str(config.run)).location(f"tune/{name}")
 
 
 @dataclass
 class TrainSummary:
-    """What a training run produced."""
+    """What a training run produced (files as paths or URIs, like the run folder)."""
 
-    run: Path
+    run: str
     best_epoch: int
     best_score: float
     epochs_done: int
-    export_model: Path
-    extract_config: Path
-    report: Path
+    export_model: str
+    extract_config: str
+    report: str
 
     def line(self) -> str:
         """One line for people."""
@@ -269,15 +281,17 @@ def train_worker(loop_config: dict[str, Any]) -> None:
 
 def build_trainer(
     config: TrainConfig,
-    storage: Path,
+    storage: str,
     name: str,
     epoch_hook: EpochHook | None = None,
     callbacks: list[Any] | None = None,
 ) -> Any:
-    """A TorchTrainer for ``config`` whose run lives in ``storage/name`` (restored by name)."""
+    """A TorchTrainer for ``config`` whose run lives in ``storage/name`` (restored by name);
+    ``storage`` is a path or a URI, which Ray Train writes through its filesystem."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    storage_path, filesystem = ray_storage(storage)
     resources = {"CPU": config.cpus_per_worker}
     if config.use_gpu:
         resources["GPU"] = 1.0
@@ -291,7 +305,8 @@ def build_trainer(
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=str(storage),
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
             failure_config=FailureConfig(max_failures=config.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=config.keep_checkpoints,
@@ -310,7 +325,7 @@ def _trial(params: dict[str, Any], base: dict[str, Any] | None = None) -> None:
 
     config = TrainConfig.model_validate({**(base or {}), **params})
     trial = tune.get_context().get_trial_id()
-    storage = Path(config.run) / "tune" / "runs"
+    storage = StoreFiles(str(config.run)).location("tune/runs")
     # Every epoch's metrics stream to Tune; a last row names the trial's best checkpoint.
     result = build_trainer(
         config, storage, f"trial-{trial}", callbacks=[TuneReportCallback()]
@@ -321,16 +336,15 @@ def _trial(params: dict[str, Any], base: dict[str, Any] | None = None) -> None:
     tune.report({"best_score": score, "best_checkpoint": best, "latest_checkpoint": latest})
 
 
-def _drop_tune_state(experiment: Path) -> None:
+def _drop_tune_state(experiment: str) -> None:
     """Remove Ray Tune's pickled restore state of a search (see ``search.resume``)."""
-    for pattern in TUNE_RESTORE_STATE:
-        for path in experiment.rglob(pattern):
-            path.unlink(missing_ok=True)
+    StoreFiles(experiment).delete_matching("", TUNE_RESTORE_STATE)
 
 
-def _search(config: TrainConfig) -> tuple[TrainConfig, str, str]:
+def _search(config: TrainConfig, tracking_folder: Path) -> tuple[TrainConfig, str, str]:
     """Ray Tune grid over ``config.search``; returns the best trial's config and the paths of
-    its latest and best checkpoints. An interrupted search resumes when run again."""
+    its latest and best checkpoints (in the run's filesystem). An interrupted search resumes
+    when run again. ``tracking_folder``: see :func:`~raypipe.pipeline.tracking.local_tracking`."""
     from ray import tune
 
     space = {key: tune.grid_search(values) for key, values in space_values(config).items()}
@@ -339,10 +353,15 @@ def _search(config: TrainConfig) -> tuple[TrainConfig, str, str]:
     # (Tune refuses an empty request, hence a sliver of a CPU).
     trainable = tune.with_resources(tune.with_parameters(_trial, base=base), {"cpu": 0.05})
     experiment = search_experiment(config)
-    if config.search.resume and tune.Tuner.can_restore(str(experiment)):
+    path, filesystem = ray_storage(experiment)
+    if config.search.resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         log.info("resuming the search in %s (search.resume: Ray Tune's own state)", experiment)
         tuner = tune.Tuner.restore(
-            str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True
+            path,
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=filesystem,
         )
     else:
         tuner = tune.Tuner(
@@ -350,12 +369,13 @@ def _search(config: TrainConfig) -> tuple[TrainConfig, str, str]:
             param_space=space,
             tune_config=tune.TuneConfig(max_concurrent_trials=config.search.max_concurrent_trials),
             run_config=tune.RunConfig(
-                storage_path=str(experiment.parent),
-                name=experiment.name,
-                callbacks=tune_callbacks(config.tracking, config.run, "train"),
+                storage_path=path.rsplit("/", 1)[0],
+                storage_filesystem=filesystem,
+                name=path.rsplit("/", 1)[1],
+                callbacks=tune_callbacks(config.tracking, config.run, "train", tracking_folder),
             ),
         )
-    if not config.search.resume and experiment.exists():
+    if not config.search.resume and StoreFiles(experiment).listing(""):
         log.info(
             "starting the search in %s afresh (set search.resume=true to restore it)", experiment
         )
@@ -400,13 +420,14 @@ def _absolute(path: str | None) -> str | None:
 
 
 def absolute_paths(config: TrainConfig) -> TrainConfig:
-    """``config`` with local paths made absolute (Ray Train workers run in other folders)."""
+    """``config`` with local paths made absolute (Ray Train workers run in other folders);
+    URIs are kept."""
     data = config.data.model_copy(
         update={"root": _absolute(config.data.root), "store": _absolute(config.data.store)}
     )
     return config.model_copy(
         update={
-            "run": Path(config.run).resolve() if config.run else None,
+            "run": _absolute(str(config.run)) if config.run else None,
             "data": data,
             "init_checkpoint": _absolute(config.init_checkpoint),
         }
@@ -419,15 +440,26 @@ def require_run(config: TrainConfig) -> None:
         raise ConfigError("train needs a run folder (--run) for checkpoints, report and export.")
 
 
-def latest_checkpoint(config: TrainConfig) -> Path | None:
-    """The newest epoch checkpoint of ``config``'s Ray Train run in its run folder, which a
-    re-run resumes from (the run is restored by name, :func:`run_name`); None when there is
-    none. ``config`` as :func:`absolute_paths` returns it."""
-    folder = Path(config.run) / "ray" / run_name(config)
-    if not folder.is_dir():
-        return None
-    saved = [p for p in sorted(folder.glob("epoch_*")) if (p / PROGRESS_FILE).is_file()]
-    return saved[-1] if saved else None
+def latest_checkpoint(config: TrainConfig) -> str | None:
+    """The newest epoch checkpoint (path or URI) of ``config``'s Ray Train run in its run
+    folder, which a re-run resumes from (the run is restored by name, :func:`run_name`); None
+    when there is none. ``config`` as :func:`absolute_paths` returns it."""
+    files = StoreFiles(str(config.run))
+    folder = f"ray/{run_name(config)}"
+    prefix = f"{files.path(folder)}/"
+    saved = sorted(
+        parts[0]
+        for info in files.listing(folder)
+        if len(parts := info.path[len(prefix) :].split("/")) == 2
+        and parts[0].startswith("epoch_")
+        and parts[1] == PROGRESS_FILE
+    )
+    return files.location(f"{folder}/{saved[-1]}") if saved else None
+
+
+def checkpoint_state(checkpoint: str) -> TrainingState:
+    """The :class:`TrainingState` of an epoch checkpoint folder (a path or a URI)."""
+    return TrainingState(**json.loads(StoreFiles(checkpoint).read_bytes(PROGRESS_FILE)))
 
 
 def run_train(config: TrainConfig, epoch_hook: EpochHook | None = None) -> TrainSummary:
@@ -446,53 +478,86 @@ def run_train(config: TrainConfig, epoch_hook: EpochHook | None = None) -> Train
         len(images.indices("val")),
         images.classes,
     )
-    run = Path(config.run)
+    files = StoreFiles(str(config.run))
+    run = files.location()
     record_train_run(run, config)
     metric = f"val_{config.metric}"
-    with ray_session(config.ray):
+    with ray_session(config.ray), local_tracking(run) as tracking_folder:
         if config.search.active():
-            config, latest_path, best_path = _search(config)
+            config, latest_path, best_path = _search(config, tracking_folder)
         else:
             name = run_name(config)
             params = config.model_dump(mode="json", exclude={"tracking", "ray"})
-            with TrainTracking(config.tracking, run, name, params, config.epochs) as callbacks:
-                result = build_trainer(config, run / "ray", name, epoch_hook, callbacks).fit()
+            tracking = TrainTracking(
+                config.tracking, run, name, params, config.epochs, tracking_folder
+            )
+            with tracking as callbacks:
+                trainer = build_trainer(config, files.location("ray"), name, epoch_hook, callbacks)
+                result = trainer.fit()
             latest_path, best_path = _latest_and_best(result, metric)
+    with tempfile.TemporaryDirectory(prefix="raypipe-train-") as scratch:
+        summary = _write_outputs(config, images, files, Path(scratch), latest_path, best_path)
+    return summary
+
+
+def _write_outputs(
+    config: TrainConfig,
+    images: LabelledImages,
+    files: StoreFiles,
+    scratch: Path,
+    latest_path: str,
+    best_path: str,
+) -> TrainSummary:
+    """Export, report and summary of a finished training, built in ``scratch`` and copied
+    into the run folder; ``latest_path`` and ``best_path`` are checkpoints in its filesystem."""
     from ray.train import Checkpoint
 
-    with Checkpoint(latest_path).as_directory() as folder:
+    run = files.location()
+    with Checkpoint(latest_path, filesystem=files.fs).as_directory() as folder:
         state = read_training_state(Path(folder))
-    with Checkpoint(best_path).as_directory() as folder:
-        model_file = export_backbone(Path(folder) / MODEL_FILE, config.arch, run / "export")
+    with Checkpoint(best_path, filesystem=files.fs).as_directory() as folder:
+        export_backbone(Path(folder) / MODEL_FILE, config.arch, scratch / "export")
+    model_file = files.location(f"export/{EXPORT_MODEL}")
     snippet = extract_snippet(
         model_file,
         config.arch,
         config.data.image_size,
         store=config.data.store if config.data.source == "store" else None,
-        manifest=_store_manifest(config, run / "export"),
+        manifest=_store_manifest(config, scratch / "export", files),
     )
-    extract_config = write_extract_config(run / "export", snippet, run)
+    extract_config = files.location(f"export/{EXPORT_CONFIG}")
+    write_extract_config(scratch / "export", snippet, run, shown=extract_config)
     summary_lines = {
         "architecture": config.arch,
         "classes": ", ".join(images.classes),
         "best epoch": f"{state.best_epoch} ({config.metric} {state.best_score:.4f})",
         "epochs run": f"{state.epoch}" + (" (stopped early)" if state.stopped_early else ""),
-        "exported backbone": str(model_file),
+        "exported backbone": model_file,
         "re-extract with": f"raypipe extract --config {extract_config}",
     }
-    report = write_training_report(state.history, run / "report", config.metric, summary_lines)
+    report = write_training_report(state.history, scratch / "report", config.metric, summary_lines)
     summary = TrainSummary(
-        run, state.best_epoch, state.best_score, state.epoch, model_file, extract_config, report
+        run,
+        state.best_epoch,
+        state.best_score,
+        state.epoch,
+        model_file,
+        extract_config,
+        files.location(f"report/{report.name}"),
     )
-    (run / "train_summary.json").write_text(
-        json.dumps({k: str(v) for k, v in summary.__dict__.items()}, indent=1)
+    files.write_folder("export", scratch / "export")
+    files.write_folder("report", scratch / "report")
+    files.write_bytes(
+        "train_summary.json",
+        json.dumps({k: str(v) for k, v in summary.__dict__.items()}, indent=1).encode(),
     )
     return summary
 
 
-def _store_manifest(config: TrainConfig, folder: Path) -> str | None:
-    """The training store's manifest, written beside the export as a file the re-extraction
-    reads (only rows with a path), when training read a store."""
+def _store_manifest(config: TrainConfig, folder: Path, files: StoreFiles) -> str | None:
+    """The training store's manifest, written into ``folder`` (the export's scratch copy) as
+    a file the re-extraction reads (only rows with a path), when training read a store; its
+    place in the run folder is returned."""
     if config.data.source != "store" or not config.data.store:
         return None
     from raypipe.store.feature_store import FeatureStore
@@ -501,6 +566,6 @@ def _store_manifest(config: TrainConfig, folder: Path) -> str | None:
     rows = rows[rows["path"].notna() & (rows["path"] != "")]
     if rows.empty:
         return None
-    path = folder / "manifest.parquet"
-    rows.to_parquet(path, index=False)
-    return str(path.resolve())
+    folder.mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(folder / "manifest.parquet", index=False)
+    return files.location("export/manifest.parquet")

@@ -8,17 +8,20 @@ removes its temporary file, so a full disk leaves nothing behind but the error.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypipe.errors import RaypipeError
+from raypipe.media import remote
 from raypipe.store.layout import TEMPORARY_PREFIX
 
 
@@ -62,6 +65,19 @@ class StoreFiles:
     def relative(self, absolute: str) -> str:
         """Store-relative form of an absolute path inside the store."""
         return absolute[len(self.root) + 1 :]
+
+    def location(self, relative: str = "") -> str:
+        """Path or URI (query kept) of a store-relative file or folder, for users and tools."""
+        if self.local:
+            return self.path(relative)
+        return remote.join(self.uri, relative) if relative else self.uri
+
+    def ray_storage(self, relative: str = "") -> tuple[str, pafs.FileSystem | None]:
+        """``(storage_path, storage_filesystem)`` for a Ray Tune / Train ``RunConfig`` (or a
+        ``Checkpoint``) whose files live under a store-relative folder: on object storage, Ray
+        writes results and checkpoints there through this store's own filesystem (endpoint and
+        options of its URI), so every node of a cluster reads and resumes them."""
+        return self.path(relative), None if self.local else self.fs
 
     def kind(self, relative: str = "") -> pafs.FileType:
         """File, Directory or NotFound."""
@@ -148,9 +164,35 @@ class StoreFiles:
             self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         self.fs.move(self.path(relative), target)
 
+    def write_folder(self, relative: str, local: Path) -> None:
+        """Copy every file of a local folder into a store-relative folder (each file whole)."""
+        for path in sorted(p for p in Path(local).rglob("*") if p.is_file()):
+            name = path.relative_to(local).as_posix()
+            self.write_bytes(f"{relative}/{name}" if relative else name, path.read_bytes())
+
+    def read_folder(self, relative: str, local: Path) -> None:
+        """Copy every file under a store-relative folder into a local folder (none if absent)."""
+        prefix = f"{self.path(relative)}/"
+        for info in self.listing(relative):
+            target = Path(local) / info.path[len(prefix) :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.read_bytes(self.relative(info.path)))
+
+    def delete_matching(self, relative: str, patterns: Sequence[str]) -> None:
+        """Remove the files under a store-relative folder whose names match a glob pattern."""
+        for info in self.listing(relative):
+            if any(fnmatch.fnmatch(info.base_name, p) for p in patterns):
+                self.delete(self.relative(info.path))
+
     def walk(self) -> Iterator[pafs.FileInfo]:
         """Every file in the store, temporary ones included."""
         yield from self.listing("", temporary=True)
+
+
+def ray_storage(location: str | Path) -> tuple[str, pafs.FileSystem | None]:
+    """``(storage_path, storage_filesystem)`` of a folder's path or URI, for Ray's
+    ``RunConfig`` and ``Checkpoint`` (see :meth:`StoreFiles.ray_storage`)."""
+    return StoreFiles(str(location)).ray_storage()
 
 
 def write_file(location: str, data: bytes) -> None:

@@ -35,7 +35,6 @@ raypipe's, whose models were pickles) is refused with the command that makes a n
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 import tempfile
@@ -52,7 +51,6 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypipe.errors import RaypipeError
-from raypipe.media import remote
 from raypipe.store import artifacts
 from raypipe.store.files import StoreFiles
 
@@ -147,9 +145,7 @@ class RunFolder:
 
     def location(self, relative: str = "") -> str:
         """Path or URI (query kept) of a run-relative file or folder, for users and tools."""
-        if not relative:
-            return self.root
-        return remote.join(self.root, relative) if self.remote else f"{self.root}/{relative}"
+        return self.files.location(relative)
 
     def exists(self) -> bool:
         """Whether the folder holds a run.json."""
@@ -205,9 +201,7 @@ class RunFolder:
         experiments live under a run-relative folder: on object storage, Ray writes results
         and checkpoints there through the run's own filesystem (endpoint and options of its
         URI), so every node of a cluster reads and resumes them."""
-        if self.remote:
-            return self.files.path(relative), self.files.fs
-        return self.files.path(relative), None
+        return self.files.ray_storage(relative)
 
     def subfolders(self, relative: str) -> list[str]:
         """Names of the folders directly under a run-relative folder that hold files."""
@@ -246,15 +240,11 @@ class RunFolder:
         raypipe resumes searches from its ledger, never from them, and a finished run folder
         holds no file whose reading executes code. Trial checkpoints (model records and
         predictions, as skops and Parquet) stay."""
-        for info in self.files.listing(TUNE_FOLDER):
-            if any(fnmatch.fnmatch(info.base_name, p) for p in TUNE_RESTORE_STATE):
-                self.files.delete(self.files.relative(info.path))
+        self.files.delete_matching(TUNE_FOLDER, TUNE_RESTORE_STATE)
 
     def write_folder(self, relative: str, local: Path) -> None:
         """Copy every file of a local folder into a run-relative folder (each file whole)."""
-        for path in sorted(p for p in Path(local).rglob("*") if p.is_file()):
-            name = path.relative_to(local).as_posix()
-            self.files.write_bytes(f"{relative}/{name}", path.read_bytes())
+        self.files.write_folder(relative, local)
 
     def read_bytes(self, relative: str) -> bytes:
         """The bytes of a run-relative file."""

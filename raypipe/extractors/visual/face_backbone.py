@@ -1,7 +1,8 @@
 """Torchvision backbone embeddings of aligned faces, or of whole frames (the global branch).
 
-The network comes from :func:`raypipe.models.backbones.build_backbone` with weights from a local
-checkpoint (a state-dict file or a checkpoint folder holding ``model.pt``). The version hashes
+The network comes from :func:`raypipe.models.backbones.build_backbone` with weights from a
+checkpoint (a state-dict file or a checkpoint folder holding ``model.pt``; a local path or a URI
+such as ``s3://bucket/run/export/model.pt``, copied into local scratch). The version hashes
 the checkpoint file's bytes, so pointing ``checkpoint`` at a newly fine-tuned model makes only
 this extractor's stored rows stale; a re-run recomputes exactly those.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -45,7 +45,7 @@ class FaceBackboneExtractor(VisualExtractor):
     config_model = FaceBackboneConfig
 
     def __init__(self, config: FaceBackboneConfig | None = None, **options: Any) -> None:
-        from raypipe.models.backbones import build_backbone, resolve_checkpoint
+        from raypipe.models.backbones import build_backbone, staged_checkpoint
 
         super().__init__(config, **options)
         c = self.config
@@ -61,9 +61,10 @@ class FaceBackboneExtractor(VisualExtractor):
         self.margin = c.margin
         self.setup_faces(detect=c.input == "face")
         self.batch_size = c.batch_size
-        self._weights_file = resolve_checkpoint(c.checkpoint)
-        self._digest = file_sha256(Path(self._weights_file), length=16)
-        self.model = build_backbone(c.arch, c.checkpoint).to(c.device).eval()
+        # A checkpoint on object storage is read from one scratch copy: digest and weights.
+        with staged_checkpoint(c.checkpoint) as weights:
+            self._digest = file_sha256(weights, length=16)
+            self.model = build_backbone(c.arch, weights).to(c.device).eval()
 
     @property
     def dim(self) -> int:
