@@ -92,3 +92,8 @@ def s3_bucket(endpoint: str, name: str) -> str:
 
     boto3.client("s3", endpoint_url=f"http://{endpoint}").create_bucket(Bucket=name)
     return f"?endpoint_override={endpoint}&scheme=http"
+
+
+def file_tree(folder: Path) -> set[str]:
+    """Every path under ``folder``, relative to it (what a command left on local disk)."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}

@@ -19,7 +19,7 @@ from raypipe.pipeline.dry_run import dry_run_train
 from raypipe.pipeline.extract import run_extract
 from raypipe.pipeline.train import run_name, run_train
 from raypipe.store.feature_store import FeatureStore
-from tests.conftest import s3_bucket
+from tests.conftest import file_tree, s3_bucket
 from tests.pipeline.test_extract_pipeline import _only
 
 pytestmark = pytest.mark.integration
@@ -30,10 +30,6 @@ BUCKET = "train-run"
 def _keys(client: object, prefix: str) -> list[str]:
     listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])  # type: ignore[attr-defined]
     return sorted(o["Key"] for o in listed)
-
-
-def _tree(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
 def test_train_run_and_store_on_object_storage(
@@ -139,4 +135,4 @@ def test_train_run_and_store_on_object_storage(
     assert sorted(features["media_id"]) == sorted(subset["media_id"])
     assert (features["status"] == "ok").all()
 
-    assert _tree(work) == set(), "train wrote into the working folder"
+    assert file_tree(work) == set(), "train wrote into the working folder"

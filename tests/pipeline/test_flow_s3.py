@@ -23,7 +23,7 @@ from raypipe.pipeline.fuse import run_fuse
 from raypipe.pipeline.predict import run_predict
 from raypipe.pipeline.tune_classifiers import run_tune_classifiers
 from raypipe.store.run_folder import RunFolder
-from tests.conftest import s3_bucket
+from tests.conftest import file_tree, s3_bucket
 from tests.pipeline.test_extract_pipeline import _only
 
 pytestmark = pytest.mark.integration
@@ -37,10 +37,6 @@ def _objects(client: object, prefix: str) -> dict[str, bytes]:
         o["Key"]: client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()  # type: ignore[attr-defined]
         for o in listed
     }
-
-
-def _tree(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
 def test_every_path_on_object_storage(
@@ -69,7 +65,7 @@ def test_every_path_on_object_storage(
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
-    home_before = _tree(Path.home() / ".raypipe") if (Path.home() / ".raypipe").exists() else set()
+    home_before = file_tree(Path.home() / ".raypipe")  # empty when there is no such folder
 
     run_extract(
         load_config(
@@ -143,8 +139,7 @@ def test_every_path_on_object_storage(
     assert submission.filter(like="prob_").sum(axis=1).round(4).eq(1).all()
     assert any(k.startswith("run/predict/store/") for k in run_files)
 
-    assert _tree(work) == set(), "the flow wrote into the working folder"
+    assert file_tree(work) == set(), "the flow wrote into the working folder"
     assert not (work / "s3:").exists()
-    after = _tree(Path.home() / ".raypipe") if (Path.home() / ".raypipe").exists() else set()
-    assert after == home_before
+    assert file_tree(Path.home() / ".raypipe") == home_before
     assert RunFolder(uri("run")).fusions()
