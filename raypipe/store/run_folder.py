@@ -20,6 +20,8 @@ RUN/
                              search ledger; Ray's pickled restore state is removed after each
                              search, as searches resume from the ledger)
   report/                    report.md, metrics.json, confusion-matrix PNGs
+  mlflow/, tensorboard/      experiment tracking, when tracking.backends asks for it
+                             (raypipe.pipeline.tracking)
 ```
 
 Multilabel and regression models (``task`` in their record and in trials.parquet) use the same
