@@ -24,6 +24,7 @@ import logging
 import math
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,10 @@ def stage_worker(loop_config: dict[str, Any]) -> None:
             log.warning("%s: resuming after epoch %d", stage, progress["epoch"])
     net = ray.train.torch.prepare_model(model) if world > 1 else model
     features = torch.from_numpy(np.array(data.features, np.float32))
+    hook = loop_config.get("epoch_hook")
     for epoch in range(progress["epoch"] + 1, epochs + 1):
+        if hook is not None:
+            hook(stage, epoch, rank)
         # Every worker draws the same order and takes an equal share of it, so all run the
         # same number of steps (DDP's all-reduce needs that); up to world - 1 rows wait for
         # the next epoch's order.
@@ -270,9 +274,14 @@ def _prepare(config: MultitaskConfig) -> tuple[FrameData, np.ndarray, np.ndarray
     return data, np.concatenate([train_rows, train_rows[clones]]), val_rows, standardiser
 
 
-def run_multitask(config: MultitaskConfig) -> MultitaskSummary:
+#: Called on every worker as ``hook(stage, epoch, rank)`` before each epoch starts.
+StageHook = Callable[[str, int, int], None]
+
+
+def run_multitask(config: MultitaskConfig, epoch_hook: StageHook | None = None) -> MultitaskSummary:
     """Train (or resume) the teacher and the student, then write models, frame-level
-    predictions and scores into ``config.run`` (see the module docstring)."""
+    predictions and scores into ``config.run`` (see the module docstring).
+    ``epoch_hook(stage, epoch, rank)`` runs on every worker before each epoch."""
     import ray
 
     if not config.run:
@@ -303,6 +312,7 @@ def run_multitask(config: MultitaskConfig) -> MultitaskSummary:
             "train_index": train_index,
             "val_rows": val_rows,
             "invocation": invocation,
+            "epoch_hook": epoch_hook,
         }
         weights, history = _fit_stage(config, run, "teacher", config.teacher_epochs, common, None)
         histories = {"teacher": history}

@@ -131,3 +131,43 @@ def test_trains_predicts_every_frame_and_resumes(
     assert json.loads(result.stdout)["epochs_trained"] == {"teacher": 1}
     # Checkpoints, records and predictions: nothing in the run folder is a pickle.
     assert pickled_files(run_path) == []
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_killed_worker_resumes_from_its_last_checkpoint(
+    ray_local: None, tiny: tuple[str, Path], tmp_path: Path
+) -> None:
+    from raypipe.config.base import load_config
+    from raypipe.config.multitask import MultitaskConfig
+    from raypipe.pipeline.multitask import run_multitask, stage_name
+
+    store, annotations = tiny
+    run = tmp_path / "run"
+    sets = [s for s in _args(store, annotations, run)[6:] if s != "--set" and s != "--json"]
+    overrides = [*sets, f"data.store={store}", "teacher_epochs=4", "student_epochs=0"]
+    config = load_config(MultitaskConfig, None, [*overrides, "max_failures=1"], {"run": str(run)})
+    log, marker = tmp_path / "epochs.log", tmp_path / "killed-once"
+    snapshot = run / "ray" / stage_name(config, "teacher") / "checkpoint_manager_snapshot.json"
+
+    def die_once_in_epoch_3(stage: str, epoch: int, rank: int) -> None:
+        import os
+        import time
+
+        with open(log, "a") as handle:
+            handle.write(f"{epoch}\n")
+        if epoch == 3 and not marker.exists():
+            marker.touch()
+            # Die only once the controller has registered the epoch-2 checkpoint.
+            for _ in range(600):
+                if snapshot.exists() and "epoch_0002" in snapshot.read_text():
+                    break
+                time.sleep(0.1)
+            os._exit(1)
+
+    summary = run_multitask(config, epoch_hook=die_once_in_epoch_3)
+    assert marker.exists()
+    # Epochs 1 and 2 ran once; epoch 3 started, the worker died, a new one resumed at 3.
+    assert log.read_text().split() == ["1", "2", "3", "3", "4"]
+    assert summary.epochs_trained == {"teacher": 4}
+    assert len(RunFolder(str(run)).predictions("multitask.expr")) == 7 * 40
