@@ -101,4 +101,8 @@ def test_example_configs_validate_and_start_with_their_command(path: Path) -> No
         for p in (f.pooling if f.extractor == "face_expression" else [None])
     ]
     specs = trial_specs(config, sets)
-    assert specs and len(specs) <= (config.num_samples if config.search == "random" else 10**6)
+    assert specs and len({spec_key(s) for s in specs}) == len(specs)  # no configuration twice
+    assert {s["feature_set"] for s in specs} <= set(sets)
+    assert {s["classifier"] for s in specs} <= set(config.classifiers)
+    if config.search == "random":
+        assert len(specs) <= config.num_samples

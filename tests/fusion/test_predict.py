@@ -126,7 +126,14 @@ def test_predict_writes_a_submission_matching_the_stored_fusion(
     assert "training prior" in broken_row["note"] and "no model could score" in broken_row["note"]
     assert summary.prior == 1
     assert summary.scored == {m: 6 for m in members}
-    assert summary.scores is not None and 0.0 <= summary.scores["accuracy"] <= 1.0
+    # The scores are the CSV's labels against the manifest's (the broken row has none).
+    labels = label_space()
+    hits = [
+        labels.canonical(p) == labels.canonical(t)
+        for p, t in zip(scored["label"], test["label"], strict=True)
+    ]
+    assert summary.scores is not None
+    assert summary.scores["accuracy"] == pytest.approx(sum(hits) / len(hits))
 
 
 def test_predict_with_an_unknown_fusion_is_a_clear_error(
