@@ -15,6 +15,7 @@ from tests.audio.conftest import needs_espeak, spoken, write_wav
 # Runs in a fresh interpreter so ru_maxrss measures only this work.
 PROBE = """
 import json, resource, sys
+import numpy as np
 from raypipe.extractors.audio.opensmile_functionals import OpenSmileExtractor
 from raypipe.extractors.audio.opensmile_lld import OpenSmileLldExtractor
 from raypipe.extractors.audio.vad import VoiceActivity
@@ -34,7 +35,8 @@ after_lld = peak()
 values = smile.functionals(signal)
 print(json.dumps({"demux_vad_mb": after_vad - base, "lld_mb": after_lld - after_vad,
                   "lld_frames": len(starts), "functionals_mb": peak() - after_lld,
-                  "segments": len(segments), "finite": bool(abs(values).sum() > 0)}))
+                  "segments": len(segments),
+                  "finite": bool(np.isfinite(values).all() and abs(values).sum() > 0)}))
 """
 
 
@@ -57,6 +59,7 @@ def test_memory_grows_with_the_track_only(tmp_path: Path) -> None:
         path = write_wav(tmp_path / f"{minutes}min.wav", np.tile(speech, n // len(speech) + 1)[:n])
         results[minutes] = _measure(path, warm)
     one, ten = results[1], results[10]
+    assert one["finite"] and ten["finite"], "functionals of the long tracks are not all finite"
     assert ten["segments"] > 8 * one["segments"]
     # Demux and VAD hold the 16 kHz track (3.8 MB per minute) and one copy while joining it.
     assert ten["demux_vad_mb"] - one["demux_vad_mb"] < 9 * 3.84 * 2 + 30
