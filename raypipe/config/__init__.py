@@ -31,6 +31,7 @@ from raypipe.config.fuse import CascadeConfig, FuseConfig, FusionMethodName, Smo
 from raypipe.config.multitask import MultitaskConfig
 from raypipe.config.predict import PredictConfig
 from raypipe.config.runtime import RayConfig
+from raypipe.config.sequence import SequenceConfig
 from raypipe.config.tracking import TrackingBackend, TrackingConfig
 from raypipe.config.train import (
     AugmentConfig,
@@ -48,9 +49,10 @@ CONFIG_MODELS: dict[str, type[StrictModel]] = {
     "predict": PredictConfig,
     "train": TrainConfig,
     "multitask": MultitaskConfig,
+    "sequence": SequenceConfig,
 }
 #: The names in CONFIG_MODELS that are recipes, run as `raypipe recipe NAME`.
-RECIPE_CONFIGS = ("multitask",)
+RECIPE_CONFIGS = ("multitask", "sequence")
 
 __all__ = [
     "CONFIG_MODELS",
@@ -76,6 +78,7 @@ __all__ = [
     "Pooling",
     "PredictConfig",
     "RayConfig",
+    "SequenceConfig",
     "SmoothingConfig",
     "SpanFeaturesConfig",
     "StrictModel",

@@ -1,5 +1,7 @@
 """Sequence models over stored frame features: a clip's per-frame embeddings (from the feature
-store's frames table) cut into windows, classified by temporal convolutions or by attention.
+store's frames table) cut into windows, classified by temporal convolutions or by attention,
+or (:class:`MultimodalSequenceModel`) labelled frame by frame from several modalities fused
+by attention.
 
 Frames without a face keep their place in time (their features are zeros and masked out), so
 windows stay aligned with timestamps and with audio.
@@ -90,3 +92,85 @@ class TemporalModel(nn.Module):
         weights = mask.float()[..., None]
         pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return self.head(pooled)
+
+
+class ModalityConv(nn.Module):
+    """One modality's frames ``(B, T, D)`` (mask ``(B, T)``) through a projection and two
+    1-D temporal convolutions (kernel 3, the second dilated by 2): ``(B, T, hidden)``.
+
+    Masked frames enter as zeros, so what a frame without this modality stores never reaches
+    the output.
+    """
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.project = nn.Linear(dim, hidden)
+        self.temporal = nn.Sequential(
+            nn.Conv1d(hidden, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Conv1d(hidden, hidden, 3, padding=2, dilation=2),
+            nn.ReLU(),
+        )
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-frame encodings ``(B, T, hidden)``."""
+        x = self.project(frames * mask[..., None]) * mask[..., None]
+        return self.temporal(x.transpose(1, 2)).transpose(1, 2)
+
+
+class MultimodalSequenceModel(nn.Module):
+    """Frame logits for windows of several modalities' frame features (ABAW7 feature-based
+    system): each modality through its own :class:`ModalityConv`, then per frame an
+    attention over modalities (softmax of a learnt score of each modality's encoding, over
+    the modalities present at that frame; all of them where none is), then one linear head
+    per task.
+
+    Args:
+        dims: feature size of each modality, in input order.
+        n_expressions: expression classes (head 'expr').
+        n_aus: action units (head 'au', logits).
+        hidden: channels of the temporal layers and of the fusion.
+        dropout: dropout probability.
+    """
+
+    def __init__(
+        self,
+        dims: list[int],
+        n_expressions: int,
+        n_aus: int,
+        hidden: int = 128,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.dims = list(dims)
+        self.modalities = nn.ModuleList(ModalityConv(d, hidden, dropout) for d in dims)
+        self.score = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.expression = nn.Linear(hidden, n_expressions)
+        self.action_units = nn.Linear(hidden, n_aus)
+        self.valence_arousal = nn.Linear(hidden, 2)
+
+    def forward(
+        self, frames: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``frames`` ``(B, T, sum(dims))`` (modalities side by side), ``masks`` ``(B, T, M)``
+        bool, one column per modality. Returns per-frame expression logits ``(B, T, C)``, AU
+        logits ``(B, T, K)`` and valence/arousal in [-1, 1] ``(B, T, 2)``."""
+        masks = masks.bool()
+        parts = torch.split(frames, self.dims, dim=-1)
+        encoded = torch.stack(
+            [
+                m(x, masks[..., i].float())
+                for i, (m, x) in enumerate(zip(self.modalities, parts, strict=True))
+            ],
+            dim=2,
+        )  # (B, T, M, hidden)
+        scores = self.score(encoded).squeeze(-1)  # (B, T, M)
+        present = masks | ~masks.any(-1, keepdim=True)
+        weights = torch.softmax(scores.masked_fill(~present, float("-inf")), dim=-1)
+        fused = (encoded * weights[..., None]).sum(2)
+        return (
+            self.expression(fused),
+            self.action_units(fused),
+            torch.tanh(self.valence_arousal(fused)),
+        )

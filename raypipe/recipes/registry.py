@@ -59,6 +59,15 @@ def _register_builtins() -> None:
         "Expression + AUs + valence/arousal over stored frame features with incomplete "
         "labels: ML-ROS, a teacher, then a distilled student; per-AU thresholds on val.",
     )
+    from raypipe.config.sequence import SequenceConfig
+
+    register_recipe(
+        "sequence",
+        SequenceConfig,
+        "raypipe.pipeline.sequence:run_sequence",
+        "Windows of visual, audio and text frame features: per-modality temporal "
+        "convolutions, attention fusion, frame logits averaged over windows and per video.",
+    )
 
 
 _register_builtins()
