@@ -2,6 +2,7 @@
 ``key=value`` overrides. Each field is declared once, with its docstring as help text."""
 
 from raypipe.config.base import StrictModel, load_config
+from raypipe.config.cascade import CascadeRecipeConfig, CascadeStageConfig
 from raypipe.config.classify import (
     TASK_METRIC_NAMES,
     ClassifierName,
@@ -49,10 +50,11 @@ CONFIG_MODELS: dict[str, type[StrictModel]] = {
     "predict": PredictConfig,
     "train": TrainConfig,
     "multitask": MultitaskConfig,
+    "cascade": CascadeRecipeConfig,
     "sequence": SequenceConfig,
 }
 #: The names in CONFIG_MODELS that are recipes, run as `raypipe recipe NAME`.
-RECIPE_CONFIGS = ("multitask", "sequence")
+RECIPE_CONFIGS = ("multitask", "sequence", "cascade")
 
 __all__ = [
     "CONFIG_MODELS",
@@ -60,6 +62,8 @@ __all__ = [
     "TASK_METRIC_NAMES",
     "AugmentConfig",
     "CascadeConfig",
+    "CascadeRecipeConfig",
+    "CascadeStageConfig",
     "ClassifierName",
     "DemoConfig",
     "ExtractConfig",

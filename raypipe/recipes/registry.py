@@ -69,5 +69,15 @@ def _register_builtins() -> None:
         "convolutions, attention fusion, frame logits averaged over windows and per video.",
     )
 
+    from raypipe.config.cascade import CascadeRecipeConfig
+
+    register_recipe(
+        "cascade",
+        CascadeRecipeConfig,
+        "raypipe.pipeline.cascade:run_cascade",
+        "Coarse classifier over class groups, a fine one inside each group of 2+ classes, "
+        "combined per class, then smoothed over a window chosen on val (ABAW3).",
+    )
+
 
 _register_builtins()

@@ -50,6 +50,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "raypipe.classify.tfidf.TfidfPooler",
     "raypipe.classify.tfidf.TfidfModel",
     "raypipe.recipes.multitask.MultitaskFrameModel",
+    "raypipe.recipes.cascade.CascadeFrameModel",
     # raypipe: fitted fusions.
     "raypipe.fusion.methods.weighted.WeightedFusion",
     "raypipe.fusion.methods.stacking.FittedStacking",
