@@ -1,8 +1,8 @@
 """`raypipe recipe sequence` end to end on a tiny store: visual frames and audio spans as two
 modalities, windows cut per media, trained on Ray Train; every sampled frame gets the mean of
 its windows' outputs (checked against a plain loop over the windows with the stored weights),
-every media a clip row, AU thresholds chosen on val, and a re-run resumes instead of training
-again."""
+every media a clip row, AU thresholds chosen on val, a re-run resumes instead of training
+again, and a worker killed mid-training is replaced and resumes from its last checkpoint."""
 
 from __future__ import annotations
 
@@ -181,3 +181,43 @@ def test_trains_predicts_every_frame_and_clip_and_resumes(
     assert more.exit_code == 0, more.output
     assert json.loads(more.stdout)["epochs_trained"] == 2
     assert pickled_files(run_path) == []
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_killed_worker_resumes_from_its_last_checkpoint(
+    ray_local: None, tiny: tuple[str, Path], tmp_path: Path
+) -> None:
+    from raypipe.config.base import load_config
+    from raypipe.config.sequence import SequenceConfig
+    from raypipe.pipeline.sequence import run_sequence, training_name
+
+    store, annotations = tiny
+    run = tmp_path / "run"
+    sets = [s for s in _args(store, annotations, run)[6:] if s not in ("--set", "--json")]
+    overrides = [*sets, f"data.store={store}", "epochs=4", "max_failures=1"]
+    config = load_config(SequenceConfig, None, overrides, {"run": str(run)})
+    log, marker = tmp_path / "epochs.log", tmp_path / "killed-once"
+    snapshot = run / "ray" / training_name(config) / "checkpoint_manager_snapshot.json"
+
+    def die_once_in_epoch_3(epoch: int, rank: int) -> None:
+        import os
+        import time
+
+        with open(log, "a") as handle:
+            handle.write(f"{epoch}\n")
+        if epoch == 3 and not marker.exists():
+            marker.touch()
+            # Die only once the controller has registered the epoch-2 checkpoint.
+            for _ in range(600):
+                if snapshot.exists() and "epoch_0002" in snapshot.read_text():
+                    break
+                time.sleep(0.1)
+            os._exit(1)
+
+    summary = run_sequence(config, epoch_hook=die_once_in_epoch_3)
+    assert marker.exists()
+    # Epochs 1 and 2 ran once; epoch 3 started, the worker died, a new one resumed at 3.
+    assert log.read_text().split() == ["1", "2", "3", "3", "4"]
+    assert summary.epochs_trained == 4
+    assert len(RunFolder(str(run)).predictions("sequence.expr")) == 7 * 40
