@@ -307,9 +307,7 @@ def _record_manifest_issues(
     return len(kept)
 
 
-def plan_extract(
-    config: ExtractConfig, records: Sequence[ExtractorRecord] | None = None
-) -> Plan:
+def plan_extract(config: ExtractConfig, records: Sequence[ExtractorRecord] | None = None) -> Plan:
     """What ``raypipe extract`` with ``config`` would compute, per extractor; writes nothing.
     ``records`` describe the config's extractors, when the caller has them already."""
     if config.manifest is None or config.out is None:
