@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from raypipe.config.base import StrictModel
+from raypipe.config.runtime import RayConfig
 from raypipe.errors import ConfigError
 
 
@@ -51,3 +52,25 @@ class FrameDataConfig(StrictModel):
                 "data.annotations and data.labels_table are both set; give one label source."
             )
         return self
+
+
+class FrameTrainingConfig(StrictModel):
+    """Optimiser, AU thresholds and Ray Train settings shared by the frame-level recipes that
+    train networks (multitask, sequence)."""
+
+    lr: float = Field(default=1e-3, gt=0)
+    """Learning rate (AdamW)."""
+    weight_decay: float = Field(default=1e-4, ge=0)
+    """AdamW weight decay."""
+    threshold_grid: list[float] = [round(0.05 * k, 2) for k in range(1, 20)]
+    """Candidate AU thresholds; each AU takes the one with the best F1 on val."""
+    num_workers: int = Field(default=1, ge=1)
+    """Ray Train workers (data-parallel)."""
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    """CPUs reserved per worker."""
+    use_gpu: bool = False
+    """Train on one GPU per worker."""
+    max_failures: int = Field(default=2, ge=0)
+    """Worker-group restarts from the last checkpoint before a training run fails."""
+    ray: RayConfig = RayConfig()
+    """Ray connection."""

@@ -7,12 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from raypipe.config.base import StrictModel
-from raypipe.config.frames import FrameDataConfig
-from raypipe.config.runtime import RayConfig
+from raypipe.config.frames import FrameDataConfig, FrameTrainingConfig
 
 
-class MultitaskConfig(StrictModel):
+class MultitaskConfig(FrameTrainingConfig):
     """Multitask recipe (ABAW 2020): a teacher, then a student on its soft outputs."""
 
     run: str | None = None
@@ -40,21 +38,5 @@ class MultitaskConfig(StrictModel):
     """Softening temperature of the teacher's expression outputs."""
     batch_size: int = Field(default=256, ge=1)
     """Frames per batch per worker."""
-    lr: float = Field(default=1e-3, gt=0)
-    """Learning rate (AdamW)."""
-    weight_decay: float = Field(default=1e-4, ge=0)
-    """AdamW weight decay."""
-    threshold_grid: list[float] = [round(0.05 * k, 2) for k in range(1, 20)]
-    """Candidate AU thresholds; each AU takes the one with the best F1 on val."""
     seed: int = 0
     """Seed of initialisation, sampling and oversampling."""
-    num_workers: int = Field(default=1, ge=1)
-    """Ray Train workers (data-parallel)."""
-    cpus_per_worker: float = Field(default=1.0, gt=0)
-    """CPUs reserved per worker."""
-    use_gpu: bool = False
-    """Train on one GPU per worker."""
-    max_failures: int = Field(default=2, ge=0)
-    """Worker-group restarts from the last checkpoint before a training run fails."""
-    ray: RayConfig = RayConfig()
-    """Ray connection."""

@@ -8,15 +8,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from raypipe.config.base import StrictModel
-from raypipe.config.frames import FrameDataConfig
-from raypipe.config.runtime import RayConfig
+from raypipe.config.frames import FrameDataConfig, FrameTrainingConfig
 from raypipe.errors import ConfigError
 
 SequenceTask = Literal["expr", "au", "va"]
 
 
-class SequenceConfig(StrictModel):
+class SequenceConfig(FrameTrainingConfig):
     """Windowed multimodal sequence recipe (ABAW7 feature-based compound/expression system)."""
 
     run: str | None = None
@@ -42,24 +40,8 @@ class SequenceConfig(StrictModel):
     """Training epochs (a re-run with more continues from the last one)."""
     batch_size: int = Field(default=8, ge=1)
     """Windows per batch per worker."""
-    lr: float = Field(default=1e-3, gt=0)
-    """Learning rate (AdamW)."""
-    weight_decay: float = Field(default=1e-4, ge=0)
-    """AdamW weight decay."""
-    threshold_grid: list[float] = [round(0.05 * k, 2) for k in range(1, 20)]
-    """Candidate AU thresholds; each AU takes the one with the best F1 on val."""
     seed: int = 0
     """Seed of initialisation and window order."""
-    num_workers: int = Field(default=1, ge=1)
-    """Ray Train workers (data-parallel)."""
-    cpus_per_worker: float = Field(default=1.0, gt=0)
-    """CPUs reserved per worker."""
-    use_gpu: bool = False
-    """Train on one GPU per worker."""
-    max_failures: int = Field(default=2, ge=0)
-    """Worker-group restarts from the last checkpoint before the training run fails."""
-    ray: RayConfig = RayConfig()
-    """Ray connection."""
 
     @model_validator(mode="after")
     def _windows_and_tasks(self) -> SequenceConfig:
