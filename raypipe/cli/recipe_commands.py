@@ -39,8 +39,8 @@ def recipe(
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a published system's recipe (e.g. multitask) on Ray Train; re-running the same
-    command resumes it. `raypipe config show NAME` prints the recipe's full config."""
+    """Run a published system's recipe (multitask, sequence, cascade) on Ray; re-running the
+    same command resumes it. `raypipe config show NAME` prints the recipe's full config."""
     from raypipe.recipes import RECIPES
 
     with user_errors(f"recipe {name}") as where:
