@@ -17,7 +17,6 @@ AU's threshold on val, and writes models ``multitask.expr``, ``multitask.au`` an
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -33,8 +32,17 @@ import numpy as np
 import torch
 
 from raypipe.config.multitask import MultitaskConfig
-from raypipe.errors import ConfigError, SearchError
+from raypipe.errors import ConfigError
 from raypipe.labels import LABEL_SPACES
+from raypipe.pipeline.recipe_runs import (
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    PROGRESS_FILE,
+    absolute,
+    fit_run,
+    load_state,
+    run_name,
+)
 from raypipe.pipeline.runtime import ray_session
 from raypipe.recipes.frames import FrameData, build_frame_data
 from raypipe.recipes.multitask import (
@@ -57,8 +65,6 @@ from raypipe.store.run_folder import RunFolder
 log = logging.getLogger(__name__)
 
 RECIPE = "multitask"
-#: Files of one epoch checkpoint.
-MODEL_FILE, OPTIMIZER_FILE, PROGRESS_FILE = "model.pt", "optimizer.pt", "progress.json"
 #: Settings that change neither stage's learning (a run differing only in them resumes).
 _NOT_LEARNT = {
     "run",
@@ -100,18 +106,13 @@ def stage_name(config: MultitaskConfig, stage: str) -> str:
     settings = config.model_dump(mode="json", exclude=exclude)
     if stage == "student":
         settings["teacher_epochs"] = config.teacher_epochs
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{RECIPE}-{stage}-{digest}"
+    return run_name(f"{RECIPE}-{stage}", settings)
 
 
 def _state_bytes(state: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
-
-
-def _load_state(data: bytes) -> dict[str, Any]:
-    return torch.load(io.BytesIO(data), weights_only=True)
 
 
 def stage_worker(loop_config: dict[str, Any]) -> None:
@@ -136,7 +137,7 @@ def stage_worker(loop_config: dict[str, Any]) -> None:
     teacher = None
     if loop_config.get("teacher") is not None:
         teacher = build_network(data.dim, len(data.classes), len(data.au_names), config.hidden, 0.0)
-        teacher.load_state_dict(_load_state(loop_config["teacher"]))
+        teacher.load_state_dict(load_state(loop_config["teacher"]))
     progress: dict[str, Any] = {"epoch": 0, "history": []}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -201,47 +202,16 @@ def _fit_stage(
 ) -> tuple[bytes, list[dict[str, Any]]]:
     """Run (or resume) one stage on Ray Train; its best checkpoint's weights and its
     history (every epoch's metrics, with the invocation that trained it)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    storage, filesystem = run.ray_storage("ray")
-    resources = {"CPU": config.cpus_per_worker, **({"GPU": 1.0} if config.use_gpu else {})}
-    trainer = TorchTrainer(
+    return fit_run(
+        run,
+        stage_name(config, stage),
         stage_worker,
-        train_loop_config={**common, "stage": stage, "epochs": epochs, "teacher": teacher},
-        scaling_config=ScalingConfig(
-            num_workers=config.num_workers,
-            use_gpu=config.use_gpu,
-            resources_per_worker=resources,
-        ),
-        run_config=RunConfig(
-            name=stage_name(config, stage),
-            storage_path=storage,
-            storage_filesystem=filesystem,
-            failure_config=FailureConfig(max_failures=config.max_failures),
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=2,
-                checkpoint_score_attribute="val_score",
-                checkpoint_score_order="max",
-            ),
-        ),
+        {**common, "stage": stage, "epochs": epochs, "teacher": teacher},
+        num_workers=config.num_workers,
+        cpus_per_worker=config.cpus_per_worker,
+        use_gpu=config.use_gpu,
+        max_failures=config.max_failures,
     )
-    result = trainer.fit()
-    if result.checkpoint is None or not result.best_checkpoints:
-        raise SearchError(
-            f"The {stage} run reported no checkpoint (it failed before its first epoch ended; "
-            "its error is printed above): fix its cause, then re-run the same command."
-        )
-    best = max(result.best_checkpoints, key=lambda pair: pair[1].get("val_score", -math.inf))[0]
-    with best.as_directory() as folder:
-        weights = (Path(folder) / MODEL_FILE).read_bytes()
-    with result.checkpoint.as_directory() as folder:
-        history = json.loads((Path(folder) / PROGRESS_FILE).read_text())["history"]
-    return weights, history
-
-
-def _absolute(path: str | None) -> str | None:
-    return path if path is None or "://" in path else str(Path(path).resolve())
 
 
 def _prepare(config: MultitaskConfig) -> tuple[FrameData, np.ndarray, np.ndarray, Standardiser]:
@@ -288,12 +258,12 @@ def run_multitask(config: MultitaskConfig, epoch_hook: StageHook | None = None) 
         raise ConfigError("multitask needs a run folder (--run) for checkpoints and predictions.")
     data_config = config.data.model_copy(
         update={
-            "store": _absolute(config.data.store),
-            "annotations": _absolute(config.data.annotations),
-            "labels_table": _absolute(config.data.labels_table),
+            "store": absolute(config.data.store),
+            "annotations": absolute(config.data.annotations),
+            "labels_table": absolute(config.data.labels_table),
         }
     )
-    config = config.model_copy(update={"data": data_config, "run": _absolute(config.run)})
+    config = config.model_copy(update={"data": data_config, "run": absolute(config.run)})
     data, train_index, val_rows, standardiser = _prepare(config)
     run = RunFolder(str(config.run))
     run.create(
@@ -340,7 +310,7 @@ def write_outputs(
     """Predict every frame with the final network, choose AU thresholds on val, write the
     three models and their predictions, and log the scores per split."""
     model = build_network(data.dim, len(data.classes), len(data.au_names), config.hidden, 0.0)
-    model.load_state_dict(_load_state(weights))
+    model.load_state_dict(load_state(weights))
     expr, au, va = predict(model, data.features)
     face = data.has_face
     prior = [expr[face].mean(0), au[face].mean(0), va[face].mean(0)] if face.any() else None
