@@ -16,6 +16,12 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "loopback")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "loopback")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# The decoder child's test-only fault rules (raypipe/media/decoder_process.py), also set before
+# any Ray starts so the extraction actors' decoder children see them: a file whose path holds
+# one of these markers makes its decoder hang, or die, after sending its first window.
+os.environ.setdefault(
+    "RAYPIPE_DECODER_FAULT", "hang@1:decoder-hangs-midstream,crash@1:decoder-crashes-midstream"
+)
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,9 @@ decoding overlaps detection and embedding.
 
 Test-only fault hook: when the environment variable ``RAYPIPE_DECODER_FAULT`` holds
 ``hang:<text>`` or ``crash:<text>``, the child sleeps forever or kills itself with SIGSEGV on
-files whose path contains ``<text>``; nothing sets it outside tests.
+files whose path contains ``<text>``, before answering; ``hang@<n>:<text>`` and
+``crash@<n>:<text>`` do it in the middle of a decode, after sending ``n`` windows. Several
+rules are separated by commas. Nothing sets it outside tests.
 """
 
 from __future__ import annotations
@@ -223,15 +225,18 @@ def shared_decoder(timeout_s: float = 120.0) -> DecoderProcess:
 # -- the child side ----------------------------------------------------------------------------
 
 
-def _fault(path: str) -> None:
-    rule = os.environ.get(FAULT_ENV, "")
-    kind, _, text = rule.partition(":")
-    if not text or text not in path:
-        return
-    if kind == "hang":
-        time.sleep(3600)
-    elif kind == "crash":
-        os.kill(os.getpid(), signal.SIGSEGV)
+def _fault(path: str, windows_sent: int = 0) -> None:
+    """Misbehave as the test-only rules of ``RAYPIPE_DECODER_FAULT`` say for ``path`` at this
+    point: before the answer (``windows_sent`` 0) or after that many windows of a decode."""
+    for rule in os.environ.get(FAULT_ENV, "").split(","):
+        where, _, text = rule.partition(":")
+        kind, _, after = where.partition("@")
+        if not text or text not in path or int(after or 0) != windows_sent:
+            continue
+        if kind == "hang":
+            time.sleep(3600)
+        elif kind == "crash":
+            os.kill(os.getpid(), signal.SIGSEGV)
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:
@@ -264,8 +269,11 @@ def serve(inbox: Connection, outbox: Connection) -> None:
                 outbox.send(("audio", load_audio(path, request[2])))
             else:
                 _, info, fps, max_side, max_frames, window = request
-                for part in iter_windows(info, fps, max_side, max_frames, window):
+                for sent, part in enumerate(
+                    iter_windows(info, fps, max_side, max_frames, window), start=1
+                ):
                     outbox.send(("window", part))
+                    _fault(path, sent)
                 outbox.send(("end", None))
         except (BrokenPipeError, EOFError):
             return

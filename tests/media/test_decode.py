@@ -248,6 +248,36 @@ def test_hang_or_crash_costs_one_file(tmp_path: Path, monkeypatch, fault: str) -
         process.close()
 
 
+@pytest.mark.parametrize("fault", ["hang", "crash"])
+def test_hang_or_crash_between_windows_costs_one_file(
+    tmp_path: Path, monkeypatch, fault: str
+) -> None:
+    """The child sends a first window, then hangs or dies: the window that came is kept by
+    the caller, the rest of the decode fails with the reason, and a fresh child goes on."""
+    good = tmp_path / "good.mp4"
+    write_clip(good, _pattern(10), fps=10)
+    bad = tmp_path / f"midstream-{fault}.mp4"
+    write_clip(bad, _pattern(10), fps=10)
+    monkeypatch.setenv(FAULT_ENV, f"{fault}@1:midstream-{fault}")
+    process = DecoderProcess(timeout_s=3)
+    try:
+        stream = process.windows(process.probe(bad), 10, 64, None, 4)
+        first = next(stream)
+        assert first.source_indices.tolist() == [0, 1, 2, 3]
+        child = process.pid
+        message = "hung" if fault == "hang" else "crashed on this file \\(signal SIGSEGV\\)"
+        with pytest.raises(MediaError, match=message) as caught:
+            next(stream)
+        assert str(bad) in str(caught.value)
+        assert process.pid is None
+        info = process.probe(good)
+        windows = list(process.windows(info, 10, 64, None, 4))
+        assert [len(w.source_indices) for w in windows] == [4, 4, 2]
+        assert process.pid not in (None, child) and process.starts == 2
+    finally:
+        process.close()
+
+
 def test_abandoned_decode_does_not_desynchronise(tmp_path: Path, decoder) -> None:
     path = tmp_path / "clip.mp4"
     write_clip(path, _pattern(30), fps=10)
@@ -304,9 +334,12 @@ def test_a_killed_parent_leaves_no_decoder_child(tmp_path: Path) -> None:
             os.kill(child, 0)
         except ProcessLookupError:
             break
-        with open(f"/proc/{child}/stat") as stat:  # reaped by init once it exits
-            if stat.read().split()[2] == "Z":
-                break
+        try:
+            with open(f"/proc/{child}/stat") as stat:  # reaped by init once it exits
+                if stat.read().split()[2] == "Z":
+                    break
+        except FileNotFoundError:  # reaped between the signal and the read
+            break
         time.sleep(0.2)
     else:
         os.kill(child, signal.SIGKILL)
