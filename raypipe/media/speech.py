@@ -224,6 +224,11 @@ def speak_with_fallback(
     return synthetic_voice(duration_s, pitch_to_f0(pitch), SAMPLE_RATE, rng), SAMPLE_RATE
 
 
+#: Autocorrelation an estimate gives up per octave of longer lag (period) in
+#: :func:`estimate_f0`.
+OCTAVE_COST = 0.02
+
+
 def estimate_f0(
     audio: np.ndarray,
     sample_rate: int = SAMPLE_RATE,
@@ -235,7 +240,8 @@ def estimate_f0(
 
     Frames of ``frame_s`` seconds (hop 10 ms) whose level is within 30 dB of the loudest
     frame and whose normalised autocorrelation peak in the ``[fmin_hz, fmax_hz]`` lag range
-    exceeds 0.5 count as voiced. Returns ``nan`` if no frame is voiced.
+    exceeds 0.5 count as voiced; a frame's period is the lag where that autocorrelation, less
+    :data:`OCTAVE_COST` per octave of lag, peaks. Returns ``nan`` if no frame is voiced.
     """
     audio = np.asarray(audio, dtype=np.float64).reshape(-1)
     size = int(frame_s * sample_rate)
@@ -259,12 +265,15 @@ def estimate_f0(
     high = min(size // 2, int(sample_rate / fmin_hz))
     window_correlation = autocorrelation(window)[: high + 2]
     window_correlation /= window_correlation[0]
+    lags = np.arange(low, high + 1)
     estimates = []
     for row in autocorrelation(frames):
         if row[0] <= 0:
             continue
         row = row[: high + 2] / row[0] / window_correlation
-        lag = low + int(np.argmax(row[low : high + 1]))
+        # A periodic signal correlates as well at every multiple of its period; a small cost
+        # per octave of lag (Boersma 1993's octave cost) picks the period, not a multiple.
+        lag = low + int(np.argmax(row[low : high + 1] - OCTAVE_COST * np.log2(lags)))
         if row[lag] < 0.5:
             continue
         # Parabolic interpolation around the peak for sub-sample lag precision.

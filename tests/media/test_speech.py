@@ -123,6 +123,18 @@ def test_pitch_to_f0_matches_espeak() -> None:
         assert measured == pytest.approx(pitch_to_f0(pitch), rel=0.1)
 
 
+@pytest.mark.parametrize("f0", [55.0, 110.0, 196.0, 261.6, 347.0, 440.0, 493.0])
+def test_estimate_f0_of_pure_and_harmonic_tones(f0: float) -> None:
+    """Tones of a known frequency, not the project's own voices: a pure sine, the same with
+    a stronger second and third harmonic, and the sine after half a second of silence."""
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    pure = np.sin(2 * np.pi * f0 * t)
+    rich = 0.4 * pure + np.sin(4 * np.pi * f0 * t + 1) + 0.6 * np.sin(6 * np.pi * f0 * t + 2)
+    late = np.concatenate([np.zeros(SAMPLE_RATE // 2), pure])
+    for tone in (pure, rich, late):
+        assert estimate_f0(tone.astype(np.float32)) == pytest.approx(f0, rel=0.002)
+
+
 def test_estimate_f0_of_silence_and_noise_is_nan() -> None:
     assert np.isnan(estimate_f0(np.zeros(SAMPLE_RATE, np.float32)))
     noise = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32)
