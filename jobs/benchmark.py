@@ -5,7 +5,13 @@
 
 --extractors (default face_expression) names the extractors to run; every other one is off.
 --demo-seconds S generates the demo clips (6 per class, S seconds each) into a temporary
-folder instead of reading --manifest.
+folder instead of reading --manifest; --face-motion generates the face-motion set (8 clips of
+animated real photographs: pans, zooms, rotation, faces entering and leaving, shot cuts,
+several people; raypipe.media.face_motion_set).
+
+With a face extractor among --extractors, the visual path per core is also measured
+(raypipe.pipeline.face_paths): MTCNN on every sampled frame against the configured detector and
+keyframe interval, on the same frames, with face recall against the former.
 
 Prints Markdown tables and a JSON line (machine, load, media/s, frames/s, ratios to the
 sequential loop, each stage alone; with --memory, the peak memory of one worker extracting
@@ -22,13 +28,21 @@ from pathlib import Path
 from raypipe.config import ExtractConfig
 from raypipe.config.base import load_config
 from raypipe.extractors.registry import EXTRACTORS
+from raypipe.media.manifest import load_manifest
 from raypipe.pipeline.benchmark import as_markdown, benchmark_extraction, memory_by_length
+from raypipe.pipeline.face_paths import compare_face_paths
 from raypipe.pipeline.runtime import ray_session
+
+#: Face extractors whose visual path per core is measured (the first one among --extractors).
+FACE_EXTRACTORS = ("face_expression", "face_tracks", "face_hog", "face_lbp")
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", type=Path, default=None)
     parser.add_argument("--demo-seconds", type=float, default=None, help="generate demo clips")
+    parser.add_argument(
+        "--face-motion", action="store_true", help="generate the face-motion set of real photos"
+    )
     parser.add_argument("--limit", type=int, default=None, help="use the first N media")
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
@@ -44,6 +58,10 @@ if __name__ == "__main__":
 
         folder = Path(tempfile.mkdtemp(prefix="raypipe-bench-"))
         args.manifest = make_demo_dataset(folder, clips_per_class=6, duration_s=args.demo_seconds)
+    if args.face_motion:
+        from raypipe.media.face_motion_set import make_face_motion_set
+
+        args.manifest = make_face_motion_set(Path(tempfile.mkdtemp(prefix="raypipe-faces-")))
     if args.manifest is None:
         parser.error("give --manifest or --demo-seconds")
     flags = {"manifest": args.manifest, "out": "unused"}
@@ -62,6 +80,14 @@ if __name__ == "__main__":
     report = logging.getLogger("benchmark")
     with ray_session(config.ray):
         results = benchmark_extraction(config, args.limit)
+    results["ratio_to_sequential"] = results["speedup"]
+    face_extractor = next((n for n in FACE_EXTRACTORS if n in chosen), None)
+    if face_extractor is not None:
+        manifest, _ = load_manifest(config.manifest)
+        manifest = manifest if args.limit is None else manifest.head(args.limit)
+        paths = compare_face_paths(config, manifest, face_extractor)
+        report.info("visual path per core: %s", paths)
+        results.update({k: v for k, v in paths.items() if k != "frames"})
     report.info("machine: %s", results["machine"])
     report.info("\n%s", as_markdown(results))
     if args.memory:

@@ -54,6 +54,20 @@ class FaceSection(ExtractorSection):
     """Torch device of the detector and the extractor's network ('cpu', 'cuda')."""
     gpu_fraction: float = Field(default=0.25, gt=0, le=1)
     """Share of a GPU each worker reserves when device is 'cuda' (MTCNN is small)."""
+    detector: Literal["mtcnn", "retinaface"] = "mtcnn"
+    """Face detector: 'mtcnn' (three-stage cascade) or 'retinaface' (MobileNet-0.25, one
+    pass; faster on CPU). Another detector makes a new extractor version."""
+    keyframe_interval: int = Field(default=1, ge=1, le=64)
+    """Sampled frames from one detection keyframe to the next; faces are carried between
+    keyframes (boxes and landmarks interpolated) and detected again where a face appears,
+    vanishes, moves too far, scores low or the shot cuts. 1: detect on every frame."""
+    track_match_iou: float = Field(default=0.5, gt=0, le=1)
+    """Least IoU between a face's boxes at two keyframes for it to be carried between them."""
+    track_min_score: float = Field(default=0.9, ge=0, le=1)
+    """Least detector probability of every face at two keyframes for faces to be carried."""
+    shot_cut_threshold: float = Field(default=30.0, gt=0, le=255)
+    """Mean absolute difference of 32x32 grey thumbnails (grey levels, 0-255) between two
+    sampled frames that counts as a shot cut; both frames then become keyframes."""
 
 
 class AlignedFaceSection(FaceSection):

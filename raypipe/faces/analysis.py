@@ -1,21 +1,24 @@
-"""The faces of a media, window by window: batched MTCNN detection, then tracking.
+"""The faces of a media, window by window: batched detection (MTCNN or RetinaFace, on every
+frame or on keyframes with faces carried between them), then tracking.
 
 Visual extractors of one media share this pass: detection runs once per window of frames and
 its tracker once per media, whatever number of extractors read the faces. The detector itself is
-built once per worker process for each (min_face_size, device) and shared too.
+built once per worker process for each (detector, min_face_size, device) and shared too.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from raypipe.faces.keyframes import KeyframeSettings, detect_with_keyframes
 from raypipe.faces.mtcnn import FaceDetections, MTCNNDetector
+from raypipe.faces.retinaface import RetinaFaceDetector
 from raypipe.faces.tracking import FaceTracker
 from raypipe.media.context import MediaContext
 from raypipe.media.video import SampledFrames
@@ -31,6 +34,8 @@ class FaceSettings:
         device: torch device of the detector ('cpu', 'cuda').
         iou_threshold: least box overlap that continues a track.
         max_gap: sampled frames a track may go unseen.
+        detector: 'mtcnn' or 'retinaface'.
+        keyframes: detection interval and the checks that carry faces between keyframes.
     """
 
     min_face_size: int = 20
@@ -38,16 +43,39 @@ class FaceSettings:
     device: str = "cpu"
     iou_threshold: float = 0.3
     max_gap: int = 5
+    detector: str = "mtcnn"
+    keyframes: KeyframeSettings = field(default_factory=KeyframeSettings)
+
+    @property
+    def every_frame_mtcnn(self) -> bool:
+        """True for MTCNN on every sampled frame (the settings before keyframes existed)."""
+        return self.detector == "mtcnn" and self.keyframes.interval == 1
 
     @property
     def key(self) -> str:
         """Cache key of the faces these settings produce (the device does not change them)."""
-        return f"faces:{self.min_face_size}:{self.iou_threshold}:{self.max_gap}"
+        key = f"faces:{self.min_face_size}:{self.iou_threshold}:{self.max_gap}"
+        if not self.every_frame_mtcnn:
+            k = self.keyframes
+            key += f":{self.detector}:{k.interval}:{k.match_iou}:{k.min_score}:{k.cut_threshold}"
+        return key
 
 
 @lru_cache(maxsize=4)
-def shared_detector(min_face_size: int, device: str) -> MTCNNDetector:
-    """One MTCNN detector per worker process and setting (weights load once)."""
+def shared_detector(
+    min_face_size: int, device: str, detector: str = "mtcnn"
+) -> MTCNNDetector | RetinaFaceDetector:
+    """One face detector per worker process and setting (weights load once).
+
+    Args:
+        min_face_size: smallest face searched for, pixels of the decoded frame.
+        device: torch device ('cpu', 'cuda').
+        detector: 'mtcnn' or 'retinaface'.
+    """
+    if detector == "retinaface":
+        return RetinaFaceDetector(min_face_size=min_face_size, device=device)
+    if detector != "mtcnn":
+        raise ValueError(f"detector must be 'mtcnn' or 'retinaface', got {detector!r}")
     return MTCNNDetector(min_face_size=min_face_size, device=device)
 
 
@@ -86,6 +114,7 @@ class FaceStats:
     """Running totals of a media's faces for its quality summary."""
 
     frames: int = 0
+    detected_frames: int = 0
     face_frames: int = 0
     faces: int = 0
     score_sum: float = 0.0
@@ -112,18 +141,19 @@ def stats_for(media: MediaContext, settings: FaceSettings) -> FaceStats:
 def window_faces(media: MediaContext, window: FrameWindow, settings: FaceSettings) -> WindowFaces:
     """Detect and track the faces of ``window`` (once per window, whoever asks first).
 
-    Seconds spent are added to ``media.seconds["faces"]``.
+    The detector runs on every frame, or on keyframes and where carrying faces between them
+    fails (:func:`raypipe.faces.keyframes.detect_with_keyframes`). Seconds spent are added to
+    ``media.seconds["faces"]``.
     """
 
     def compute() -> WindowFaces:
         start = time.perf_counter()
-        detector = shared_detector(settings.min_face_size, settings.device)
-        frames = window.frames.frames
-        detections: list[FaceDetections] = []
-        for first in range(0, len(frames), settings.detect_batch):
-            detections.extend(detector.detect(frames[first : first + settings.detect_batch]))
+        detector = shared_detector(settings.min_face_size, settings.device, settings.detector)
+        keyframes = replace(settings.keyframes, detect_batch=settings.detect_batch)
+        detections, counts = detect_with_keyframes(detector.detect, window.frames.frames, keyframes)
         tracker = tracker_for(media, settings)
         stats = stats_for(media, settings)
+        stats.detected_frames += counts.detected
         ids = []
         for found in detections:
             ids.append(tracker.update(found.boxes, found.scores))

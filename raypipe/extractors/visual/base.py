@@ -38,6 +38,7 @@ from raypipe.faces.analysis import (
     tracker_for,
     window_faces,
 )
+from raypipe.faces.keyframes import KeyframeSettings
 from raypipe.media.context import MediaContext
 from raypipe.media.coverage import apply_coverage, video_coverage
 from raypipe.store.schema import CROP_SCHEMA, FACE_FRAME_SCHEMA
@@ -198,17 +199,41 @@ class VisualExtractor(Extractor):
             min_face_size=config.min_face_size,
             detect_batch=config.detect_batch,
             device=config.device,
+            detector=config.detector,
+            keyframes=KeyframeSettings(
+                interval=config.keyframe_interval,
+                match_iou=config.track_match_iou,
+                min_score=config.track_min_score,
+                cut_threshold=config.shot_cut_threshold,
+            ),
         )
-        self.detector = shared_detector(config.min_face_size, config.device) if detect else None
+        self.detector = (
+            shared_detector(config.min_face_size, config.device, config.detector)
+            if detect
+            else None
+        )
 
     def face_config(self) -> dict[str, Any]:
-        """The detection, tracking and selection settings (part of the version)."""
-        return {
+        """The detection, tracking and selection settings (part of the version).
+
+        The detector and keyframe settings join only when they differ from MTCNN on every
+        frame, so versions made before those options existed stay valid.
+        """
+        config: dict[str, Any] = {
             "min_face_size": self.settings.min_face_size,
             "iou_threshold": self.settings.iou_threshold,
             "max_gap": self.settings.max_gap,
             "faces": self.faces,
         }
+        if not self.settings.every_frame_mtcnn:
+            keyframes = self.settings.keyframes
+            config["detector"] = self.settings.detector
+            config["keyframe_interval"] = keyframes.interval
+            if keyframes.interval > 1:
+                config["track_match_iou"] = keyframes.match_iou
+                config["track_min_score"] = keyframes.min_score
+                config["shot_cut_threshold"] = keyframes.cut_threshold
+        return config
 
     def start(self, media: MediaContext) -> FaceRows:
         """A fresh accumulator for ``media``."""
