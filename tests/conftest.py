@@ -42,6 +42,7 @@ def ray_local() -> Iterator[None]:
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # never a cluster some `ray start` on this machine recorded
             num_cpus=2,
             object_store_memory=192 * 1024 * 1024,
             include_dashboard=False,

@@ -50,7 +50,10 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         log.info("starting an embedded local Ray with %d CPU(s) on %s", cpus, LOOPBACK)
         create_private_token()
         with _loopback_node():
+            # "local" always starts a new Ray: without it ray.init joins the cluster a
+            # `ray start` on this machine recorded in /tmp/ray/ray_current_cluster.
             ray.init(
+                address="local",
                 num_cpus=cpus,
                 object_store_memory=config.object_store_mb * 1024 * 1024,
                 include_dashboard=False,

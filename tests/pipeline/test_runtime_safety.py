@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -192,3 +194,33 @@ def test_token_file_modes(
     assert warn_if_token_readable() is False  # no file, nothing to protect
     monkeypatch.setenv("RAY_AUTH_TOKEN", "0" * 64)  # the token itself, no file
     assert token_file() is None
+
+
+#: The embedded Ray of ``ray_session`` without an address, on a machine where a `ray start`
+#: recorded a cluster (Ray's ``ray_current_cluster`` file under its temp folder).
+LOCAL = r"""
+import ray
+
+from raypipe.config import RayConfig
+from raypipe.pipeline.runtime import ray_session
+
+with ray_session(RayConfig(num_cpus=1, object_store_mb=80)):
+    print(ray.get(ray.remote(lambda: "ran locally").remote()))
+    print(ray.get_runtime_context().gcs_address)
+"""
+
+
+@pytest.mark.integration
+def test_embedded_ray_ignores_a_cluster_recorded_by_ray_start(tmp_path: Path) -> None:
+    # Ray's socket paths must stay short: its temp folder goes directly under /tmp.
+    temp = Path(tempfile.mkdtemp(prefix="rp-rec-", dir="/tmp"))
+    try:
+        (temp / "ray").mkdir()
+        (temp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9\n")  # nothing listens
+        done = _run(LOCAL, tmp_path / "home", RAY_TMPDIR=str(temp))
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ran, gcs = done.stdout.strip().splitlines()[-2:]
+    assert ran == "ran locally"
+    assert gcs.startswith("127.0.0.1:") and gcs != "127.0.0.1:9"
