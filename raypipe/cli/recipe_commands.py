@@ -39,8 +39,9 @@ def recipe(
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a published system's recipe (multitask, sequence, cascade) on Ray; re-running the
-    same command resumes it. `raypipe config show NAME` prints the recipe's full config."""
+    """Run a published system's recipe (multitask, sequence, cascade, group) on Ray;
+    re-running the same command resumes it. `raypipe config show NAME` prints the recipe's
+    full config."""
     from raypipe.recipes import RECIPES
 
     with user_errors(f"recipe {name}") as where:
@@ -51,7 +52,8 @@ def recipe(
         cfg: Any = _load(entry.config, config, overrides, {"run": run}, address)
         where.path = str(cfg.run) if getattr(cfg, "run", None) else None
         if dry_run:
-            plan = _plan(name, cfg)
+            planner = entry.load_planner()
+            plan = planner(cfg) if planner is not None else _plan(name, cfg)
         else:
             summary = entry.load_runner()(cfg)
     if dry_run:

@@ -29,6 +29,7 @@ from raypipe.config.extract import (
 )
 from raypipe.config.frames import FrameDataConfig, SpanFeaturesConfig
 from raypipe.config.fuse import CascadeConfig, FuseConfig, FusionMethodName, SmoothingConfig
+from raypipe.config.group import GroupConfig, GroupDataConfig
 from raypipe.config.multitask import MultitaskConfig
 from raypipe.config.predict import PredictConfig
 from raypipe.config.runtime import RayConfig
@@ -52,9 +53,10 @@ CONFIG_MODELS: dict[str, type[StrictModel]] = {
     "multitask": MultitaskConfig,
     "cascade": CascadeRecipeConfig,
     "sequence": SequenceConfig,
+    "group": GroupConfig,
 }
 #: The names in CONFIG_MODELS that are recipes, run as `raypipe recipe NAME`.
-RECIPE_CONFIGS = ("multitask", "sequence", "cascade")
+RECIPE_CONFIGS = ("multitask", "sequence", "cascade", "group")
 
 __all__ = [
     "CONFIG_MODELS",
@@ -76,6 +78,8 @@ __all__ = [
     "FrameDataConfig",
     "FuseConfig",
     "FusionMethodName",
+    "GroupConfig",
+    "GroupDataConfig",
     "MultitaskConfig",
     "OpenSmileConfig",
     "OpenSmileLldConfig",

@@ -27,16 +27,26 @@ class Recipe:
         config: its pydantic config model.
         runner: ``module:function`` of the function that runs it (``function(config)``).
         summary: one line for ``--help``.
+        planner: ``module:function`` of its ``--dry-run`` plan (``function(config)`` returning
+            a :class:`raypipe.pipeline.dry_run.DryRun`); None: the frame-level data's plan.
     """
 
     name: str
     config: type[StrictModel]
     runner: str
     summary: str
+    planner: str | None = None
 
     def load_runner(self) -> Callable[[Any], Any]:
         """The function that runs this recipe (imported now)."""
         module, _, function = self.runner.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+    def load_planner(self) -> Callable[[Any], Any] | None:
+        """The function that plans its ``--dry-run`` (imported now), or None."""
+        if self.planner is None:
+            return None
+        module, _, function = self.planner.partition(":")
         return getattr(importlib.import_module(module), function)
 
 
@@ -44,9 +54,15 @@ class Recipe:
 RECIPES: Registry[Recipe] = Registry("RECIPES", "recipe")
 
 
-def register_recipe(name: str, config: type[StrictModel], runner: str, summary: str) -> Recipe:
+def register_recipe(
+    name: str,
+    config: type[StrictModel],
+    runner: str,
+    summary: str,
+    planner: str | None = None,
+) -> Recipe:
     """Register recipe ``name`` (see :class:`Recipe`) and return it."""
-    return RECIPES.register(name, Recipe(name, config, runner, summary))
+    return RECIPES.register(name, Recipe(name, config, runner, summary, planner))
 
 
 def _register_builtins() -> None:
@@ -77,6 +93,17 @@ def _register_builtins() -> None:
         "raypipe.pipeline.cascade:run_cascade",
         "Coarse classifier over class groups, a fine one inside each group of 2+ classes, "
         "combined per class, then smoothed over a window chosen on val (ABAW3).",
+    )
+
+    from raypipe.config.group import GroupConfig
+
+    register_recipe(
+        "group",
+        GroupConfig,
+        "raypipe.pipeline.group:run_group",
+        "Group photos: a global scene branch plus every detected face merged by mean or "
+        "attention, one network per merge, an ensemble weighted on val (EmotiW 2018 group).",
+        planner="raypipe.pipeline.group:plan_group",
     )
 
 
