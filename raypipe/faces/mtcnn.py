@@ -251,10 +251,13 @@ def _pnet_candidates(
     return torch.cat([q1, q2, score[:, None], offsets], dim=1), image_inds
 
 
-def _regress(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Apply MTCNN box regression (offsets are fractions of the inclusive width/height)."""
-    w = boxes[:, 2] - boxes[:, 0] + 1
-    h = boxes[:, 3] - boxes[:, 1] + 1
+def _regress(boxes: torch.Tensor, offsets: torch.Tensor, inclusive: bool = True) -> torch.Tensor:
+    """Apply MTCNN box regression: offsets are fractions of the inclusive width/height
+    (``x2 - x1 + 1``), or of ``x2 - x1`` for PNet's (``inclusive`` False), as the original
+    MTCNN and facenet-pytorch do."""
+    extra = 1 if inclusive else 0
+    w = boxes[:, 2] - boxes[:, 0] + extra
+    h = boxes[:, 3] - boxes[:, 1] + extra
     scale = torch.stack([w, h, w, h], dim=1)
     return boxes[:, :4] + offsets * scale
 
@@ -327,6 +330,11 @@ def _nms_min(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> tor
 # --------------------------------------------------------------------------- detector
 
 
+#: Bumped when the cascade's code changes what it detects (2: PNet's box regression scaled by
+#: ``x2 - x1`` as in the original MTCNN, not the inclusive width; boxes moved by up to 3 px).
+REVISION = 2
+
+
 class MTCNNDetector:
     """Three-stage MTCNN face detector with facenet-pytorch's pretrained weights.
 
@@ -367,9 +375,11 @@ class MTCNNDetector:
 
     @property
     def weights_digest(self) -> str:
-        """12 hex characters: SHA-256 of the three files' SHA-256 digests (pnet, rnet, onet)."""
+        """12 hex characters: SHA-256 of the three files' SHA-256 digests (pnet, rnet, onet)
+        and :data:`REVISION`, so faces found by an older cascade are recomputed."""
         if self._digest is None:
             joined = "".join(file_sha256(self._paths[n], length=64) for n in WEIGHT_FILES)
+            joined += f"-r{REVISION}"
             self._digest = hashlib.sha256(joined.encode("ascii")).hexdigest()[:12]
         return self._digest
 
@@ -409,7 +419,7 @@ class MTCNNDetector:
             return empty
         keep = batched_nms(boxes[:, :4], boxes[:, 4], inds, _NMS_PYRAMID)
         boxes, inds = boxes[keep], inds[keep]
-        boxes = _square(_regress(boxes[:, :4], boxes[:, 5:9]))
+        boxes = _square(_regress(boxes[:, :4], boxes[:, 5:9], inclusive=False))
 
         # Stage 2: RNet on 24x24 crops of every candidate of the batch.
         boxes, inds, scores, offsets = self._stage_refine(

@@ -141,6 +141,61 @@ def test_sample_video_faces_in_most_frames(detector):
         assert best[0] >= -5 and best[2] <= width + 5 and best[1] >= -5 and best[3] <= height + 5
 
 
+@pytest.fixture(scope="module")
+def original_mtcnn(tmp_path_factory: pytest.TempPathFactory):
+    """facenet-pytorch's own MTCNN (the implementation the weights were converted for), run
+    from the pinned wheel raypipe takes the weights out of: downloaded from PyPI with pip as
+    ``python -m raypipe.weights fetch`` does, checked against its pinned SHA-256, unpacked into
+    a temporary folder and imported from there (facenet-pytorch is not installed)."""
+    import sys
+
+    from raypipe.weights import CARRIERS, _download, _verified_wheel
+
+    carrier = next(c for c in CARRIERS if c.requirement.startswith("facenet-pytorch=="))
+    folder = tmp_path_factory.mktemp("facenet")
+    try:
+        wheel = _download(carrier, folder)
+    except WeightsError as exc:
+        pytest.skip(
+            f"the original MTCNN runs from its pinned wheel, which PyPI did not give: {exc}"
+        )
+    with _verified_wheel(carrier, wheel) as archive:
+        code = [n for n in archive.namelist() if n.startswith("facenet_pytorch/")]
+        archive.extractall(folder / "unpacked", members=code)
+    sys.path.insert(0, str(folder / "unpacked"))
+    try:
+        from facenet_pytorch import MTCNN
+
+        yield MTCNN(keep_all=True, device="cpu")
+    finally:
+        sys.path.remove(str(folder / "unpacked"))
+        for name in [m for m in sys.modules if m.split(".")[0] == "facenet_pytorch"]:
+            del sys.modules[name]
+
+
+def test_port_matches_the_original_mtcnn(detector, original_mtcnn, astronaut):
+    """Boxes, landmarks and scores of the port equal facenet-pytorch's on faces inside the
+    frame. The port's boxes are 0-based edges, the original's 1-based: x1 and y1 differ by
+    exactly one pixel by convention."""
+    av = pytest.importorskip("av")
+    with av.open(str(weight_file("media/carphone_pristine.mp4"))) as container:
+        video = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)][:81:40]
+    images = [astronaut, *video, np.concatenate(video[:2], axis=1)]  # the last has two faces
+    for image in images:
+        boxes, scores, points = original_mtcnn.detect(image, landmarks=True)
+        expected = np.asarray(boxes.tolist(), np.float32) - np.float32([1, 1, 0, 0])
+        (found,) = detector.detect(image[None])
+        assert len(found) == len(expected) >= 1
+        order, mine = np.argsort(expected[:, 0]), np.argsort(found.boxes[:, 0])
+        np.testing.assert_allclose(found.boxes[mine], expected[order], atol=0.05)
+        np.testing.assert_allclose(
+            found.landmarks[mine], np.asarray(points.tolist())[order], atol=0.05
+        )
+        np.testing.assert_allclose(
+            found.scores[mine], np.asarray(scores.tolist())[order], atol=1e-4
+        )
+
+
 def test_weights_digest_is_short_and_stable(detector):
     digest = detector.weights_digest
     assert re.fullmatch(r"[0-9a-f]{12}", digest)
