@@ -127,16 +127,23 @@ def create_private_token() -> None:
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
         return
     path = Path.home() / ".ray" / "auth_token"
+    if path.exists():
+        return
+    # Written whole under a name of this process's own, then linked into place: two drivers
+    # starting at once never read a half-written token, and the first one's token wins.
+    draft = path.with_name(f".auth_token.{os.getpid()}")
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        handle = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(handle, "w") as file:
+            file.write(secrets.token_hex(32))  # what `ray get-auth-token --generate` writes
+        os.link(draft, path)
     except FileExistsError:
-        return
+        pass
     except OSError as error:  # a home Ray cannot write to either: Ray reports it
         log.debug("could not write %s first: %s", path, error)
-        return
-    with os.fdopen(handle, "w") as file:
-        file.write(secrets.token_hex(32))  # what `ray get-auth-token --generate` writes
+    finally:
+        draft.unlink(missing_ok=True)
 
 
 def cluster_reach() -> dict[str, float] | None:
