@@ -79,20 +79,41 @@ class Counter:
         return n + 1
 
 
+def listening():
+    # (process name, kind, address, port) of every bound socket of this process tree
+    sockets = bound_sockets()
+    seen = set()
+    for pid, name in process_tree(os.getpid()).items():
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:  # the process ended meanwhile
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:  # this descriptor closed meanwhile; the others still count
+                continue
+            if link.startswith("socket:[") and link[8:-1] in sockets:
+                seen.add((name, *sockets[link[8:-1]]))
+    return seen
+
+
 with ray_session(RayConfig(num_cpus=2, object_store_mb=80)):
     assert ray.get(ray.remote(lambda: 1).remote()) == 1
     assert ray.get(Counter.remote().add.remote(1)) == 2
-    time.sleep(3)  # the agents open their ports after the node is up
-    sockets = bound_sockets()
-    seen = []
-    for pid, name in process_tree(os.getpid()).items():
-        try:
-            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-        except OSError:
-            continue
-        for link in links:
-            if link.startswith("socket:[") and link[8:-1] in sockets:
-                seen.append([name, *sockets[link[8:-1]]])
+    # The agents open their ports some time after the node is up: list until the same set
+    # has been seen three times in a row (0.5 s apart) with the core servers in it.
+    history = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        history.append(listening())
+        names = {entry[0] for entry in history[-1]}
+        if {"gcs_server", "raylet"} <= names and len(history) >= 3:
+            if history[-1] == history[-2] == history[-3]:
+                break
+        time.sleep(0.5)
+    # Everything seen at any point counts: a port opened and closed again was still exposed.
+    seen = sorted({entry for snapshot in history for entry in snapshot})
     gcs = ray.get_runtime_context().gcs_address
 print(json.dumps({"sockets": seen, "gcs": gcs}))
 """
