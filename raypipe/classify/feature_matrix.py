@@ -92,6 +92,7 @@ def load_feature_matrix(
     task: str = "classification",
     targets: pd.DataFrame | None = None,
     seed: int = 0,
+    sequences: dict[str, np.ndarray] | None = None,
 ) -> FeatureMatrix:
     """Media-level features of ``extractor`` (frame-level ones pooled with ``pooling``).
 
@@ -100,6 +101,9 @@ def load_feature_matrix(
     saved model carries it). Classification labels and splits come from the store's manifest;
     multilabel and regression targets from ``targets`` (indexed by media_id, one column per
     target; see :func:`raypipe.classify.targets.read_targets`), NaN where absent.
+    ``sequences`` are the extractor's frames as :func:`frame_sequences` returns them, when
+    the caller read them already (a search pools one reading several ways); else they are
+    read here.
     """
     records = store.extractors()
     if extractor not in records:
@@ -115,7 +119,8 @@ def load_feature_matrix(
     elif record.level == "frame":
         if pooling is None:
             raise RaypipeError(f"Feature set '{extractor}' is frame-level and needs a pooling.")
-        sequences = frame_sequences(store, extractor)
+        if sequences is None:
+            sequences = frame_sequences(store, extractor)
         if pooler is None:
             pooler = make_pooler(pooling, pooling_params, seed)
             train = [s for m, s in sequences.items() if _text(manifest, m, "split") == "train"]

@@ -139,6 +139,14 @@ class TuneClassifiersConfig(LabelsSetting):
     """CPUs Ray reserves for each trial."""
     max_concurrent_trials: int | None = Field(default=None, ge=1)
     """Trials running at once; unset: as many as the CPUs allow."""
+    configs_per_trial: int | None = Field(default=None, ge=1)
+    """Configurations of one-shot classifiers (every one but the torch heads) fitted one
+    after another in one Tune trial of a grid or random search, so that short fits do not
+    each pay a trial's overhead; each keeps its own predictions, ledger entry and scores, as
+    if it had been a trial of its own. 1: one configuration per trial. Unset: about 4 trials
+    per concurrent trial (max_concurrent_trials, else the CPUs), or 1 when tracking is on
+    (each configuration its own tracked run). Torch heads and optuna searches always run one
+    configuration per trial."""
     seed: int = 0
     """Random seed of every model (scikit-learn random_state, LightGBM, torch heads), of the
     fitted poolings (Fisher GMM, VLAD k-means), of oversampling and of the random and optuna

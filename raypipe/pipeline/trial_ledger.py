@@ -86,23 +86,39 @@ class LedgerCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
+        packed = result.get("packed_json")
         key = result.get("trial_key")
-        if key is None or not result.get("checkpointed") or trial.checkpoint is None:
+        if (key is None and packed is None) or not result.get("checkpointed"):
             # Stopped (time budget) before its first report or between checkpoints: it counts
             # as not finished and a re-run trains it again.
             return
+        if trial.checkpoint is None:
+            return
+        with trial.checkpoint.as_directory() as folder:
+            if packed is None:
+                self._record(result, Path(folder))
+                return
+            # A pack of configurations (one Tune trial): each is recorded as if it had been a
+            # trial of its own, from its own folder of the checkpoint.
+            for entry in json.loads(packed):
+                self._record(entry, Path(folder) / entry["trial_key"])
+
+    def _record(self, result: dict[str, Any], folder: Path) -> None:
+        """Copy one configuration's predictions (and model record, when it is the best of
+        its model name so far) out of ``folder`` and write its ledger entry."""
+        key = result["trial_key"]
         spec = TrialSpec.parse(result["spec_json"], f"trial {key}").to_dict()
         name = model_name(spec)
         score = float(result.get(self._metric, float("-inf")))
-        with trial.checkpoint.as_directory() as folder:
-            self._run.write_trial_predictions(key, (Path(folder) / PREDICTIONS_FILE).read_bytes())
-            kept = self._best.get(name)
-            # Equal scores: the smaller trial id wins, whichever trial finished first.
-            if kept is None or (score, kept[1]) > (kept[0], key):
-                self._run.write_trial_model(key, (Path(folder) / MODEL_FILE).read_bytes())
-                if name in self._best and self._best[name][1] != key:
-                    self._run.drop_trial_model(self._best[name][1])
-                self._best[name] = (score, key)
+        self._run.write_trial_predictions(key, (folder / PREDICTIONS_FILE).read_bytes())
+        kept = self._best.get(name)
+        # Equal scores: the smaller trial id wins, whichever trial finished first. A packed
+        # configuration without a model record lost to one of its own pack.
+        if (folder / MODEL_FILE).exists() and (kept is None or (score, kept[1]) > (kept[0], key)):
+            self._run.write_trial_model(key, (folder / MODEL_FILE).read_bytes())
+            if name in self._best and self._best[name][1] != key:
+                self._run.drop_trial_model(self._best[name][1])
+            self._best[name] = (score, key)
         metrics = {
             k: v
             for k, v in result.items()

@@ -13,9 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ import pyarrow.parquet as pq
 from ray import tune
 
 from raypipe.classify.classifiers import trains_in_epochs
-from raypipe.classify.feature_matrix import FeatureMatrix, load_feature_matrix
+from raypipe.classify.feature_matrix import FeatureMatrix, frame_sequences, load_feature_matrix
 from raypipe.classify.fit import fit_and_score, model_name, outputs
 from raypipe.classify.pooling import POOLINGS
 from raypipe.classify.search_space import OptunaSpace, spec_from_sample, spec_key, trial_specs
@@ -50,6 +52,10 @@ from raypipe.store.feature_store import FeatureStore
 from raypipe.store.run_folder import TUNE_FOLDER, RunFolder, prediction_table
 
 log = logging.getLogger(__name__)
+
+#: Packs of one-shot configurations per concurrent trial when configs_per_trial is unset:
+#: enough that the last packs of a search end close together.
+TRIALS_PER_SLOT = 4
 
 
 def _prediction_args(matrix: FeatureMatrix, out: Any) -> dict[str, Any]:
@@ -82,7 +88,7 @@ def model_record(
     return record
 
 
-def _trial(
+def _one_trial(
     config: dict[str, Any],
     matrices: dict[str, FeatureMatrix] | None = None,
     n_classes: int = 7,
@@ -129,6 +135,105 @@ def _trial(
         report(0, *fit_and_score(matrix, spec, n_classes, seed, balance))
 
 
+def _packed_trial(
+    specs: list[dict[str, Any]],
+    matrices: dict[str, FeatureMatrix],
+    n_classes: int,
+    seed: int,
+    balance: str,
+    metric: str,
+) -> None:
+    """One Tune trial that fits several one-shot configurations one after another and reports
+    once: ``packed_json`` lists each configuration's entry (what an unpacked trial reports),
+    the checkpoint holds ``<trial key>/predictions.parquet`` of each and
+    ``<trial key>/model.skops`` of the best (by ``metric``, then smallest key) configuration
+    of each model name in the pack (only that one can be kept as the best model)."""
+    entries: list[dict[str, Any]] = []
+    kept: dict[str, tuple[float, str, FeatureMatrix, dict[str, Any], Any]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for spec in specs:
+            matrix = matrices[spec["feature_set"]]
+            key = spec_key(spec)
+            started = time.time()
+            model, scores = fit_and_score(matrix, spec, n_classes, seed, balance)
+            entries.append(
+                {
+                    **scores,
+                    "trial_key": key,
+                    "spec_json": TrialSpec.parse(spec).to_json(),
+                    "epochs": 0,
+                    "started_at": started,
+                    "seconds": time.time() - started,
+                }
+            )
+            out = outputs(model, matrix.task, matrix.x, n_classes)
+            table = prediction_table(
+                matrix.media_ids, matrix.split, **_prediction_args(matrix, out)
+            )
+            (Path(folder) / key).mkdir()
+            pq.write_table(table, str(Path(folder) / key / PREDICTIONS_FILE))
+            name, score = model_name(spec), float(scores.get(metric, float("-inf")))
+            best = kept.get(name)
+            if best is None or (score, best[1]) > (best[0], key):
+                kept[name] = (score, key, matrix, spec, model)
+        for _, key, matrix, spec, model in kept.values():
+            record = model_record(matrix, spec, model)
+            (Path(folder) / key / MODEL_FILE).write_bytes(artifacts.dumps(record))
+        scores = [float(e.get(metric, float("-inf"))) for e in entries]
+        tune.report(
+            {
+                metric: max(scores),
+                "packed_json": json.dumps(entries, default=float),
+                "checkpointed": True,
+            },
+            checkpoint=tune.Checkpoint.from_directory(folder),
+        )
+
+
+def _trial(
+    config: dict[str, Any],
+    matrices: dict[str, FeatureMatrix] | None = None,
+    n_classes: int = 7,
+    seed: int = 0,
+    balance: str = "class_weight",
+    checkpoint_epochs: frozenset[int] = frozenset(),
+    search: TuneClassifiersConfig | None = None,
+    metric: str = "val_macro_f1",
+) -> None:
+    """A search's trainable: a pack of configurations (``config['spec']`` a list, see
+    :func:`_packed_trial`) or one configuration (:func:`_one_trial`). Its name is in the
+    name of every trial's folder (``_trial_<id>...``)."""
+    if isinstance(config.get("spec"), list):
+        logging.getLogger("ray.train").setLevel(logging.WARNING)
+        _packed_trial(config["spec"], matrices or {}, n_classes, seed, balance, metric)
+    else:
+        _one_trial(config, matrices, n_classes, seed, balance, checkpoint_epochs, search)
+
+
+def pack_specs(
+    config: TuneClassifiersConfig, pending: list[dict[str, Any]], slots: int
+) -> list[dict[str, Any] | list[dict[str, Any]]]:
+    """The units of a grid or random search: packs of one-shot configurations (see
+    ``configs_per_trial``), each a list, then every epoch-trained configuration alone.
+    ``slots`` is the number of trials that run at once. Configurations are sorted by
+    classifier and dealt round-robin, so each pack holds a like mix of slow and fast ones."""
+    one_shot = [s for s in pending if not trains_in_epochs(s["classifier"])]
+    alone = [s for s in pending if trains_in_epochs(s["classifier"])]
+    if config.configs_per_trial is not None:
+        count = math.ceil(len(one_shot) / config.configs_per_trial)
+    elif config.search == "optuna" or config.tracking.backends:
+        count = len(one_shot)  # each configuration its own (tracked) trial
+    else:
+        count = min(len(one_shot), TRIALS_PER_SLOT * max(slots, 1))
+    if count >= len(one_shot):
+        return list(pending)
+    packs: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+    ordered = sorted(one_shot, key=lambda s: (s["classifier"], spec_key(s)))
+    for i, spec in enumerate(ordered):
+        packs[i % len(packs)].append(spec)
+    return [*packs, *alone]
+
+
 def matrix_sources(
     config: TuneClassifiersConfig, records: dict[str, Any]
 ) -> list[tuple[str, str | None]]:
@@ -153,14 +258,8 @@ def matrix_name(extractor: str, pooling: str | None) -> str:
     return extractor if pooling is None else f"{extractor}.{pooling}"
 
 
-def load_matrices(config: TuneClassifiersConfig, store: FeatureStore) -> dict[str, FeatureMatrix]:
-    """Media-level matrices of every configured feature set x pooling (fitted poolings are
-    fitted on the train split here, once per feature set)."""
-    labels = LABEL_SPACES.get(config.labels)
-    targets = None
-    if config.task != "classification":
-        targets = read_targets(config.targets, list(config.target_columns))
-    params = {
+def _pooling_params(config: TuneClassifiersConfig) -> dict[str, Any]:
+    return {
         "components": config.pooling_components,
         "clusters": config.pooling_components,
         "window": config.seq_window,
@@ -168,18 +267,67 @@ def load_matrices(config: TuneClassifiersConfig, store: FeatureStore) -> dict[st
         "steps": config.seq_steps,
         "tfidf": config.tfidf,
     }
-    matrices: dict[str, FeatureMatrix] = {}
-    for extractor, pooling in matrix_sources(config, store.extractors()):
-        matrix = load_feature_matrix(
+
+
+def extractor_matrices(
+    config: TuneClassifiersConfig, store: FeatureStore, extractor: str, poolings: list[str | None]
+) -> list[FeatureMatrix]:
+    """The matrices of one extractor, one per pooling in ``poolings`` (None: as stored): a
+    frame-level extractor's frames are read from the store once and pooled every way."""
+    labels = LABEL_SPACES.get(config.labels)
+    targets = None
+    if config.task != "classification":
+        targets = read_targets(config.targets, list(config.target_columns))
+    record = store.extractors().get(extractor)
+    frame_poolings = [p for p in poolings if p is not None and POOLINGS.get(p).source != "text"]
+    sequences = None
+    if record is not None and record.level == "frame" and frame_poolings:
+        sequences = frame_sequences(store, extractor)
+    return [
+        load_feature_matrix(
             store,
             extractor,
             pooling,
             labels,
-            pooling_params=params,
+            pooling_params=_pooling_params(config),
             task=config.task,
             targets=targets,
             seed=config.seed,
+            sequences=sequences,
         )
+        for pooling in poolings
+    ]
+
+
+def _remote_extractor_matrices(
+    config: TuneClassifiersConfig, store: str, extractor: str, poolings: list[str | None]
+) -> list[FeatureMatrix]:
+    return extractor_matrices(config, FeatureStore(store), extractor, poolings)
+
+
+def load_matrices(
+    config: TuneClassifiersConfig, store: FeatureStore, parallel: bool = False
+) -> dict[str, FeatureMatrix]:
+    """Media-level matrices of every configured feature set x pooling (fitted poolings are
+    fitted on the train split here, once per feature set). Each extractor's features are read
+    from the store once, whatever the number of its poolings; with ``parallel`` (a running
+    Ray), each extractor is read and pooled in a Ray task of its own (one CPU each)."""
+    labels = LABEL_SPACES.get(config.labels)
+    by_extractor: dict[str, list[str | None]] = {}
+    for extractor, pooling in matrix_sources(config, store.extractors()):
+        by_extractor.setdefault(extractor, []).append(pooling)
+    if parallel and len(by_extractor) > 1:
+        import ray
+
+        task = ray.remote(num_cpus=1, max_retries=1)(_remote_extractor_matrices)
+        refs = [task.remote(config, store.uri, e, p) for e, p in by_extractor.items()]
+        loaded = [m for found in ray.get(refs) for m in found]
+    else:
+        loaded = [
+            m for e, p in by_extractor.items() for m in extractor_matrices(config, store, e, p)
+        ]
+    matrices: dict[str, FeatureMatrix] = {}
+    for matrix in loaded:
         labelled = matrix.labelled()
         for split in ("train", "val"):
             if not ((matrix.split == split) & labelled).any():
@@ -277,6 +425,8 @@ def _run_search(
         while rung < config.max_epochs:
             checkpoint_epochs.add(rung)
             rung *= 3
+    # The matrices go into Ray's object store once (with_parameters) and every trial reads
+    # them from there: nothing is read from the feature store or pooled inside a trial.
     trainable = tune.with_parameters(
         _trial,
         matrices=matrices,
@@ -285,6 +435,7 @@ def _run_search(
         balance=config.balance,
         checkpoint_epochs=frozenset(checkpoint_epochs),
         search=config,
+        metric=metric,
     )
     trainable = tune.with_resources(trainable, {"cpu": config.cpus_per_trial})
     attempt = sum(name.startswith("attempt-") for name in run.subfolders(experiment)) + 1
@@ -293,7 +444,12 @@ def _run_search(
     # remaining budget is what the ledger lacks.
     with run.local_file(f"{experiment}/optuna.db") as study:
         searcher, samples = None, 1
-        param_space: dict[str, Any] = {"spec": tune.grid_search(pending)}
+        units = (
+            pending if config.search == "optuna" else pack_specs(config, pending, _slots(config))
+        )
+        if len(units) < len(pending):
+            log.info("%d configurations packed into %d Tune trials", len(pending), len(units))
+        param_space: dict[str, Any] = {"spec": tune.grid_search(units)}
         if config.search == "optuna":
             from optuna.storages import RDBStorage
             from ray.tune.search.optuna import OptunaSearch
@@ -338,6 +494,15 @@ def _run_search(
                 tuner.fit()
             finally:
                 run.drop_tune_pickles()
+
+
+def _slots(config: TuneClassifiersConfig) -> int:
+    """Trials that run at once: max_concurrent_trials, else the CPUs Ray has for them."""
+    import ray
+
+    if config.max_concurrent_trials:
+        return config.max_concurrent_trials
+    return max(1, int(ray.cluster_resources().get("CPU", 1) // config.cpus_per_trial))
 
 
 def trials_table(
@@ -400,41 +565,46 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
     store.require()
     labels = LABEL_SPACES.get(config.labels)
     n_classes = len(labels)
-    matrices = load_matrices(config, store)
     run = RunFolder(config.run)
-    held = run.meta().get("classes") if run.exists() else None
-    if held is not None and list(held) != list(labels.classes):
-        raise ConfigError(
-            f"run '{run.root}' holds classes {list(held)}, but labels={config.labels} names "
-            f"{list(labels.classes)}; set labels to the run's label space or use a new run."
+    # What is left to search is known from the matrices' names alone; when trials will run,
+    # Ray starts first and each extractor's matrices are read and pooled in a task of its own.
+    names = dict.fromkeys(matrix_name(*s) for s in matrix_sources(config, store.extractors()))
+    planned = search_state(config, search_specs(config, names), run)
+    searching = bool(planned.pending) and planned.trials_left > 0
+    with ray_session(config.ray) if searching else nullcontext():
+        matrices = load_matrices(config, store, parallel=searching)
+        held = run.meta().get("classes") if run.exists() else None
+        if held is not None and list(held) != list(labels.classes):
+            raise ConfigError(
+                f"run '{run.root}' holds classes {list(held)}, but labels={config.labels} names "
+                f"{list(labels.classes)}; set labels to the run's label space or use a new run."
+            )
+        meta = {
+            "store": store.uri,
+            "labels": config.labels,
+            "classes": list(labels.classes),
+            "task": config.task,
+        }
+        if config.task != "classification":
+            meta["targets"] = list(config.target_columns)
+        run.create(meta)
+        record_run(run, "tune-classifiers", config)
+        specs = search_specs(config, matrices)
+        metric = f"val_{config.metric}"
+        state = search_state(config, specs, run)
+        experiment, done, pending = state.experiment, state.done, state.pending
+        trials_left = state.trials_left
+        ledger = TrialLedger(run.location(f"{experiment}/finished"))
+        log.info(
+            "%d configurations over %d feature set(s): %d done before, %d trial(s) to run",
+            len(specs),
+            len(matrices),
+            len(specs) - len(pending),
+            max(trials_left, 0),
         )
-    meta = {
-        "store": store.uri,
-        "labels": config.labels,
-        "classes": list(labels.classes),
-        "task": config.task,
-    }
-    if config.task != "classification":
-        meta["targets"] = list(config.target_columns)
-    run.create(meta)
-    record_run(run, "tune-classifiers", config)
-    specs = search_specs(config, matrices)
-    metric = f"val_{config.metric}"
-    state = search_state(config, specs, run)
-    experiment, done, pending = state.experiment, state.done, state.pending
-    trials_left = state.trials_left
-    ledger = TrialLedger(run.location(f"{experiment}/finished"))
-    log.info(
-        "%d configurations over %d feature set(s): %d done before, %d trial(s) to run",
-        len(specs),
-        len(matrices),
-        len(specs) - len(pending),
-        max(trials_left, 0),
-    )
-    if pending and trials_left > 0:
-        with ray_session(config.ray):
+        if pending and trials_left > 0:
             _run_search(config, matrices, pending, experiment, ledger, run, n_classes, trials_left)
-        done = ledger.done()
+            done = ledger.done()
     if config.search == "optuna":
         missing = max(0, config.num_samples - _finished(done))
     else:

@@ -10,16 +10,22 @@ from ray.tune import Callback
 
 
 class TrialProgress(Callback):
-    """Calls ``advance(1)`` whenever a trial completes or errors."""
+    """Calls ``advance(n)`` whenever a trial completes or errors: n is 1, or the number of
+    configurations of a packed trial (a list as its ``spec``)."""
 
     def __init__(self, advance: Callable[[int], None]) -> None:
         self._advance = advance
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._advance(1)
+        self._advance(_configurations(trial))
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._advance(1)
+        self._advance(_configurations(trial))
+
+
+def _configurations(trial: Any) -> int:
+    spec = (getattr(trial, "config", None) or {}).get("spec")
+    return len(spec) if isinstance(spec, list) else 1
 
 
 # raypipe takes every trial's scores from the trial itself (its callbacks and stored tables),
