@@ -61,7 +61,6 @@ class FaceSettings:
         return key
 
 
-@lru_cache(maxsize=4)
 def shared_detector(
     min_face_size: int, device: str, detector: str = "mtcnn"
 ) -> MTCNNDetector | RetinaFaceDetector:
@@ -72,6 +71,12 @@ def shared_detector(
         device: torch device ('cpu', 'cuda').
         detector: 'mtcnn' or 'retinaface'.
     """
+    # One cache key however the arguments are spelled (positional, keyword, default).
+    return _detector(int(min_face_size), str(device), detector)
+
+
+@lru_cache(maxsize=4)
+def _detector(min_face_size: int, device: str, detector: str) -> MTCNNDetector | RetinaFaceDetector:
     if detector == "retinaface":
         return RetinaFaceDetector(min_face_size=min_face_size, device=device)
     if detector != "mtcnn":
