@@ -137,6 +137,15 @@ def build_group_data(config: GroupDataConfig, space: LabelSpace) -> GroupData:
         )
     manifest = store.read_manifest().set_index("media_id")
     media = sorted(scene)
+    missing = sorted(set(manifest.index) - set(scene))
+    if missing:
+        log.warning(
+            "group: %d media of the manifest have no %s row (failed or not extracted; e.g. "
+            "%s) and are left out; `raypipe store status` says why.",
+            len(missing),
+            config.scene_extractor,
+            missing[0],
+        )
     face_dim = next((len(v[0]) for v in faces.values()), 0)
     if face_dim == 0:
         raise ConfigError(

@@ -38,7 +38,7 @@ def _sets(*more: str) -> list[str]:
         "data.scene_extractor=scene",
         "data.face_extractor=faces",
         "members=[mean,attention]",
-        "epochs=8",
+        "epochs=6",
         "batch_size=16",
         "hidden=16",
         "dropout=0.0",
@@ -120,7 +120,7 @@ def test_trains_members_and_ensemble_and_resumes(store: str, trained: tuple) -> 
     run_path, summary = trained
     run = RunFolder(str(run_path))
     assert summary["models"] == [*MEMBERS, ENSEMBLE]
-    assert summary["epochs_trained"] == {"mean": 8, "attention": 8}
+    assert summary["epochs_trained"] == {"mean": 6, "attention": 6}
     assert run.meta()["classes"] == ["Positive", "Neutral", "Negative"]
     data = _data(store)
     for name in (*MEMBERS, ENSEMBLE):
