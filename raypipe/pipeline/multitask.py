@@ -211,6 +211,7 @@ def _fit_stage(
         cpus_per_worker=config.cpus_per_worker,
         use_gpu=config.use_gpu,
         max_failures=config.max_failures,
+        epochs=epochs,
     )
 
 

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Files of one epoch checkpoint.
 MODEL_FILE, OPTIMIZER_FILE, PROGRESS_FILE = "model.pt", "optimizer.pt", "progress.json"
+#: Run-relative folder of finished training runs: ``<name>.json`` (the epochs asked for and
+#: the history) and ``<name>.pt`` (the best checkpoint's weights), written when a run ends.
+FINISHED_FOLDER = "trained"
 
 
 def run_name(prefix: str, settings: dict[str, Any]) -> str:
@@ -95,11 +98,24 @@ def fit_run(
     cpus_per_worker: float,
     use_gpu: bool,
     max_failures: int,
+    epochs: int | None = None,
 ) -> tuple[bytes, list[dict[str, Any]]]:
     """Run (or resume) Ray Train run ``name`` of ``worker`` under ``<run>/ray/``; returns the
-    best checkpoint's weights (highest ``val_score``) and the last checkpoint's history."""
+    best checkpoint's weights (highest ``val_score``) and the last checkpoint's history.
+
+    With ``epochs`` (the number the run is asked to reach), a run that already ended for that
+    number is not started again: its weights and history come from ``<run>/trained/``, so a
+    re-run of a finished recipe does no Ray Train work; asked for more epochs, it resumes from
+    its last checkpoint."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    record, weights_file = f"{FINISHED_FOLDER}/{name}.json", f"{FINISHED_FOLDER}/{name}.pt"
+    if epochs is not None and run.has(record) and run.has(weights_file):
+        finished = json.loads(run.read_bytes(record))
+        if finished.get("epochs") == epochs:
+            log.info("training run %s already ended at %d epoch(s); not run again", name, epochs)
+            return run.read_bytes(weights_file), finished["history"]
 
     storage, filesystem = run.ray_storage("ray")
     resources = {"CPU": cpus_per_worker, **({"GPU": 1.0} if use_gpu else {})}
@@ -130,4 +146,7 @@ def fit_run(
         weights = (Path(folder) / MODEL_FILE).read_bytes()
     with result.checkpoint.as_directory() as folder:
         history = json.loads((Path(folder) / PROGRESS_FILE).read_text())["history"]
+    if epochs is not None:
+        run.files.write_bytes(weights_file, weights)
+        run.files.write_bytes(record, json.dumps({"epochs": epochs, "history": history}).encode())
     return weights, history

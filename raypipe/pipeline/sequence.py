@@ -254,6 +254,7 @@ def run_sequence(config: SequenceConfig, epoch_hook: EpochHook | None = None) ->
             cpus_per_worker=config.cpus_per_worker,
             use_gpu=config.use_gpu,
             max_failures=config.max_failures,
+            epochs=config.epochs,
         )
     trained = sum(1 for h in history if h.get("invocation") == invocation)
     model = build_model(config, parts, data)

@@ -118,10 +118,13 @@ def test_trains_predicts_every_frame_and_resumes(
     assert 0.6 < rows[("multitask.expr", "val")]["macro_f1"] <= 1.0
     assert "mean_f1" in rows[("multitask.au", "val")] and "ccc" in rows[("multitask.va", "val")]
 
-    # The same command again resumes both stages after their last epoch: nothing is trained.
+    # The same command again resumes both stages after their last epoch: nothing is trained,
+    # and Ray Train is not started (its run folder is untouched).
+    ray_files = {p: p.stat().st_mtime_ns for p in (run_path / "ray").rglob("*")}
     again = CliRunner().invoke(app, _args(store, annotations, run_path))
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["epochs_trained"] == {"teacher": 0, "student": 0}
+    assert {p: p.stat().st_mtime_ns for p in (run_path / "ray").rglob("*")} == ray_files
     np.testing.assert_allclose(np.stack(run.predictions("multitask.expr")["probs"]), probs)
     # One more teacher epoch (and no student this time): the teacher continues for that
     # epoch only.

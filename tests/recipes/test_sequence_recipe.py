@@ -171,10 +171,13 @@ def test_trains_predicts_every_frame_and_clip_and_resumes(
     assert rows[("sequence.clip", "val")]["level"] == "media"
     assert "mean_f1" in rows[("sequence.au", "val")] and "ccc" in rows[("sequence.va", "val")]
 
-    # The same command again resumes after the last epoch: nothing is trained, same outputs.
+    # The same command again resumes after the last epoch: nothing is trained, same outputs,
+    # and Ray Train is not started (its run folder is untouched).
+    ray_files = {p: p.stat().st_mtime_ns for p in (run_path / "ray").rglob("*")}
     again = CliRunner().invoke(app, _args(store, annotations, run_path))
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["epochs_trained"] == 0
+    assert {p: p.stat().st_mtime_ns for p in (run_path / "ray").rglob("*")} == ray_files
     np.testing.assert_allclose(np.stack(run.predictions("sequence.expr")["probs"]), probs)
     # Two more epochs continue the same training for those epochs only.
     more = CliRunner().invoke(app, _args(store, annotations, run_path, "epochs=17"))
