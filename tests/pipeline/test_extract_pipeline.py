@@ -40,6 +40,17 @@ def extracted(
     return FeatureStore(str(store)), config
 
 
+def _own_copy(extracted, tmp_path: Path) -> tuple[FeatureStore, ExtractConfig]:
+    """A copy of the shared store, for a test that writes to it: the shared one stays as the
+    fixture made it, whichever tests run and in whatever order."""
+    import shutil
+
+    store, config = extracted
+    copy = tmp_path / "store"
+    shutil.copytree(store.root, copy)
+    return FeatureStore(str(copy)), config.model_copy(update={"out": str(copy)})
+
+
 def test_broken_files_fail_with_reasons_and_good_ones_succeed(extracted) -> None:
     store, config = extracted
     status = store.status()
@@ -74,8 +85,8 @@ def test_frames_and_faces_are_recorded(extracted) -> None:
     assert np.stack(ok["features"]).shape[1] == 88 and np.isfinite(np.stack(ok["features"])).all()
 
 
-def test_rerun_recomputes_nothing(extracted) -> None:
-    store, config = extracted
+def test_rerun_recomputes_nothing(extracted, tmp_path: Path) -> None:
+    store, config = _own_copy(extracted, tmp_path)
     before = {p: p.stat().st_mtime_ns for p in Path(store.root).rglob("*.parquet")}
     summary = run_extract(config)
     assert sum(summary.computed.values()) == 0
@@ -86,7 +97,7 @@ def test_rerun_recomputes_nothing(extracted) -> None:
 
 
 def test_changed_config_recomputes_only_that_extractor(extracted, tmp_path: Path) -> None:
-    store, config = extracted
+    store, config = _own_copy(extracted, tmp_path)
     old_audio = store.extractors()["opensmile"].version
     old_face = store.extractors()["face_expression"].version
     changed = config.model_copy(
@@ -126,7 +137,7 @@ def test_new_backbone_checkpoint_recomputes_only_that_extractor(extracted, tmp_p
 
     from raypipe.models.backbones import build_backbone
 
-    store, config = extracted
+    store, config = _own_copy(extracted, tmp_path)
     checkpoints = []
     for seed in (0, 1):
         torch.manual_seed(seed)
