@@ -1,20 +1,28 @@
 """Benchmark of fusion-weight search: candidates scored per second, three ways, one run.
 
     python jobs/benchmark_fusion.py [--media 383] [--models 6] [--candidates 100000]
-        [--naive 2000] [--tune-trials 200]
+        [--naive 2000] [--tune-trials 200] [--missing 0.1]
+
+    # the corpus-size case of issue 15: 10 models x 2,000 media, a missing modality
+    python jobs/benchmark_fusion.py --models 10 --media 2000 --tune-trials 0 --naive 400
 
 On the same synthetic validation predictions (``--models`` models, ``--media`` labelled media,
 7 classes; AFEW's validation split has 383 clips) and the same random weight vectors it times:
 
 - the vectorised scorer (:class:`raypipe.fusion.methods.weighted.CandidateScorer`) on one
-  thread, with one weight per model and per model x class;
+  thread, with one weight per model, per model x class, and per model x class with the first
+  model missing on ``--missing`` of the media (a missing modality);
 - a naive Python loop over the same candidates, one at a time: the reference fusion
   (``weighted_fusion``) then scikit-learn's scores, as the Ray Tune trial does, and the same
   loop with NumPy-only scores;
 - Ray Tune trials of `raypipe fuse` (one weight vector per trial) on an embedded local Ray.
 
-It checks that the vectorised and the naive scores agree, then prints a Markdown table and a
-JSON line. Results are recorded in docs/benchmarks.md.
+It checks that the vectorised and the naive scores agree (the missing-modality scores too, on
+a subset), then prints a Markdown table and, as its last line, one JSON object: the rates of the
+three vectorised rows in candidates per second of wall time and per CPU-second of the process
+(``*_per_cpu_s``: the scorer runs on one thread, so this is per core even on a busy machine),
+the 1-minute load average, and the agreement flag. Results are recorded in docs/benchmarks.md.
+
 """
 
 from __future__ import annotations
@@ -63,11 +71,16 @@ def numpy_macro_f1(labels: np.ndarray, predicted: np.ndarray, n_classes: int) ->
 
 
 def time_rate(work, count: int) -> tuple[float, float, object]:
-    """(seconds, items per second, result) of ``work()`` over ``count`` items."""
-    started = time.perf_counter()
-    result = work()
-    seconds = time.perf_counter() - started
+    """(seconds, items per second, result) of ``work()`` over ``count`` items (wall time)."""
+    seconds, _, result = time_both(work)
     return seconds, count / seconds, result
+
+
+def time_both(work) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds of this process, result) of ``work()``."""
+    started, started_cpu = time.perf_counter(), time.process_time()
+    result = work()
+    return time.perf_counter() - started, time.process_time() - started_cpu, result
 
 
 def tune_rate(probs: np.ndarray, labels: np.ndarray, trials: int) -> tuple[float, float]:
@@ -107,6 +120,9 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=100_000, help="vectorised candidates")
     parser.add_argument("--naive", type=int, default=2000, help="candidates of the naive loops")
     parser.add_argument("--tune-trials", type=int, default=200, help="Ray Tune trials; 0: skip")
+    parser.add_argument(
+        "--missing", type=float, default=0.1, help="share of media the first model misses"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -116,20 +132,27 @@ def main() -> None:
     per_model = rng.random((args.candidates, args.models))
     per_class = rng.random((args.candidates, args.models, args.classes))
     rows = []
+    per_cpu = {}
     with threadpool_limits(1):
         scorer = CandidateScorer(probs, labels, "sum", "macro_f1")
-        scorer.scores(per_model[:1024])  # warm-up
-        seconds, rate, fast = time_rate(lambda: scorer.scores(per_model), len(per_model))
+        scorer.scores(per_model[:1024])  # warm-up (compiles the kernel on a first run)
+        seconds, cpu, fast = time_both(lambda: scorer.scores(per_model))
+        rate = len(per_model) / seconds
+        per_cpu["per_model"] = len(per_model) / cpu
         rows.append(("vectorised, one weight per model", len(per_model), seconds, rate))
-        seconds_c, rate_c, _ = time_rate(lambda: scorer.scores(per_class), len(per_class))
+        seconds_c, cpu, _ = time_both(lambda: scorer.scores(per_class))
+        rate_c = len(per_class) / seconds_c
+        per_cpu["per_class"] = len(per_class) / cpu
         rows.append(("vectorised, one weight per model x class", len(per_class), seconds_c, rate_c))
         holes = probs.copy()
-        holes[0, : args.media // 10] = np.nan  # one model misses 10% of the media
+        holes[0, : int(args.media * args.missing)] = np.nan  # the first model misses some media
         gappy = CandidateScorer(holes, labels, "sum", "macro_f1")
-        seconds_g, rate_g, _ = time_rate(lambda: gappy.scores(per_class), len(per_class))
+        seconds_g, cpu, fast_g = time_both(lambda: gappy.scores(per_class))
+        rate_g = len(per_class) / seconds_g
+        per_cpu["missing_per_class"] = len(per_class) / cpu
         rows.append(
             (
-                "vectorised, per model x class, a model missing on 10% of media",
+                f"vectorised, per model x class, a model missing on {args.missing:.0%} of media",
                 len(per_class),
                 seconds_g,
                 rate_g,
@@ -177,10 +200,17 @@ def main() -> None:
                 rate_rc,
             )
         )
+        slow_g = [
+            classification_scores(labels, weighted_fusion(holes, w, "sum").argmax(1), args.classes)[
+                "macro_f1"
+            ]
+            for w in subset_c
+        ]
     agree = (
         bool(np.array_equal(fast[: args.naive], slow))
         and bool(np.allclose(slow, slow_numpy))
         and bool(np.array_equal(fast_c, slow_c))
+        and bool(np.array_equal(fast_g[: len(subset_c)], slow_g))
     )
     if args.tune_trials:
         seconds_t, rate_t = tune_rate(probs, labels, args.tune_trials)
@@ -201,7 +231,25 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, count, secs, per_second in rows:
         print(f"| {name} | {count} | {secs:.2f} | {per_second:,.0f} | {per_second / rate_r:,.2f} |")
-    print(json.dumps({"agree": agree, "rows": rows}))
+    load = os.getloadavg()[0]
+    summary = {
+        "models": args.models,
+        "media": args.media,
+        "classes": args.classes,
+        "missing": args.missing,
+        "candidates": args.candidates,
+        "candidates_per_s": round(rate),
+        "candidates_per_s_per_class": round(rate_c),
+        "candidates_per_s_missing_per_class": round(rate_g),
+        "candidates_per_cpu_s": round(per_cpu["per_model"]),
+        "candidates_per_cpu_s_per_class": round(per_cpu["per_class"]),
+        "candidates_per_cpu_s_missing_per_class": round(per_cpu["missing_per_class"]),
+        "settled_pairs": scorer.settled + gappy.settled,
+        "load_1min": round(load, 2),
+        "agree": agree,
+        "rows": rows,
+    }
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -94,3 +94,58 @@ def test_bad_rule_or_metric_is_one_clear_sentence() -> None:
         CandidateScorer(probs, labels, rule="max")
     with pytest.raises(ValueError, match="unknown metric 'f2'"):
         CandidateScorer(probs, labels, metric="f2")
+
+
+def _reference_scores(probs, labels, weights, rule, metric, n_classes):
+    return [
+        classification_scores(labels, weighted_fusion(probs, w, rule).argmax(1), n_classes)[metric]
+        for w in weights
+    ]
+
+
+@pytest.mark.parametrize("n_models", [1, 5, 10, 14, 17])
+@pytest.mark.parametrize("rule", ["sum", "product"])
+def test_scores_equal_the_reference_with_missing_members_and_per_class_weights(
+    n_models: int, rule: str
+) -> None:
+    # Several presence patterns (members padded to a multiple of 4 inside the kernel), blocks
+    # that do not divide the candidates, and per-model and per-class weights.
+    rng = np.random.default_rng(n_models)
+    probs = rng.dirichlet(np.ones(7), (n_models, 150))
+    probs[0, :20] = np.nan  # the first member misses 20 media
+    probs[n_models - 1, 10:40] = np.nan  # the last one 30, overlapping
+    labels = rng.integers(0, 7, 150)
+    scorer = CandidateScorer(probs, labels, rule, "macro_f1")
+    for shape in [(300, n_models), (300, n_models, 7)]:
+        weights = rng.random(shape)
+        weights[5] = 0.0  # no weight at all: uniform fusion
+        if len(shape) == 3:
+            weights[6, :, 2] = 0.0  # one class without weight
+        expected = _reference_scores(probs, labels, weights, rule, "macro_f1", 7)
+        np.testing.assert_array_equal(scorer.scores(weights, chunk=128), expected)
+
+
+@pytest.mark.parametrize("rule", ["sum", "product"])
+@pytest.mark.parametrize("per_class", [False, True])
+def test_float32_ties_go_to_the_first_class_as_in_the_reference(rule: str, per_class: bool) -> None:
+    # Class 3 equals class 1 on some media and exceeds it by less than float32 can tell on
+    # others: the reference fusion rounds both to the same float32 and the first maximum
+    # (class 1) wins; the scorer must settle these pairs the same way.
+    rng = np.random.default_rng(7)
+    probs = rng.dirichlet(np.ones(5), (4, 60))
+    probs[:, :, 1] = probs[:, :, 3] = 0.6  # a clear winner pair on every media
+    probs[:, 30:, 3] += 1e-12  # a float64 difference that float32 cannot hold
+    probs[2, :6] = np.nan  # with a missing member
+    labels = np.where(np.arange(60) % 2 == 0, 1, 3)
+    fused = weighted_fusion(probs, np.ones(4), rule)
+    assert (fused.argmax(1) == 1).all()  # the documented rule: first maximum wins
+    weights = rng.random((50, 4, 5) if per_class else (50, 4))
+    if per_class:
+        weights[:, :, 3] = weights[:, :, 1]  # the pair weighted alike, so it stays a tie
+    scorer = CandidateScorer(probs, labels, rule, "accuracy")
+    scores = scorer.scores(weights)
+    np.testing.assert_array_equal(
+        scores, _reference_scores(probs, labels, weights, rule, "accuracy", 5)
+    )
+    assert scorer.settled >= 50 * 60  # every pair was undecided in float32 and settled
+    np.testing.assert_array_equal(scores, 0.5)  # class 1 on every media: half the labels

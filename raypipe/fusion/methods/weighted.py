@@ -1,13 +1,13 @@
-"""Vectorised search of late-fusion weights: many weight vectors scored at once (NumPy, no Ray).
+"""Vectorised search of late-fusion weights: many weight vectors scored at once (no Ray).
 
 A candidate is a weight vector, one weight per model ``(M,)`` or per model and class ``(M, C)``.
-:class:`CandidateScorer` scores a batch of ``K`` candidates in a few matrix products: the fused
-score of every (class, media, candidate) comes from one ``(C*N, M) @ (M, K)`` product (per-model
-weights) or one batched ``(C, N, M) @ (C, M, K)`` product (per-class weights), a running arg-max
-over classes gives the predictions, and per-class hit and prediction counts give accuracy,
-macro-F1 and UAR without a Python loop over candidates. Its scores equal
-``classification_scores(labels, weighted_fusion(...).argmax(1))`` (tests compare them), so the
-search and the stored fusion agree.
+:class:`CandidateScorer` scores blocks of candidates with a compiled float32 kernel
+(:mod:`raypipe.fusion.counting`): weights normalised per presence pattern of the media, one
+weighted sum per (media, class, candidate), a running arg-max over classes, and per-class hit
+and prediction counts from which accuracy, macro-F1 and UAR follow, with no Python per
+candidate. Pairs the float32 sums cannot decide are settled by the reference fusion, so its
+scores equal ``classification_scores(labels, weighted_fusion(...).argmax(1))`` exactly (tests
+compare them) and the search and the stored fusion agree.
 
 :class:`WeightSearch` draws random candidates, then refines the best one by cyclic coordinate
 ascent (each weight in turn set to every value of a grid, the grid scored in one batch), for
@@ -33,6 +33,16 @@ METRIC_NAMES = ("macro_f1", "accuracy", "uar")
 class CandidateScorer:
     """Scores batches of fusion weights on fixed predictions and labels.
 
+    Media are grouped by presence pattern (which members scored them); per pattern, each
+    candidate's weights are normalised per class over the present members up front, so the
+    fused score of every (media, class, candidate) is one float32 weighted sum and no division
+    runs per media. The compiled kernel :func:`raypipe.fusion.counting.count_block` fuses a
+    block of :attr:`block` candidates, takes the arg-max over classes and keeps only counts
+    (predictions and hits per class), from which accuracy, macro-F1 and UAR follow. A
+    (media, candidate) pair whose two best float32 scores are closer than the kernel's error
+    bound is settled by the reference fusion (:func:`weighted_fusion` in float64, rounded to
+    float32, first maximum wins), so the scores equal the reference's exactly, ties included.
+
     Args:
         probs: (M, N, C) probabilities of M models on N labelled media; NaN where a model has
             no prediction for a media.
@@ -41,6 +51,9 @@ class CandidateScorer:
         metric: 'macro_f1', 'accuracy' or 'uar'; macro averages run over the classes present in
             ``labels``, as :func:`raypipe.metrics.classification_scores` does.
     """
+
+    #: Candidates per kernel call (the vectorised innermost axis of the kernel).
+    block = 256
 
     def __init__(
         self, probs: np.ndarray, labels: np.ndarray, rule: str = "sum", metric: str = "macro_f1"
@@ -61,24 +74,34 @@ class CandidateScorer:
         else:
             values = np.nan_to_num(probs, nan=0.0)
         values = values * present[..., None]
-        self._all_present = bool(present.all())
-        # Class-major layouts: per-model weights use one (C*N, M) @ (M, K) product, per-class
-        # weights one batched (C, N, M) @ (C, M, K) product.
-        self._flat = np.ascontiguousarray(
-            values.transpose(2, 1, 0).reshape(-1, self.n_models), dtype=np.float32
-        )  # (C*N, M)
-        self._values_t32 = np.ascontiguousarray(values.transpose(2, 1, 0), dtype=np.float32)
-        self._present_t32 = np.ascontiguousarray(present.T, dtype=np.float32)  # (N, M)
+        # (N, C, M') for the kernel: members padded with zeros to a multiple of 4, at least 8.
+        self._padded = max(8, self.n_models + -self.n_models % 4) - self.n_models
+        padded = np.pad(values.transpose(1, 2, 0), ((0, 0), (0, 0), (0, self._padded)))
+        self._values = np.ascontiguousarray(padded, dtype=np.float32)
+        patterns, index = np.unique(present.T, axis=0, return_inverse=True)
+        self._patterns = patterns.astype(np.float64)  # (P, M): 1 where the member is present
+        self._pattern = np.ascontiguousarray(index.reshape(-1), dtype=np.int64)  # (N,)
+        # What a class scores when its weights over the present members sum to 0 (as
+        # weighted_fusion: uniform for 'sum', a mean log of 0 for 'product').
+        self._empty = 1.0 / self.n_classes if rule == "sum" else 0.0
+        # Bound on the float32 kernel's error: a fused score is a convex combination of M
+        # values of magnitude <= scale, with the weights and values rounded to float32; pairs
+        # closer than twice the bound plus the rounding of the reference's float32 output are
+        # settled by the reference.
+        scale = max(float(np.abs(values).max(initial=0.0)), 1.0)
+        self._tol = float(4 * (self.n_models + 4) * np.finfo(np.float32).eps * scale)
         self._true = np.bincount(self.labels, minlength=self.n_classes).astype(np.float64)
         self._scored = self._true > 0
-        self._onehot = np.eye(self.n_classes, dtype=np.float32)[self.labels]  # (N, C)
+        self.settled = 0  # (media, candidate) pairs settled by the reference so far
 
-    def scores(self, weights: np.ndarray, chunk: int = 512) -> np.ndarray:
-        """(K,) metric of each candidate; ``weights`` is (K, M) or (K, M, C), non-negative."""
+    def scores(self, weights: np.ndarray, chunk: int | None = None) -> np.ndarray:
+        """(K,) metric of each candidate; ``weights`` is (K, M) or (K, M, C), non-negative;
+        ``chunk`` candidates per kernel call (default :attr:`block`)."""
         weights = np.asarray(weights, dtype=np.float64)
+        size = chunk or self.block
         out = np.empty(len(weights), dtype=np.float64)
-        for start in range(0, len(weights), chunk):
-            out[start : start + chunk] = self._score_chunk(weights[start : start + chunk])
+        for start in range(0, len(weights), size):
+            out[start : start + size] = self._score_block(weights[start : start + size])
         return out
 
     def log_likelihood(self, weights: np.ndarray) -> np.ndarray:
@@ -105,65 +128,65 @@ class CandidateScorer:
         top = top[likelihood >= likelihood.max() - 1e-9]
         return int(top[np.argmin(flatness(weights[top]))])
 
-    def predictions(self, weights: np.ndarray) -> np.ndarray:
-        """(N, K) predicted class of every media under every candidate (media-major, so the
-        arg-max over classes runs on contiguous blocks)."""
-        weights = np.asarray(weights, dtype=np.float64)
-        k = len(weights)
-        if weights.ndim == 2:
-            # One weight per model: the normaliser (sum of present weights) is the same for
-            # every class of a media, so it cannot change the arg-max and is skipped. All
-            # classes in one (C*N, M) @ (M, K) product.
-            fused = (self._flat @ weights.T.astype(np.float32)).reshape(self.n_classes, -1, k)
-            return _argmax_classes(list(fused))
-        empty = 1.0 / self.n_classes if self.rule == "sum" else 0.0
-        if self._all_present:
-            # Every model scored every media: the normaliser of class c is the candidate's sum
-            # of class-c weights, so normalised weights give the fused scores directly, all
-            # classes in one batched (C, N, M) @ (C, M, K) product.
-            totals = weights.sum(axis=1)  # (K, C)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                scaled = np.where(totals[:, None, :] > 0, weights / totals[:, None, :], 0.0)
-            fused = np.matmul(self._values_t32, scaled.transpose(2, 1, 0).astype(np.float32))
-            zero = totals.T <= 0  # (C, K)
-            if zero.any():
-                for c, j in zip(*np.nonzero(zero), strict=True):
-                    fused[c, :, j] = empty
-            return _argmax_classes(list(fused))
-        # Some media miss a model: the normaliser (sum of the present models' class-c
-        # weights) varies by media, so it is computed, in the same batched form.
-        w32 = weights.transpose(2, 1, 0).astype(np.float32)  # (C, M, K)
-        fused = np.matmul(self._values_t32, w32)  # (C, N, K)
-        totals = np.matmul(self._present_t32, w32)  # (C, N, K)
+    def _score_block(self, weights: np.ndarray) -> np.ndarray:
+        from raypipe.fusion.counting import count_block  # compiled on first use
+
+        k, n_media, n_classes = len(weights), self.n_media, self.n_classes
+        per_class = weights if weights.ndim == 3 else np.repeat(weights[:, :, None], n_classes, 2)
+        masked = per_class[None] * self._patterns[:, None, :, None]  # (P, K, M, C)
+        totals = masked.sum(axis=2)  # (P, K, C)
         with np.errstate(invalid="ignore", divide="ignore"):
-            np.divide(fused, totals, out=fused)
-        none = totals <= 0
-        if none.any():
-            fused[none] = empty
-        return _argmax_classes(list(fused))
+            scaled = np.where(totals[:, :, None, :] > 0, masked / totals[:, :, None, :], 0.0)
+        scaled = np.pad(scaled, ((0, 0), (0, 0), (0, self._padded), (0, 0)))
+        kernel_weights = np.ascontiguousarray(scaled.transpose(0, 3, 2, 1), dtype=np.float32)
+        bias = np.where(totals > 0, 0.0, self._empty).transpose(0, 2, 1)
+        predicted = np.zeros((n_classes, k), dtype=np.int32)
+        hits = np.zeros((n_classes, k), dtype=np.int32)
+        close = np.empty((3, n_media * k), dtype=np.int64)
+        n_close = count_block(
+            self._values,
+            self._pattern,
+            self.labels,
+            kernel_weights,
+            np.ascontiguousarray(bias, dtype=np.float32),
+            self._tol,
+            predicted,
+            hits,
+            close[0],
+            close[1],
+            close[2],
+        )
+        if n_close:
+            self._settle(weights, predicted, hits, close[:, :n_close])
+        return metric_from_counts(
+            hits.T.astype(np.float64),
+            predicted.T.astype(np.float64),
+            self._true,
+            self._scored,
+            self.metric,
+        )
 
-    def _score_chunk(self, weights: np.ndarray) -> np.ndarray:
-        predicted = self.predictions(weights)  # (N, K)
-        k, n_classes = len(weights), self.n_classes
-        offsets = (np.arange(k) * n_classes)[None, :]
-        counted = np.bincount((predicted + offsets).ravel(), minlength=k * n_classes)
-        counted = counted.reshape(k, n_classes).astype(np.float64)
-        # Hits per (candidate, true class) as one product with the labels' one-hot matrix.
-        hits = (predicted == self.labels[:, None]).astype(np.float32)
-        tp = (hits.T @ self._onehot).astype(np.float64)
-        return metric_from_counts(tp, counted, self._true, self._scored, self.metric)
-
-
-def _argmax_classes(columns: list[np.ndarray]) -> np.ndarray:
-    """Arg-max over a list of C same-shape arrays, the first maximum winning (as ``np.argmax``)."""
-    best = np.zeros(columns[0].shape, dtype=np.int64)
-    best_value = columns[0].copy()
-    better = np.empty(best.shape, dtype=bool)
-    for c, value in enumerate(columns[1:], start=1):
-        np.greater(value, best_value, out=better)
-        np.copyto(best, c, where=better)
-        np.maximum(best_value, value, out=best_value)
-    return best
+    def _settle(
+        self, weights: np.ndarray, predicted: np.ndarray, hits: np.ndarray, close: np.ndarray
+    ) -> None:
+        """Replace the kernel's predictions of undecided (media, candidate) pairs, given as
+        rows media, candidate, kernel class of ``close``, by the reference fusion's, in the
+        (C, K) counts."""
+        media, candidate, guessed = close
+        order = np.argsort(candidate, kind="stable")
+        media, candidate, guessed = media[order], candidate[order], guessed[order]
+        reference = np.empty_like(guessed)
+        starts = np.flatnonzero(np.r_[True, candidate[1:] != candidate[:-1]])
+        for start, stop in zip(starts, np.r_[starts[1:], len(candidate)], strict=True):
+            subset = self._probs[:, media[start:stop]]
+            fused = weighted_fusion(subset, weights[candidate[start]], self.rule)
+            reference[start:stop] = fused.argmax(axis=1)
+        truth = self.labels[media]
+        np.subtract.at(predicted, (guessed, candidate), 1)
+        np.add.at(predicted, (reference, candidate), 1)
+        np.add.at(hits, (truth, candidate), (reference == truth).astype(np.int32))
+        np.subtract.at(hits, (truth, candidate), (guessed == truth).astype(np.int32))
+        self.settled += len(media)
 
 
 def metric_from_counts(
