@@ -56,7 +56,16 @@ def test_fusion_is_never_worse_than_its_members_on_val(run_folder: Path) -> None
     assert val["fused.weighted"] >= max(val[m] for m in record["members"]) - 1e-9
 
 
-def test_report_files_and_cli_json(run_folder: Path) -> None:
+def _own_copy(run_folder: Path, tmp_path: Path) -> Path:
+    """A copy of the shared run, for a test that writes to it (the report, a fusion): the
+    shared one stays as the fixture made it, whichever tests run and in whatever order."""
+    import shutil
+
+    return Path(shutil.copytree(run_folder, tmp_path / "run"))
+
+
+def test_report_files_and_cli_json(run_folder: Path, tmp_path: Path) -> None:
+    run_folder = _own_copy(run_folder, tmp_path)
     path = Path(write_report(RunFolder(run_folder)))
     text = path.read_text()
     assert "fused.weighted" in text and "gap" in text and "val_cv_macro_f1" in text
@@ -75,6 +84,7 @@ def test_report_files_and_cli_json(run_folder: Path) -> None:
     assert any(r["model"].startswith("fused") for r in rows)
 
 
-def test_fuse_with_unknown_model_is_a_clear_error(run_folder: Path) -> None:
+def test_fuse_with_unknown_model_is_a_clear_error(run_folder: Path, tmp_path: Path) -> None:
+    run_folder = _own_copy(run_folder, tmp_path)
     with pytest.raises(ConfigError, match=r"nope.*known"):
         run_fuse(FuseConfig(run=run_folder, models=["nope", "opensmile.logreg"]))
