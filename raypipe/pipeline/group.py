@@ -7,7 +7,8 @@ the training images and puts them in Ray's object store. Each member (``members`
 are merged, ``mean``, ``attention`` or ``context_attention``) is one Ray Train run
 (:func:`raypipe.pipeline.recipe_runs.fit_run`, named by a hash of the settings that change
 its learning and the merge), reporting val accuracy with a checkpoint every epoch; the same
-command again resumes after the last epoch, a lost worker resumes from the last checkpoint.
+command again resumes after the last epoch (a member that ended for the epochs asked is read
+from ``RUN/trained/`` without Ray Train), a lost worker resumes from the last checkpoint.
 
 From each member's best checkpoint the driver predicts every image, chooses the ensemble
 weights on val (:func:`raypipe.recipes.group.ensemble_weights`) and writes models
@@ -214,6 +215,7 @@ def run_group(config: GroupConfig, epoch_hook: EpochHook | None = None) -> Group
                 cpus_per_worker=config.cpus_per_worker,
                 use_gpu=config.use_gpu,
                 max_failures=config.max_failures,
+                epochs=config.epochs,
             )
             history = members[merge][1]
             trained[merge] = sum(1 for h in history if h.get("invocation") == invocation)

@@ -144,21 +144,26 @@ def test_trains_members_and_ensemble_and_resumes(store: str, trained: tuple) -> 
             summary["scores"][name]["test"]["accuracy"]
         )
 
-    # The same command again resumes each member after its last epoch: nothing is trained.
+    # The same command again resumes each member after its last epoch: nothing is trained,
+    # and Ray Train is not started (its run folder is untouched).
     ensemble = np.stack(run.predictions(ENSEMBLE)["probs"])
+    ray_files = {p: p.stat().st_mtime_ns for p in (run_path / "ray").rglob("*")}
     again = CliRunner().invoke(app, _args(store, run_path))
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["epochs_trained"] == {"mean": 0, "attention": 0}
+    assert {p: p.stat().st_mtime_ns for p in (run_path / "ray").rglob("*")} == ray_files
     np.testing.assert_allclose(np.stack(run.predictions(ENSEMBLE)["probs"]), ensemble)
     assert pickled_files(run_path) == []
 
 
-def _independent_weights(val: list[np.ndarray], labels: np.ndarray) -> tuple[float, float]:
-    """Weights (w, 1 - w), w in 0, 0.1, ..., 1, whose weighted mean of the two members'
+def _independent_weights(
+    val: list[np.ndarray], labels: np.ndarray, steps: int = 10
+) -> tuple[float, float]:
+    """Weights (w, 1 - w), w in 0, 1/steps, ..., 1, whose weighted mean of the two members'
     probabilities has the best accuracy, then the lowest log-loss, then the smallest w."""
     best: tuple[float, float, float] | None = None
-    for step in range(11):
-        w = step / 10
+    for step in range(steps + 1):
+        w = step / steps
         fused = w * val[0].astype(np.float64) + (1 - w) * val[1].astype(np.float64)
         accuracy = float(np.mean(fused.argmax(1) == labels))
         loss = float(-np.mean(np.log(fused[np.arange(len(labels)), labels])))
@@ -192,6 +197,17 @@ def test_ensemble_weights_match_an_independent_search(store: str, trained: tuple
         expected[0] * everything[0] + expected[1] * everything[1],
         atol=1e-6,
     )
+    # Another weight grid retrains nothing (Ray Train is not started) and searches that grid.
+    ray_files = {p: p.stat().st_mtime_ns for p in (run_path / "ray").rglob("*")}
+    try:
+        coarse = CliRunner().invoke(app, _args(store, run_path, "weight_step=0.5"))
+        assert coarse.exit_code == 0, coarse.output
+        assert json.loads(coarse.stdout)["epochs_trained"] == {"mean": 0, "attention": 0}
+        halves = _independent_weights(probs, labels, steps=2)
+        np.testing.assert_allclose(run.load_model(ENSEMBLE)["member_weights"], halves, atol=1e-9)
+        assert {p: p.stat().st_mtime_ns for p in (run_path / "ray").rglob("*")} == ray_files
+    finally:  # the module's run back as the fixture made it
+        CliRunner().invoke(app, _args(store, run_path))
 
 
 @pytest.mark.integration
