@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from raypipe.cli import app
+from raypipe.labels import LABEL_SPACES
 from raypipe.media.datasets import DATASET_FORMATS
 from raypipe.media.manifest import load_manifest
 
@@ -36,6 +38,20 @@ def test_convert_writes_the_manifest_and_lists_what_was_left_out(tmp_path: Path)
     )
     valid, issues = load_manifest(out, DATASET_FORMATS.get("gaf").convert(root, None).label_space())
     assert issues == [] and sorted(valid["label"]) == ["Negative", "Positive"]
+
+
+def test_a_relative_source_folder_finds_every_media(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _gaf(tmp_path / "gaf")
+    monkeypatch.chdir(tmp_path)  # as a user runs it: `raypipe dataset convert gaf ...`
+    result = CliRunner().invoke(
+        app, ["dataset", "convert", "gaf", "--format", "gaf", "--out", "m.csv"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith("wrote 2 media to m.csv")
+    valid, issues = load_manifest(tmp_path / "m.csv", LABEL_SPACES.get("gaf"))
+    assert issues == [] and sorted(valid["path"].map(Path).map(Path.is_file)) == [True, True]
 
 
 def test_convert_json(tmp_path: Path) -> None:

@@ -115,10 +115,12 @@ def convert_dataset(
     if name not in DATASET_FORMATS:
         raise ConfigError(f"{DATASET_FORMATS.unknown_message(name)}; pick one with --format.")
     entry = DATASET_FORMATS.get(name)
-    source = Path(source)
-    if not source.exists():
+    if not Path(source).exists():
         raise ManifestError(f"Dataset folder '{source}' does not exist; check the path.")
-    media_root = Path(media) if media is not None else None
+    # Absolute from here on: the formats build paths under both, and a manifest's relative
+    # paths are read from the manifest's own folder, not the working directory.
+    source = Path(source).resolve()
+    media_root = Path(media).resolve() if media is not None else None
     if media_root is not None and not media_root.is_dir():
         raise ManifestError(f"Media folder '{media_root}' does not exist; check --media.")
     return entry.convert(source, media_root)
