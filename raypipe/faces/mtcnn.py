@@ -19,7 +19,10 @@ transposed images): facenet-pytorch folded the transposition into the conv kerne
 are fed in the ordinary ``(N, 3, H, W)`` RGB layout, but the dense layers of RNet and ONet expect
 the conv features flattened in ``(W, H, C)`` order, hence the ``permute(0, 3, 2, 1)`` before
 flattening. Pixels are normalised as ``(x - 127.5) * 0.0078125``; channel 1 of the softmax is
-"face". Crops that leave the frame are zero-padded as in the original MTCNN.
+"face". Crops that leave the frame are zero-padded as in the original MTCNN (facenet-pytorch
+cuts them at the frame's edge instead, so faces touching the edge can differ slightly); for
+faces inside the frame, boxes, landmarks and scores equal facenet-pytorch's own
+implementation's (tests/faces/test_mtcnn.py runs it from the pinned wheel).
 
 All coordinates returned are in pixels of the input frame, 0-based, with ``x`` horizontal:
 a box ``(x1, y1, x2, y2)`` covers ``frame[int(y1):int(y2), int(x1):int(x2)]``.
