@@ -26,6 +26,20 @@ FRAME_DEMO_RECIPES: tuple[str, ...] = ("multitask",)
 _TASK_SCORE = {"classification": "macro_f1", "multilabel": "mean_f1", "regression": "ccc"}
 
 
+def demo_extract_config(config: DemoConfig, manifest: Path, store: str) -> ExtractConfig:
+    """The extraction the clip demo runs: the default extractors but openSMILE LLDs and
+    Whisper encoder states, which its classifiers do not read (left out to keep it short)."""
+    return ExtractConfig.model_validate(
+        {
+            "manifest": manifest,
+            "out": store,
+            "ray": config.ray,
+            "opensmile_lld": {"enabled": False},
+            "whisper_embedding": {"enabled": False},
+        }
+    )
+
+
 def run_demo(config: DemoConfig) -> tuple[Path, list[str]]:
     """Generate the demo set, extract, tune classifiers, fuse and report.
 
@@ -51,18 +65,7 @@ def run_demo(config: DemoConfig) -> tuple[Path, list[str]]:
     store = str(out / "store")
     run = out / "run"
     with ray_session(config.ray):
-        # The demo's classifiers read faces, openSMILE functionals and transcript embeddings;
-        # the extractors they do not read are left out to keep the demo short.
-        extract = ExtractConfig.model_validate(
-            {
-                "manifest": manifest,
-                "out": store,
-                "ray": config.ray,
-                "opensmile_lld": {"enabled": False},
-                "whisper_embedding": {"enabled": False},
-            }
-        )
-        summary = run_extract(extract)
+        summary = run_extract(demo_extract_config(config, manifest, store))
         log.info("extract: %s", summary.line())
         best = run_tune_classifiers(
             TuneClassifiersConfig(store=store, run=run, seed=config.seed, ray=config.ray)
