@@ -2,6 +2,7 @@
 backends on the same audio.
 
     python jobs/benchmark_audio.py --seconds 60
+    python jobs/benchmark_audio.py --memory-minutes 10,60   # openSMILE functionals' memory
 
 Speaks clear English sentences with espeak-ng (pauses between them) into a WAV of --seconds,
 then times, on one process and the same signal: the demux, each audio/text extractor (a fresh
@@ -12,6 +13,13 @@ vocabulary, so compute per step is the same; its text is meaningless, so its dec
 capped at the number of tokens faster-whisper emitted). The real-time factor is processing
 seconds per second of audio (below 1: faster than real time). Prints a Markdown table and a
 JSON line for docs/benchmarks.md.
+
+With ``--memory-minutes``, it measures instead the peak resident memory that openSMILE
+functionals (eGeMAPSv02) add on tracks of those lengths (the same sentences, repeated), each in
+a fresh interpreter with the track already loaded: one ``Smile.process_signal`` call on the
+whole track (up to ``--memory-one-call-max`` minutes, default 20) against raypipe's
+``OpenSmileExtractor.functionals`` (streamed input, parts of at most 5 minutes), and prints a
+table and a JSON line.
 """
 
 import argparse
@@ -62,6 +70,50 @@ def timed(fn, repeat: int = 1) -> float:
     return best
 
 
+# Peak memory of one functionals computation, in a fresh interpreter (ru_maxrss: this work only).
+MEMORY_PROBE = """
+import json, resource, sys, time, warnings
+import numpy as np, soundfile as sf
+from raypipe.extractors.audio.opensmile_functionals import OpenSmileExtractor
+extractor = OpenSmileExtractor()
+extractor.functionals(np.zeros(16000, np.float32) + 0.01)  # warm-up: openSMILE loaded
+signal = sf.read(sys.argv[1], dtype="float32")[0]
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+start = time.process_time()
+if sys.argv[2] == "one_call":
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = extractor._smile.process_signal(signal, 16000).to_numpy()
+else:
+    values = extractor.functionals(signal)
+print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base,
+                  "cpu_s": time.process_time() - start,
+                  "finite": bool(np.isfinite(values).all())}))
+"""
+
+
+def memory_rows(minutes: list[float], folder: Path, one_call_max: float) -> list[dict]:
+    """Peak memory growth (MB) and CPU seconds of openSMILE functionals per track length."""
+    import subprocess
+    import sys
+
+    rows = []
+    for length in minutes:
+        wav = folder / f"speech-{length:g}min.wav"
+        sf.write(str(wav), speech_track(60 * length), 16000, subtype="PCM_16")
+        # One call only up to one_call_max minutes (it grows by about 24 MB per minute).
+        for mode in ("one_call", "raypipe") if length <= one_call_max else ("raypipe",):
+            out = subprocess.run(
+                [sys.executable, "-c", MEMORY_PROBE, str(wav), mode],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append({"minutes": length, "path": mode, **result,
+                         "load_1min": os.getloadavg()[0]})  # fmt: skip
+        wav.unlink()
+    return rows
+
+
 def random_openai_tiny_en(folder: Path) -> Path:
     """openai-whisper checkpoint with tiny.en's dimensions and random weights."""
     import torch
@@ -80,8 +132,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the audio")
     parser.add_argument("--threads", type=int, default=1, help="model threads (both backends)")
+    parser.add_argument(
+        "--memory-minutes",
+        default="",
+        help="comma-separated track lengths (minutes): measure openSMILE functionals' memory",
+    )
+    parser.add_argument(
+        "--memory-one-call-max",
+        type=float,
+        default=20.0,
+        help="longest track (minutes) measured with one process_signal call too; 0: none",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.memory_minutes:
+        folder = Path(tempfile.mkdtemp(prefix="raypipe-bench-audio-"))
+        minutes = [float(m) for m in args.memory_minutes.split(",")]
+        rows = memory_rows(minutes, folder, args.memory_one_call_max)
+        print("| minutes | path | peak memory added (MB) | CPU s | load |\n|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['minutes']:g} | {r['path']} | {r['peak_mb']:.1f} | {r['cpu_s']:.1f} | "
+                  f"{r['load_1min']:.1f} |")  # fmt: skip
+        print(json.dumps({"opensmile_memory": rows}))
+        return
     import torch
 
     torch.set_num_threads(args.threads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import opensmile
 import pytest
 
-from raypipe.extractors.audio.opensmile_functionals import OpenSmileExtractor
+from raypipe.extractors.audio.opensmile_functionals import OpenSmileExtractor, stream_functionals
 from raypipe.extractors.audio.opensmile_lld import OpenSmileLldExtractor
 from raypipe.media.audio import load_audio
 from raypipe.media.context import MediaContext
@@ -88,3 +89,40 @@ def test_long_tracks_in_blocks_match_one_call(speech_wavs) -> None:
     np.testing.assert_allclose(starts, direct.index.get_level_values("start").total_seconds())
     np.testing.assert_allclose(ends, direct.index.get_level_values("end").total_seconds())
     np.testing.assert_allclose(values, direct.to_numpy(np.float32), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("feature_set", ["eGeMAPSv02", "ComParE_2016"])
+def test_streamed_functionals_equal_one_call_on_the_whole_track(
+    speech_wavs, feature_set: str
+) -> None:
+    # 27 s: more blocks than the input ring holds, and a last partial block.
+    speech = load_audio(speech_wavs[2][0])
+    signal = np.tile(speech, int(np.ceil(27 * 16000 / len(speech))))[: 27 * 16000 + 123]
+    got = stream_functionals(OpenSmileExtractor(feature_set=feature_set)._smile, signal)
+    expected = _direct(signal, feature_set, opensmile.FeatureLevel.Functionals).to_numpy()
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_tracks_longer_than_a_chunk_are_the_length_weighted_mean_of_equal_parts(
+    speech_wavs,
+) -> None:
+    speech = load_audio(speech_wavs[2][0])
+    signal = np.tile(speech, int(np.ceil(25 * 16000 / len(speech))))[: 25 * 16000]
+    extractor = OpenSmileExtractor(feature_set="eGeMAPSv02")
+    assert extractor.functionals(signal).shape == (extractor.dim,)
+    extractor.chunk_s = 10.0  # 25 s -> three parts of 8.33 s
+    got = extractor.functionals(signal)
+    bounds = np.linspace(0, len(signal), 4).astype(int)
+    parts = [
+        _direct(signal[a:b], "eGeMAPSv02", opensmile.FeatureLevel.Functionals).to_numpy()[0]
+        for a, b in itertools.pairwise(bounds)
+    ]
+    expected = np.average(np.stack(parts), axis=0, weights=np.diff(bounds))
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-6, atol=1e-6)
+    # The documented difference: not the whole track's functionals, but close to them for
+    # means of a stationary signal (a repeated sentence here).
+    whole = _direct(signal, "eGeMAPSv02", opensmile.FeatureLevel.Functionals).iloc[0]
+    names = extractor.feature_names
+    loudness = names.index("loudness_sma3_amean")
+    assert not np.array_equal(got, whole.to_numpy(np.float32))
+    assert abs(got[loudness] - whole.iloc[loudness]) < 0.05 * abs(whole.iloc[loudness])

@@ -21,7 +21,9 @@ PINNED = {
     "face_hog": "eedba2a8af",
     "face_lbp": "cc79e8cdc4",
     "face_tracks": "c6c1e7fe91",
-    "opensmile": "2d08755afb",
+    # opensmile: becd47ebb2 since tracks over 5 min are functionals of equal parts (was
+    # 2d08755afb; shorter tracks give the same values, docs/extractors.md).
+    "opensmile": "becd47ebb2",
     "opensmile_lld": "1e0a756361",
     "text_embedding": "03bdfb6b7c",
     "vad": "d8e2d34eb5",
