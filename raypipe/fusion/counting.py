@@ -18,12 +18,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-#: Below every fused score (a finite value: the kernel may assume no infinities).
+#: Below every fused score; finite, so that best - runner-up stays finite with one class.
 _LOWEST = np.float32(-3.0e38)
 
 
-#: Floating-point liberties of the kernel: contraction to FMA only (no assumption that
-#: values are finite is needed, none is made).
+#: Floating-point liberties of the kernel: multiply-adds may be fused and signed zeros and
+#: reciprocals relaxed; no reassociation and no assumption that values are finite. The
+#: error bound of the caller (CandidateScorer) covers these roundings.
 _FLAGS = {"contract", "nsz", "arcp"}
 
 
