@@ -7,7 +7,9 @@ Writes a synthetic feature store (three frame-level feature sets of 64, 48 and 9
 7 classes, 12 frames per media) into a temporary folder, then runs the same search in one
 process: first a naive loop (a plain Python for-loop that loads the matrices and fits every
 configuration with its predictions, one after another), then `raypipe tune-classifiers` on
-Ray (one CPU per trial) at each --concurrency, a fresh run folder each so nothing is resumed.
+Ray (one CPU per trial; short configurations packed several to a trial unless
+--set configs_per_trial=1) at each --concurrency, a fresh run folder each so nothing is
+resumed.
 Both fit 3 feature sets x 3 poolings (mean, pct, fisher) x 4 classifiers (logreg, linsvc, rf,
 lightgbm) x 2 parameter values = 72 configurations with the same code (raypipe.classify.fit).
 Prints a Markdown table and a JSON line for docs/benchmarks.md.
