@@ -44,6 +44,41 @@ def test_aligned_crop_puts_landmarks_on_the_template(size: int) -> None:
     assert crop[..., 0].mean() < 60  # the rest stays dark
 
 
+#: The published five-point layout of 112x112 face-recognition crops, (x, y) pixels, in MTCNN's
+#: landmark order (the face's left eye is on the image's left), written out here rather than read
+#: from raypipe so a template or order error in the code fails this test.
+LAYOUT_112 = {
+    "left eye": ((38.2946, 51.6963), (255, 0, 0)),
+    "right eye": ((73.5318, 51.5014), (0, 255, 0)),
+    "nose": ((56.0252, 71.7366), (0, 0, 255)),
+    "mouth left": ((41.5493, 92.3655), (255, 255, 0)),
+    "mouth right": ((70.7299, 92.2041), (0, 255, 255)),
+}
+
+
+def test_each_landmark_lands_on_its_own_template_point() -> None:
+    """An upright face 1.5x the template's size, each of its five points painted its own
+    colour: after alignment each colour sits on its own template point (by hand: the similarity
+    is a scale of 1/1.5 and a shift, no rotation), so swapped or reordered points fail."""
+    frame = np.zeros((240, 320, 3), np.uint8)
+    landmarks = []
+    for (x, y), colour in LAYOUT_112.values():
+        fx, fy = 1.5 * x + 50.0, 1.5 * y + 30.0
+        landmarks.append((fx, fy))
+        cx, cy = round(fx), round(fy)
+        frame[cy - 3 : cy + 4, cx - 3 : cx + 4] = colour
+    crop = align_faces(frame[None], np.array([0]), np.array(landmarks)[None], 112)[0].astype(int)
+    rows, cols = np.mgrid[0:112, 0:112]
+    for name, ((x, y), colour) in LAYOUT_112.items():
+        on = np.array(colour) > 0
+        mask = (crop[..., on] > 100).all(-1) & (crop[..., ~on] < 50).all(-1)
+        assert mask.sum() >= 4, f"the {name} colour is missing from the aligned crop"
+        centre = (cols[mask].mean(), rows[mask].mean())
+        assert np.hypot(centre[0] - x, centre[1] - y) < 1.5, (
+            f"the {name} lands at ({centre[0]:.1f}, {centre[1]:.1f}), not ({x:.1f}, {y:.1f})"
+        )
+
+
 def test_alignment_undoes_in_plane_rotation_of_a_real_face() -> None:
     from skimage import data
     from skimage.transform import rotate
