@@ -1,4 +1,5 @@
-"""Shared fixtures: one local Ray per test session, sized for a 2-core machine."""
+"""Shared fixtures: one local Ray per test session (per pytest worker: the suite runs on two,
+pyproject's addopts), sized for a 2-core machine."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def _raypipe_logging_reset() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
-    """Start one local Ray (2 CPUs, small object store) for the whole session."""
+    """Start one local Ray (2 CPUs, small object store) for the whole session of this
+    pytest worker."""
     import ray
 
     if not ray.is_initialized():
