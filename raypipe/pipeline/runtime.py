@@ -49,6 +49,9 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         cpus = config.num_cpus or os.cpu_count() or 1
         log.info("starting an embedded local Ray with %d CPU(s) on %s", cpus, LOOPBACK)
         create_private_token()
+        # The embedded Ray stays on this machine: Ray's usage statistics (which also probe
+        # the cloud metadata address 169.254.169.254) are off unless the user turned them on.
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         with _loopback_node():
             # "local" always starts a new Ray: without it ray.init joins the cluster a
             # `ray start` on this machine recorded in /tmp/ray/ray_current_cluster.
