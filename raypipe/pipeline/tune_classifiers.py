@@ -35,7 +35,7 @@ from raypipe.classify.targets import read_targets
 from raypipe.classify.trial_spec import TrialSpec
 from raypipe.config import TuneClassifiersConfig
 from raypipe.errors import ConfigError, SearchError
-from raypipe.labels import LABEL_SPACES
+from raypipe.labels import LABEL_SPACES, LabelSpace
 from raypipe.pipeline.progress import progress_bar
 from raypipe.pipeline.provenance import record_run
 from raypipe.pipeline.runtime import ray_session
@@ -342,12 +342,7 @@ def load_matrices(
         train_classes = set(matrix.y[train].tolist()) if classification else set()
         if classification and len(train_classes) < 2:
             names = ", ".join(labels.classes[int(c)] for c in sorted(train_classes))
-            raise ConfigError(
-                f"Feature set '{matrix.name}' has labelled train media of one class only "
-                f"({names}) in store '{store.uri}'; a classifier needs at least two: label "
-                "train media of other classes in the manifest, then re-run `raypipe "
-                "extract` with it (only the store's manifest changes)."
-            )
+            raise _one_class(matrix.name, names, store.uri)
         matrices[matrix.name] = matrix
     return matrices
 
@@ -556,6 +551,28 @@ def search_specs(
     return specs
 
 
+def _check_train_classes(store: FeatureStore, labels: LabelSpace, name: str) -> None:
+    """Before Ray starts: the store's manifest must label train media of two classes at least,
+    or no feature set can train (the same error the loaded matrices give, for ``name``)."""
+    manifest = store.read_manifest()
+    if "split" not in manifest or "label" not in manifest:
+        return  # the matrices' own checks name what is missing
+    train = manifest.loc[manifest["split"] == "train", "label"].dropna()
+    classes = {c for c in (labels.canonical(v) for v in train) if c is not None}
+    if len(classes) == 1:
+        raise _one_class(name, ", ".join(classes), store.uri)
+
+
+def _one_class(name: str, classes: str, store: str) -> ConfigError:
+    """The error of a feature set whose labelled train media hold one class only."""
+    return ConfigError(
+        f"Feature set '{name}' has labelled train media of one class only ({classes}) in "
+        f"store '{store}'; a classifier needs at least two: label train media of other "
+        "classes in the manifest, then re-run `raypipe extract` with it (only the store's "
+        "manifest changes)."
+    )
+
+
 def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
     """Search (or resume the search), store every trial's predictions and the best model of
     each (feature set, classifier) with its predictions; return the table of those best
@@ -569,6 +586,8 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
     # What is left to search is known from the matrices' names alone; when trials will run,
     # Ray starts first and each extractor's matrices are read and pooled in a task of its own.
     names = dict.fromkeys(matrix_name(*s) for s in matrix_sources(config, store.extractors()))
+    if names and config.task == "classification":
+        _check_train_classes(store, labels, next(iter(names)))
     planned = search_state(config, search_specs(config, names), run)
     searching = bool(planned.pending) and planned.trials_left > 0
     with ray_session(config.ray) if searching else nullcontext():

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from raypipe.config import DemoConfig
@@ -73,8 +75,11 @@ def _rows(store: FeatureStore, extractor: str, media: set[str]) -> dict[str, pd.
     version = store.extractors()[extractor].version
     tables = {}
     for level in ("media", "frames"):
-        table = store.read_level(level, extractor, version).to_pandas()
-        table = table[table["media_id"].isin(media)].drop(columns=TIMING, errors="ignore")
+        # Filtered in Arrow before pandas: a column with nulls elsewhere (failed media) would
+        # otherwise become float in one store and stay int in the other.
+        table = store.read_level(level, extractor, version)
+        table = table.filter(pc.is_in(table["media_id"], pa.array(sorted(media)))).to_pandas()
+        table = table.drop(columns=TIMING, errors="ignore")
         for column in table.columns:
             if table[column].map(lambda v: hasattr(v, "__len__") and not isinstance(v, str)).any():
                 table[column] = table[column].map(lambda v: None if v is None else tuple(v))
