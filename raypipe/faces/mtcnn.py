@@ -192,8 +192,12 @@ def weight_paths() -> dict[str, Path]:
     return {name: weight_file(target) for name, target in WEIGHT_FILES.items()}
 
 
-def load_net(net: nn.Module, path: Path, device: str | torch.device = "cpu") -> nn.Module:
+def load_net(
+    net: nn.Module, path: Path, device: str | torch.device = "cpu", what: str = "MTCNN"
+) -> nn.Module:
     """Load a state dict from ``path`` into ``net`` (strictly), move it to ``device``, eval mode.
+    ``what`` names the weights in errors (the MTCNN stages, RetinaFace). Names saved from
+    ``nn.DataParallel`` (prefixed ``module.``) are read as the plain names.
 
     Raises:
         WeightsError: the file cannot be read or its tensors do not match the network.
@@ -202,19 +206,20 @@ def load_net(net: nn.Module, path: Path, device: str | torch.device = "cpu") -> 
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise WeightsError(
-            f"Cannot read MTCNN weights '{path}' ({exc}); extract them again with "
+            f"Cannot read {what} weights '{path}' ({exc}); extract them again with "
             f"`{FETCH_COMMAND}`."
         ) from exc
     if not isinstance(state, dict):
         raise WeightsError(
-            f"MTCNN weights '{path}' hold a {type(state).__name__}, not a state dict; extract "
+            f"{what} weights '{path}' hold a {type(state).__name__}, not a state dict; extract "
             f"them again with `{FETCH_COMMAND}`."
         )
+    state = {k.removeprefix("module."): v for k, v in state.items()}
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise WeightsError(
-            f"MTCNN weights '{path}' do not match {type(net).__name__}: {exc}"
+            f"{what} weights '{path}' do not match the network ({type(net).__name__}): {exc}"
         ) from exc
     return net.to(device).eval()
 

