@@ -25,6 +25,13 @@ os.environ.setdefault(
 )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules marked ``slow`` first, in collection order, then the rest: the longest files
+    start while the other worker works through the short ones, so both finish at about the
+    same time (addopts keep xdist from reordering files by their number of tests)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _raypipe_logging_reset() -> Iterator[None]:
     """Undo what a CLI call made in-process leaves behind: its own handler on the ``raypipe``

@@ -17,7 +17,7 @@ from raypipe.store.feature_store import FeatureStore
 from raypipe.store.run_folder import RunFolder
 from raypipe.store.transcripts import load_transcripts
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_vocabulary_comes_from_the_train_split_only(demo_store: str) -> None:

@@ -20,7 +20,7 @@ from raypipe.store.feature_store import FeatureStore
 from raypipe.store.run_folder import RunFolder
 from tests.classify.synthetic import make_store
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SETS = ("face_sim", "voice_sim", "words_sim")
 

@@ -22,7 +22,7 @@ from raypipe.store.feature_store import FeatureStore
 from tests.conftest import file_tree, s3_bucket
 from tests.pipeline.test_extract_pipeline import _only
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET = "train-run"
 

@@ -26,7 +26,7 @@ from raypipe.store.run_folder import RunFolder
 from tests.conftest import file_tree, s3_bucket
 from tests.pipeline.test_extract_pipeline import _only
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET = "flow-corpus"
 

@@ -29,6 +29,8 @@ from raypipe.pipeline.tune_classifiers import run_tune_classifiers
 from raypipe.store.run_folder import RunFolder
 from tests.classify.synthetic import make_store
 
+pytestmark = pytest.mark.slow
+
 TRAIN_SMALL = [
     "data.image_size=32",
     "batch_size=16",

@@ -16,7 +16,7 @@ from raypipe.pipeline.tune_classifiers import run_tune_classifiers
 from raypipe.report.writer import metrics_table, write_report
 from raypipe.store.run_folder import RunFolder
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
