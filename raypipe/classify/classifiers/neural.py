@@ -1,5 +1,5 @@
 """Torch heads (:mod:`raypipe.classify.neural_heads`): an MLP over one vector per media and one
-sequence head per kind of :data:`raypipe.models.heads.SEQUENCE_HEADS` over window sequences.
+sequence head per kind of :data:`raypipe.models.head_kinds.SEQUENCE_HEADS` over window sequences.
 
 They train in epochs (the search reports each, so ASHA can stop poor trials), standardise
 inside the estimator and fit multilabel and regression targets themselves.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from raypipe.classify.classifiers.registry import BuildModel, register_classifier
-from raypipe.models.heads import SEQUENCE_HEADS
+from raypipe.models.head_kinds import SEQUENCE_HEADS
 
 #: Parameters of every torch head that ``param_grid`` may set.
 HEAD_PARAMS = frozenset({"hidden", "dropout", "lr", "weight_decay", "batch_size"})
