@@ -4,7 +4,8 @@
     ray job submit --working-dir . -- python jobs/benchmark_tune.py --media 840 --concurrency 8
 
 Writes a synthetic feature store (three frame-level feature sets of 64, 48 and 96 dimensions,
-7 classes, 12 frames per media) into a temporary folder, then runs the same search in one
+7 classes, 12 frames per media) into a temporary folder and compacts it (as `raypipe extract`
+leaves a store), then runs the same search in one
 process: first a naive loop (a plain Python for-loop that loads the matrices and fits every
 configuration with its predictions, one after another), then `raypipe tune-classifiers` on
 Ray (one CPU per trial; short configurations packed several to a trial unless
@@ -34,6 +35,7 @@ from raypipe.config.base import load_config
 from raypipe.labels import EMOTIW7
 from raypipe.pipeline.runtime import ray_session
 from raypipe.pipeline.tune_classifiers import load_matrices, run_tune_classifiers
+from raypipe.store.compaction import compact
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
 from raypipe.store.schema import FRAME_SCHEMA, STATUS_OK
 
@@ -90,6 +92,8 @@ def write_store(root: Path, media: int, frames: int = 12, seed: int = 0) -> str:
                 schema=FRAME_SCHEMA,
             )
             store.write_result(name, "v1", media_id, {"status": STATUS_OK}, rows)
+    # As `raypipe extract` leaves a store: its results compacted into few files.
+    compact(store)
     return store.uri
 
 
