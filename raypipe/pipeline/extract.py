@@ -1,4 +1,5 @@
-"""`raypipe extract` on Ray Data: manifest rows -> actor pool of extractors -> feature store.
+"""`raypipe extract` on Ray Data: manifest rows -> actor pool of extractors -> feature store
+(a small job without a cluster runs in this process instead: :func:`runs_in_process`).
 
 Each actor holds the models once (on CPU, or a fraction of a GPU each) and processes batches of
 ``batch_size`` media. Its decoder child process (:mod:`raypipe.media.decoder_process`) probes and
@@ -9,6 +10,7 @@ that hangs or crashes a native decoder fails alone without taking the actor down
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -54,7 +56,8 @@ class ExtractSummary:
     manifest_issues: int = 0
     #: Media whose manifest row has a problem now but whose stored results were kept.
     kept_despite_manifest: int = 0
-    #: Results (media x extractor) computed on each Ray node, by node id.
+    #: Results (media x extractor) computed on each Ray node, by node id ('local' for a
+    #: small job run in this process, :func:`runs_in_process`).
     nodes: Counter = field(default_factory=Counter)
 
     def line(self) -> str:
@@ -125,12 +128,19 @@ def _record(extractor: Extractor) -> ExtractorRecord:
     )
 
 
+def build_extractors(
+    specs: list[tuple[str, dict[str, Any]]], video: dict[str, Any]
+) -> dict[str, Extractor]:
+    """The extractors of ``specs`` by name, their models loaded."""
+    return {name: build_extractor(name, options, video) for name, options in specs}
+
+
 def build_records(
     specs: list[tuple[str, dict[str, Any]]], video: dict[str, Any]
 ) -> tuple[list[ExtractorRecord], float]:
     """Build the extractors of ``specs`` (their models included) and describe them: their
     store records (versions) and the GPU share one extraction actor reserves."""
-    extractors = [build_extractor(name, options, video) for name, options in specs]
+    extractors = list(build_extractors(specs, video).values())
     return [_record(e) for e in extractors], gpus_per_actor(extractors)
 
 
@@ -161,15 +171,39 @@ def describe_extractors(
     the extractors are built once in a Ray task that reserves the same GPU share, on a node
     that has one (an autoscaling cluster starts one), and only their descriptions come back.
     """
-    specs = extractor_specs(config) if specs is None else specs
+    records, gpus, _ = _describe(config, extractor_specs(config) if specs is None else specs)
+    return records, gpus
+
+
+def _describe(
+    config: ExtractConfig, specs: list[tuple[str, dict[str, Any]]]
+) -> tuple[list[ExtractorRecord], float, dict[str, Extractor] | None]:
+    """:func:`describe_extractors`, plus the extractors themselves where they were built in
+    this process (None where a GPU node built them)."""
     video = config.video.model_dump()
     share = _requests_gpu(specs)
     if share <= 0 or _local_cuda():
-        return build_records(specs, video)
+        built = build_extractors(specs, video)
+        records = [_record(e) for e in built.values()]
+        return records, gpus_per_actor(list(built.values())), built
     log.info("describing the extractors on a GPU node (this machine has no CUDA device)")
     with ray_session(config.ray):
         task = ray.remote(num_cpus=1, num_gpus=share)(build_records)
-        return ray.get(task.remote(specs, video))
+        records, gpus = ray.get(task.remote(specs, video))
+    return records, gpus, None
+
+
+def runs_in_process(config: ExtractConfig, media: int) -> bool:
+    """Whether a job computing ``media`` media runs in this process instead of on Ray: at most
+    ``local_max_media`` of them, no fixed pool (``workers``), and no Ray to use (none running
+    here, no cluster named by ``ray.address`` or ``RAY_ADDRESS``)."""
+    return (
+        0 < media <= config.local_max_media
+        and config.workers is None
+        and not config.ray.address
+        and not os.environ.get("RAY_ADDRESS")
+        and not ray.is_initialized()
+    )
 
 
 @dataclass
@@ -183,8 +217,51 @@ class ResultBuffer:
         self.results.extend(results)
 
 
+def extract_batch(
+    extractors: dict[str, Extractor],
+    store: FeatureStore,
+    video: dict[str, Any],
+    digest: str,
+    batch: dict[str, Any],
+    node: str,
+) -> dict[str, list[Any]]:
+    """Process a batch of planned media (``media_id``, ``path``, ``todo``: comma-separated
+    extractor names, and optionally ``prefetched``: pickled decodes of
+    :func:`prefetch_batch`) and write their results to the store together: a few files per
+    extractor version, not a few per media. A crash loses this batch only; the re-run
+    computes it again. Returns one outcome per (media, extractor): media_id, extractor,
+    status, error and ``node`` (where it ran)."""
+    out: dict[str, list[Any]] = {
+        "media_id": [],
+        "extractor": [],
+        "status": [],
+        "error": [],
+        "node": [],
+    }
+    ahead = batch.get("prefetched", [None] * len(batch["media_id"]))
+    written = ResultBuffer()
+    for media_id, path, todo, packed in zip(
+        batch["media_id"], batch["path"], batch["todo"], ahead, strict=True
+    ):
+        # Bytes packed by prefetch_batch of this same job and handed over through Ray's
+        # object store; never read from a file.
+        prefetched = pickle.loads(packed) if packed is not None else None
+        media = MediaContext(str(media_id), str(path), prefetched=prefetched, **video)
+        chosen = [extractors[name] for name in str(todo).split(",")]
+        source = fingerprint(str(path), digest)
+        for outcome in process_media(media, chosen, written, source):
+            out["media_id"].append(outcome.media_id)
+            out["extractor"].append(outcome.extractor)
+            out["status"].append(outcome.status)
+            out["error"].append(outcome.error or "")
+            out["node"].append(node)
+    store.write_results(written.results)
+    return out
+
+
 class ExtractionActor:
-    """A Ray Data actor: builds the extractors once, then processes batches of media."""
+    """A Ray Data actor: builds the extractors once, then processes batches of media
+    (:func:`extract_batch`)."""
 
     def __init__(
         self,
@@ -199,41 +276,14 @@ class ExtractionActor:
         torch.set_num_threads(
             max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
         )
-        self.extractors = {name: build_extractor(name, options, video) for name, options in specs}
+        self.extractors = build_extractors(specs, video)
         self.store = FeatureStore(store_uri)
         self.video = video
         self.digest = digest
         self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {
-            "media_id": [],
-            "extractor": [],
-            "status": [],
-            "error": [],
-            "node": [],
-        }
-        ahead = batch.get("prefetched", [None] * len(batch["media_id"]))
-        # The batch's results are written together: a few files per extractor version, not a
-        # few per media. A crash loses this batch only; the re-run computes it again.
-        written = ResultBuffer()
-        for media_id, path, todo, packed in zip(
-            batch["media_id"], batch["path"], batch["todo"], ahead, strict=True
-        ):
-            # Bytes packed by prefetch_batch of this same job and handed over through Ray's
-            # object store; never read from a file.
-            prefetched = pickle.loads(packed) if packed is not None else None
-            media = MediaContext(str(media_id), str(path), prefetched=prefetched, **self.video)
-            chosen = [self.extractors[name] for name in str(todo).split(",")]
-            source = fingerprint(str(path), self.digest)
-            for outcome in process_media(media, chosen, written, source):
-                out["media_id"].append(outcome.media_id)
-                out["extractor"].append(outcome.extractor)
-                out["status"].append(outcome.status)
-                out["error"].append(outcome.error or "")
-                out["node"].append(self.node)
-        self.store.write_results(written.results)
-        return out
+        return extract_batch(self.extractors, self.store, self.video, self.digest, batch, self.node)
 
 
 def prefetch_batch(
@@ -368,7 +418,7 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
         raise ConfigError("extract needs both a manifest (--manifest) and a store (--out).")
     manifest, issues = load_manifest(config.manifest, LABEL_SPACES.get(config.labels))
     specs = extractor_specs(config)
-    extractors, gpus = describe_extractors(config, specs)
+    extractors, gpus, built = _describe(config, specs)
     store = FeatureStore(config.out)
     store.initialise()
     job = provenance("extract", config)
@@ -399,6 +449,12 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
     )
     if not items:
         log.info("nothing to compute: every (media, extractor) is up to date")
+        _end(store, config, extractors)
+        store.write_job_record(_finished(job, summary), job_name)
+        return summary
+
+    if built is not None and runs_in_process(config, len(items)):
+        _extract_here(config, store, built, items, summary)
         _end(store, config, extractors)
         store.write_job_record(_finished(job, summary), job_name)
         return summary
@@ -464,6 +520,37 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
     _end(store, config, extractors)
     store.write_job_record(_finished(job, summary), job_name)
     return summary
+
+
+def _extract_here(
+    config: ExtractConfig,
+    store: FeatureStore,
+    built: dict[str, Extractor],
+    items: list[dict[str, Any]],
+    summary: ExtractSummary,
+) -> None:
+    """A small job in this process (:func:`runs_in_process`): the extractors built to describe
+    them process the media ``batch_size`` at a time, as an actor would, with no Ray started."""
+    log.info(
+        "extracting %d media in this process (at most local_max_media=%d; Ray is not started): %s",
+        len(items),
+        config.local_max_media,
+        ", ".join(f"{e.name}@{e.version}" for e in built.values()),
+    )
+    video = config.video.model_dump()
+    with progress_bar("extract", total=len(items) * len(built)) as advance:
+        for start in range(0, len(items), config.batch_size):
+            part = items[start : start + config.batch_size]
+            batch = {key: [item[key] for item in part] for key in ("media_id", "path", "todo")}
+            out = extract_batch(built, store, video, config.fingerprint, batch, "local")
+            for status, media_id, name, error in zip(
+                out["status"], out["media_id"], out["extractor"], out["error"], strict=True
+            ):
+                summary.computed[status] += 1
+                summary.nodes["local"] += 1
+                if status == STATUS_FAILED:
+                    log.warning("%s [%s] failed: %s", media_id, name, error)
+                advance(1)
 
 
 def _end(store: FeatureStore, config: ExtractConfig, extractors: list[ExtractorRecord]) -> None:
