@@ -17,6 +17,9 @@ video gets one file in the ABAW annotation format, a header line then exactly on
 native video frame (the frame count from the probe); frames without a prediction take that of
 the nearest predicted frame in time, and ``scoring.csv`` beside the files says, per video, how
 many frames were predicted and filled, which models scored it and why a video got the prior.
+A frame-level model is a fitted pipeline over one extractor's frames, or a sequence model
+(``raypipe recipe sequence``) whose windows over several modalities are rebuilt as training
+built them (:func:`model_frame_outputs` chooses by the record).
 """
 
 from __future__ import annotations
@@ -58,6 +61,21 @@ from raypipe.store.files import write_file
 from raypipe.store.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
+
+#: The ``recipe`` of sequence model records, and the fields predict reads from them.
+SEQUENCE_RECIPE = "sequence"
+SEQUENCE_FIELDS = (
+    "extractors",
+    "spans",
+    "modalities",
+    "feature_mean",
+    "feature_std",
+    "network",
+    "weights",
+    "classes",
+    "au_names",
+    "head",
+)
 
 
 @dataclass
@@ -157,6 +175,15 @@ def _extractor_of(record: dict[str, Any], model: str, run: RunFolder) -> str:
     return str(extractor).split(".", 1)[0]
 
 
+def _model_extractors(record: dict[str, Any], model: str, run: RunFolder) -> set[str]:
+    """Every extractor a model reads: a sequence model's visual extractors and span
+    extractors, else the one extractor of its feature set."""
+    if record.get("recipe") == SEQUENCE_RECIPE:
+        spans = [str(s["extractor"]) for s in record.get("spans") or []]
+        return {str(e) for e in record.get("extractors") or []} | set(spans)
+    return {_extractor_of(record, model, run)}
+
+
 def _extract_for(
     config: PredictConfig, run: RunFolder, records: dict[str, dict[str, Any]]
 ) -> FeatureStore:
@@ -167,13 +194,24 @@ def _extract_for(
     training = FeatureStore(run.meta()["store"])
     training.require()
     stored = training.extractors()
-    needed = {_extractor_of(r, m, run) for m, r in records.items()}
+    needed = set().union(*(_model_extractors(r, m, run) for m, r in records.items()))
     missing = sorted(needed - set(stored))
     if missing:
         raise ConfigError(
             f"the training store '{training.uri}' has no record of extractor(s) {missing}; "
             "predict needs the store the run was tuned on."
         )
+    for model, record in records.items():
+        pinned = dict(record.get("versions") or {})
+        spans = record.get("spans") or []
+        pinned |= {s["extractor"]: s["version"] for s in spans if s.get("version")}
+        for name, version in pinned.items():
+            if name in stored and stored[name].version != version:
+                raise ConfigError(
+                    f"model '{model}' of run '{run.root}' was trained on {name} version "
+                    f"{version}, but extract reproduces only the training store's current "
+                    f"version {stored[name].version}; retrain it on that version."
+                )
     base = load_config(ExtractConfig, config.extract) if config.extract else None
     extract = extract_config_for(stored, needed, base)
     check_versions(extract, stored, training.uri)
@@ -420,6 +458,66 @@ def _frame_outputs(
     )
 
 
+def _sequence_frame_outputs(
+    run: RunFolder, store: FeatureStore, model: str, record: dict[str, Any]
+) -> pd.DataFrame:
+    """A ``sequence.<task>`` model's outputs on every sampled frame of the store's media:
+    media_id, timestamp_s, outputs (softmax of the expression logits, sigmoid of the AU
+    logits, or valence/arousal), computed as training did
+    (:func:`raypipe.pipeline.sequence.apply_to_store`)."""
+    from raypipe.pipeline.sequence import apply_to_store
+    from raypipe.recipes.sequence import sigmoid, softmax
+
+    data, (expr, au, va) = apply_to_store(record, run.read_bytes(record["weights"]), store)
+    outputs = {"expr": softmax(expr), "au": sigmoid(au), "va": va}[str(record["head"])]
+    keep = np.isfinite(outputs).all(axis=1)
+    return pd.DataFrame(
+        {
+            "media_id": data.media_id[keep],
+            "timestamp_s": data.t_s[keep],
+            "outputs": list(np.asarray(outputs[keep], np.float64)),
+        }
+    )
+
+
+def _check_frame_model(run: RunFolder, model: str, record: dict[str, Any]) -> None:
+    """Raise ConfigError when predict cannot apply a frame-level model to new media: it
+    needs a fitted pipeline over one extractor's frames, or a sequence model's record with
+    its weights file."""
+    if record.get("recipe") == SEQUENCE_RECIPE:
+        lacking = [k for k in SEQUENCE_FIELDS if record.get(k) is None]
+        if lacking:
+            raise ConfigError(
+                f"model '{model}' of run '{run.root}' is a sequence model whose record lacks "
+                f"{', '.join(lacking)}; re-run `raypipe recipe sequence` into that run."
+            )
+        if not run.has(str(record["weights"])):
+            raise ConfigError(
+                f"model '{model}' of run '{run.root}' names weights '{record['weights']}' that "
+                "the run folder does not hold; re-run `raypipe recipe sequence` into that run."
+            )
+        return
+    if record.get("pipeline") is None:
+        raise ConfigError(
+            f"model '{model}' of run '{run.root}' (recipe {record.get('recipe', '?')}) "
+            "holds no fitted pipeline that predict can apply to frame features; predict "
+            "applies frame-level models with a pipeline over one extractor's frames and "
+            "sequence models."
+        )
+
+
+def model_frame_outputs(
+    run: RunFolder, store: FeatureStore, model: str, record: dict[str, Any], width: int
+) -> pd.DataFrame:
+    """One frame-level model's outputs on the sampled frames of the store's media
+    (media_id, timestamp_s seconds, outputs), by the kind of model its record holds: a
+    sequence model (windows over several modalities) or a fitted pipeline (one extractor's
+    frames)."""
+    if record.get("recipe") == SEQUENCE_RECIPE:
+        return _sequence_frame_outputs(run, store, model, record)
+    return _frame_outputs(store, record, _extractor_of(record, model, run), width)
+
+
 def _val_outputs_on(base: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
     """``table``'s outputs at the rows of ``base`` (same media; the row nearest in time,
     ``start_s`` seconds), NaN where ``table`` has no row of the media."""
@@ -537,12 +635,7 @@ def run_frame_predict(config: PredictConfig) -> PredictSummary:
         )
     records = {m: run.load_model(m) for m in models}
     for model, record in records.items():
-        if record.get("pipeline") is None:
-            raise ConfigError(
-                f"model '{model}' of run '{run.root}' (recipe {record.get('recipe', '?')}) "
-                "holds no fitted pipeline that predict can apply to frame features; predict "
-                "applies frame-level models with a pipeline over one extractor's frames."
-            )
+        _check_frame_model(run, model, record)
     store = _extract_for(config, run, records)
     meta = run.meta()
     if abaw_task == "expr":
@@ -555,9 +648,7 @@ def run_frame_predict(config: PredictConfig) -> PredictSummary:
     thresholds = np.mean(
         [records[m].get("thresholds") or [0.5] * width for m in models], axis=0
     ).astype(np.float64)
-    outputs = {
-        m: _frame_outputs(store, r, _extractor_of(r, m, run), width) for m, r in records.items()
-    }
+    outputs = {m: model_frame_outputs(run, store, m, r, width) for m, r in records.items()}
     if config.smooth:
         outputs, thresholds = _smoothed(run, outputs, thresholds)
     weights = frame_weights(run, models, task, thresholds)

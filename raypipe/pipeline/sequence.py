@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from raypipe.config.frames import SpanFeaturesConfig
 from raypipe.config.sequence import SequenceConfig
 from raypipe.errors import ConfigError
 from raypipe.labels import LABEL_SPACES
@@ -41,7 +42,7 @@ from raypipe.pipeline.recipe_runs import (
     run_name,
 )
 from raypipe.pipeline.runtime import ray_session
-from raypipe.recipes.frames import FrameData, build_frame_data
+from raypipe.recipes.frames import FrameData, build_frame_data, frame_features
 from raypipe.recipes.multitask import TASK_KINDS, Standardiser, au_thresholds
 from raypipe.recipes.sequence import (
     Modality,
@@ -108,6 +109,77 @@ def build_model(
     return MultimodalSequenceModel(
         [p.dim for p in parts], len(data.classes), len(data.au_names), config.hidden, config.dropout
     )
+
+
+def model_from_record(record: dict[str, Any], weights: bytes) -> MultimodalSequenceModel:
+    """The network of a ``sequence.<task>`` model record (as :func:`build_model` builds it:
+    one encoder per recorded modality, the record's classes, action units and hidden size)
+    with ``weights`` (the bytes of its ``weights`` file) loaded, in eval mode."""
+    network = record["network"]
+    model = MultimodalSequenceModel(
+        [stop - start for _, start, stop in record["modalities"]],
+        len(record["classes"]),
+        len(record["au_names"]),
+        int(network["hidden"]),
+        float(network.get("dropout", 0.1)),
+    )
+    model.load_state_dict(load_state(weights))
+    model.eval()
+    return model
+
+
+def apply_to_store(
+    record: dict[str, Any], weights: bytes, store: FeatureStore
+) -> tuple[FrameData, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A trained sequence model applied to every media of ``store`` (media it never saw
+    included, no labels needed), exactly as training predicted: the frame features of the
+    record's extractors and spans side by side (:func:`frame_features`), each frame's
+    modality mask from the raw features, the features standardised with the record's
+    training mean and std (not refitted), windows of the record's ``window`` frames every
+    ``hop``, and each frame's outputs averaged over the windows holding it. Returns the
+    frame rows (labels unset, split 'test') and the expression logits (N, C), AU logits
+    (N, K) and valence/arousal (N, 2)."""
+    spans = [SpanFeaturesConfig.model_validate(s) for s in record["spans"]]
+    rows, features, names = frame_features(
+        store, record["extractors"], spans, record.get("versions") or {}
+    )
+    parts = modalities(names)
+    found = [[p.name, p.start, p.stop] for p in parts]
+    expected = [list(m) for m in record["modalities"]]
+    if len(rows) and found != expected:
+        raise ConfigError(
+            f"store '{store.uri}' gives modalities {found} (name, first column, last+1) but the "
+            f"model was trained on {expected}; extract with the training store's settings."
+        )
+    n = len(rows)
+    k = len(record["au_names"])
+    data = FrameData(
+        media_id=rows["media_id"].astype(str).to_numpy().astype(object),
+        split=np.full(n, "test", dtype=object),
+        t_s=rows["timestamp_s"].to_numpy(np.float64),
+        frame_index=rows["frame_index"].to_numpy(np.int64),
+        features=features.astype(np.float32),
+        has_face=rows["has_face"].to_numpy(bool),
+        expr=np.full(n, -1, np.int64),
+        au=np.zeros((n, k), np.float32),
+        au_mask=np.zeros((n, k), bool),
+        va=np.zeros((n, 2), np.float32),
+        va_mask=np.zeros((n, 2), bool),
+        classes=tuple(record["classes"]),
+        au_names=tuple(record["au_names"]),
+        feature_names=names,
+    )
+    masks = modality_masks(data, parts, record["extractors"])
+    mean = np.asarray(record["feature_mean"], np.float32)
+    std = np.asarray(record["feature_std"], np.float32)
+    data.features = Standardiser(mean, std)(data.features)
+    network = record["network"]
+    windows, _ = media_windows(data, int(network["window"]), int(network["hop"]))
+    if not len(windows):
+        empty = [np.zeros((0, w), np.float32) for w in (len(record["classes"]), k, 2)]
+        return data, (empty[0], empty[1], empty[2])
+    model = model_from_record(record, weights)
+    return data, frame_outputs(model, data.features, masks, windows)
 
 
 def sequence_worker(loop_config: dict[str, Any]) -> None:
@@ -301,7 +373,13 @@ def write_outputs(
         "modalities": [[p.name, p.start, p.stop] for p in parts],
         "feature_mean": standardiser.mean.tolist(),
         "feature_std": standardiser.std.tolist(),
-        "network": {"hidden": config.hidden, "window": config.window, "hop": config.hop},
+        "network": {
+            "hidden": config.hidden,
+            "dropout": config.dropout,
+            "window": config.window,
+            "hop": config.hop,
+        },
+        "versions": dict(config.data.versions),
         "classes": list(data.classes),
         "au_names": list(data.au_names),
         "history": history,

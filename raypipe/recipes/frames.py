@@ -427,6 +427,28 @@ def _hash_split(media_id: str, val_fraction: float) -> str:
 
 
 # -- everything together -------------------------------------------------------------------------
+def frame_features(
+    store: FeatureStore,
+    extractors: Sequence[str],
+    spans: Sequence[SpanFeaturesConfig] = (),
+    versions: Mapping[str, str] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """The frame rows and (N, D) float32 features the frame-level recipes learn from, without
+    labels: the visual ``extractors`` joined per sampled frame (:func:`visual_frames`), then
+    each audio/text span extractor of ``spans`` averaged around each frame's time
+    (:func:`span_features`), side by side in that order. Returns the rows (``media_id``,
+    ``frame_index``, ``timestamp_s`` seconds, ``has_face``), the features and their names."""
+    rows, features, names = visual_frames(store, extractors, versions)
+    media_ids = rows["media_id"].astype(str).to_numpy()
+    times = rows["timestamp_s"].to_numpy(np.float64)
+    for spec in spans:
+        block, found = span_features(store, spec, media_ids, times)
+        features = np.concatenate([features, block], axis=1)
+        names += [f"{spec.extractor}:{k}" for k in range(block.shape[1])]
+        log.info("%s: spans for %d of %d frames", spec.extractor, int(found.sum()), len(found))
+    return rows, features, names
+
+
 def build_frame_data(config: FrameDataConfig, classes: Sequence[str] | None = None) -> FrameData:
     """The aligned arrays of ``config`` (see :class:`FrameData`).
 
@@ -442,14 +464,9 @@ def build_frame_data(config: FrameDataConfig, classes: Sequence[str] | None = No
         )
     store = FeatureStore(config.store)
     store.require()
-    rows, features, names = visual_frames(store, config.extractors, config.versions)
+    rows, features, names = frame_features(store, config.extractors, config.spans, config.versions)
     media_ids = rows["media_id"].astype(str).to_numpy()
     times = rows["timestamp_s"].to_numpy(np.float64)
-    for spec in config.spans:
-        block, found = span_features(store, spec, media_ids, times)
-        features = np.concatenate([features, block], axis=1)
-        names += [f"{spec.extractor}:{k}" for k in range(block.shape[1])]
-        log.info("%s: spans for %d of %d frames", spec.extractor, int(found.sum()), len(found))
     space = LABEL_SPACES.get("abaw_expr").classes
     if config.annotations:
         labels = annotation_labels(config.annotations)

@@ -1,0 +1,166 @@
+"""`raypipe predict --format abaw-expr` with a run's windowed multimodal sequence model on
+videos the run never saw: the model is trained (briefly) on demo clips extracted with a
+visual extractor and openSMILE LLD spans; copies of its test clips under new ids are
+extracted into a fresh prediction store, and each gets a header line and exactly one line
+per native frame (counted by decoding). The new media's frame outputs equal the run's own
+``sequence.expr`` outputs for the same clips (same features standardised with the record's
+training mean and std, same windows), and so do the classes written on those frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+
+from raypipe.config import ExtractConfig, PredictConfig
+from raypipe.config.base import load_config
+from raypipe.config.sequence import SequenceConfig
+from raypipe.errors import ConfigError
+from raypipe.labels import ABAW_EXPR8, LABEL_SPACES
+from raypipe.media.datasets.abaw import FrameLabels, frame_indices, write_annotation
+from raypipe.pipeline.extract import run_extract
+from raypipe.pipeline.predict import model_frame_outputs, run_predict
+from raypipe.pipeline.sequence import run_sequence
+from raypipe.store.feature_store import FeatureStore
+from raypipe.store.run_folder import RunFolder
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+#: Extract settings of the training store: faces (FER embedding) and openSMILE LLD frames.
+EXTRACT = [
+    f"{name}.enabled=false"
+    for name in ("opensmile", "vad", "whisper_transcript", "whisper_embedding", "text_embedding")
+] + ["face_expression.enabled=true", "opensmile_lld.enabled=true", "video.fps=5"]
+
+
+def _decoded(path: Path) -> tuple[int, float]:
+    """The video's frames, counted by decoding every one, and its frame rate (Hz)."""
+    with av.open(str(path)) as container:
+        rate = float(container.streams.video[0].average_rate)
+        return sum(1 for _ in container.decode(video=0)), rate
+
+
+@pytest.fixture(scope="module")
+def sequence_run(
+    ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[RunFolder, pd.DataFrame]:
+    """A sequence run (expr, face_expression + opensmile_lld spans) trained for 3 epochs on
+    demo clips of three classes (two train and one val clip each, every native frame
+    labelled with the clip's class) with two test clips in the store; and those clips."""
+    root = tmp_path_factory.mktemp("sequence_predict")
+    source = pd.read_csv(demo_set)
+    source = source[~source["media_id"].str.startswith("broken")]
+    source = source.assign(path=[str((demo_set.parent / p).resolve()) for p in source["path"]])
+    picked = []
+    for label in sorted(source["label"].unique())[:3]:
+        mine = source[source["label"] == label]
+        picked += [mine[mine["split"] == "train"].head(2), mine[mine["split"] == "val"].head(1)]
+    picked.append(source[source["split"] == "test"].head(2))
+    clips = pd.concat(picked, ignore_index=True)
+    manifest = root / "train.csv"
+    clips.to_csv(manifest, index=False)
+    store = str(root / "store")
+    extract = load_config(ExtractConfig, None, [*EXTRACT, "labels=abaw_expr"], {})
+    run_extract(extract.model_copy(update={"manifest": manifest, "out": store}))
+    space = LABEL_SPACES.get("abaw_expr")
+    folders = {"train": "Train_Set", "val": "Validation_Set"}
+    for row in clips[clips["split"] != "test"].itertuples():
+        frames, _ = _decoded(Path(row.path))
+        label = space.index(space.canonical(row.label))
+        write_annotation(
+            root / "annotations" / "EXPR_Set" / folders[row.split] / f"{row.media_id}.txt",
+            FrameLabels.from_values("expr", np.full(frames, label), names=ABAW_EXPR8),
+        )
+    sets = [
+        f"data.store={store}",
+        f"data.annotations={root / 'annotations'}",
+        "data.extractors=[face_expression]",
+        "data.spans=[{extractor: opensmile_lld, window_s: 0.4}]",
+        "tasks=[expr]",
+        "clip=false",
+        "window=4",
+        "hop=2",
+        "epochs=3",
+        "batch_size=4",
+        "hidden=8",
+        "lr=0.01",
+    ]
+    run = root / "run"
+    run_sequence(load_config(SequenceConfig, None, sets, {"run": str(run)}))
+    return RunFolder(str(run)), clips[clips["split"] == "test"]
+
+
+def test_predict_applies_the_sequence_model_to_unseen_videos(
+    sequence_run: tuple[RunFolder, pd.DataFrame], tmp_path: Path
+) -> None:
+    run, test = sequence_run
+    new = pd.DataFrame({"media_id": [f"new_{m}" for m in test["media_id"]], "path": test["path"]})
+    manifest = tmp_path / "new.csv"
+    new.to_csv(manifest, index=False)
+    out, store = tmp_path / "expr", str(tmp_path / "store")
+    summary = run_predict(
+        PredictConfig(run=run.root, manifest=manifest, out=out, format="abaw-expr", store=store)
+    )
+    assert summary.media == 2 and summary.prior == 0
+    assert summary.scored == {"sequence.expr": 2}
+    # Only the new media were extracted into the fresh store, with both of the model's inputs.
+    predict_store = FeatureStore(store)
+    assert {"face_expression", "opensmile_lld"} <= set(predict_store.extractors())
+    assert set(predict_store.frame_table("face_expression")["media_id"]) == set(new["media_id"])
+
+    # The new media's frame outputs are the run's own for the same clips.
+    record = run.load_model("sequence.expr")
+    outputs = model_frame_outputs(run, predict_store, "sequence.expr", record, len(ABAW_EXPR8))
+    own = run.predictions("sequence.expr")
+    scoring = pd.read_csv(out / "scoring.csv").set_index("media_id")
+    compared = 0
+    for original, path in zip(test["media_id"], test["path"], strict=True):
+        mine = outputs[outputs["media_id"] == f"new_{original}"].sort_values("timestamp_s")
+        theirs = own[own["media_id"] == original].sort_values("start_s")
+        assert len(mine) == len(theirs) > 0
+        np.testing.assert_allclose(mine["timestamp_s"], theirs["start_s"], atol=1e-6)
+        np.testing.assert_allclose(
+            np.stack(mine["outputs"].to_numpy()), np.stack(theirs["probs"].to_numpy()), atol=1e-5
+        )
+        # One header line, then one line per native frame (decoded here).
+        lines = (out / f"new_{original}.txt").read_text().splitlines()
+        frames, fps = _decoded(Path(path))
+        assert lines[0] == ",".join(ABAW_EXPR8)
+        assert len(lines) == 1 + frames
+        assert scoring.loc[f"new_{original}", "frames"] == frames
+        assert scoring.loc[f"new_{original}", "scored_by"] == "sequence.expr"
+        # The class written on each frame the run predicted is the run's own class there.
+        written = np.array([int(v) for v in lines[1:]])
+        at = frame_indices(theirs["start_s"].to_numpy(), fps)
+        inside = at < frames
+        expected = np.stack(theirs["probs"].to_numpy()).argmax(1)
+        np.testing.assert_array_equal(written[at[inside]], expected[inside])
+        compared += int(inside.sum())
+    assert compared >= 10
+
+
+def test_a_sequence_model_without_its_weights_is_named_with_the_fix(
+    sequence_run: tuple[RunFolder, pd.DataFrame], tmp_path: Path
+) -> None:
+    run, test = sequence_run
+    copy = RunFolder(str(tmp_path / "run"))
+    copy.create(run.meta())
+    for name in ("sequence.expr",):
+        record = run.load_model(name)
+        copy.save_model(name, record | {"weights": "recipes/sequence/missing.pt"})
+        table = run.predictions(name)
+        copy.write_predictions(
+            name,
+            table["media_id"].to_numpy(object),
+            table["split"].to_numpy(object),
+            table["label"].to_numpy(),
+            np.stack(table["probs"].to_numpy()),
+            start_s=table["start_s"].to_numpy(),
+        )
+    manifest = tmp_path / "new.csv"
+    test.head(1).to_csv(manifest, index=False)
+    with pytest.raises(ConfigError, match=r"sequence.expr.*missing\.pt.*re-run `raypipe recipe"):
+        run_predict(PredictConfig(run=copy.root, manifest=manifest, format="abaw-expr"))
