@@ -143,3 +143,70 @@ def test_predict_with_an_unknown_fusion_is_a_clear_error(
     manifest.write_text("media_id,path\na,a.mp4\n")
     with pytest.raises(ConfigError, match=r"fusion 'fused\.nope' is not in run"):
         run_predict(PredictConfig(run=fused_run.root, manifest=manifest, fusion="fused.nope"))
+
+
+def _new_media(demo_set: Path, folder: Path, count: int, name: str) -> Path:
+    """A manifest of ``count`` test clips of the demo set under new ids."""
+    source = pd.read_csv(demo_set)
+    test = source[source["split"] == "test"].head(count)
+    new = pd.DataFrame(
+        {
+            "media_id": "new_" + test["media_id"],
+            "path": [str((demo_set.parent / p).resolve()) for p in test["path"]],
+            "label": test["label"],
+        }
+    )
+    path = folder / name
+    new.to_csv(path, index=False)
+    return path
+
+
+def test_predict_extracts_only_what_its_store_is_missing(
+    fused_run: RunFolder, demo_set: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = str(tmp_path / "predict_store")
+
+    def predict(manifest: Path) -> str:
+        caplog.clear()
+        with caplog.at_level("INFO", logger="raypipe.pipeline.predict"):
+            run_predict(
+                PredictConfig(
+                    run=fused_run.root, manifest=manifest, store=store, out=tmp_path / "s.csv"
+                )
+            )
+        [line] = [r.getMessage() for r in caplog.records if "extract for predict" in r.message]
+        return line
+
+    two, three = (
+        _new_media(demo_set, tmp_path, 2, "two.csv"),
+        _new_media(demo_set, tmp_path, 3, "three.csv"),
+    )
+    assert "computed: 2 ok; already up to date: 0" in predict(two)
+    # The same media again: nothing is computed; one more media: only it.
+    assert "computed: none; already up to date: 2" in predict(two)
+    assert "computed: 1 ok; already up to date: 2" in predict(three)
+    from raypipe.store.feature_store import FeatureStore
+
+    rows = FeatureStore(store).status(problems_only=False)
+    assert sorted(rows["media_id"]) == sorted(pd.read_csv(three)["media_id"])
+
+
+def test_predict_refuses_settings_that_would_change_the_features_version(
+    fused_run: RunFolder, demo_set: Path, tmp_path: Path
+) -> None:
+    # An extract YAML whose openSMILE settings differ from the training store's: its version
+    # differs, so the models would read other features. Predict says so before extracting.
+    settings = tmp_path / "extract.yaml"
+    settings.write_text("opensmile:\n  feature_set: GeMAPSv01b\n")
+    manifest = _new_media(demo_set, tmp_path, 1, "one.csv")
+    store = tmp_path / "predict_store"
+    stored = fused_run.meta()["store"]
+    with pytest.raises(ConfigError) as error:
+        run_predict(
+            PredictConfig(run=fused_run.root, manifest=manifest, extract=settings, store=str(store))
+        )
+    message = str(error.value)
+    assert message.startswith("extractor 'opensmile' would compute version ")
+    assert f"the training store '{stored}' holds version " in message
+    assert message.endswith("pass the extract YAML that built that store with --set extract=PATH.")
+    assert not store.exists()  # refused before anything was extracted
