@@ -7,6 +7,9 @@ the ratios compare like with like on this machine:
   both are timed from process start, so imports, model loading and the first calls' warm-up
   count, as they do for raypipe's actors;
 - ``raypipe``: :func:`raypipe.pipeline.extract.run_extract` on the connected Ray;
+- ``raypipe_command``: `raypipe extract` in a fresh process, timed from its start like the
+  loops (:func:`command_seconds`): Ray's start included where the job needs Ray, none for a
+  small job that runs in its own process;
 - stages alone (sequentially, torch on every core): ``decode`` (probe + decode in the decoder
   child), ``detect`` (MTCNN on the decoded frames), ``embed`` (FER CNN on the face crops).
 
@@ -107,6 +110,39 @@ def _sequential(
     return time.perf_counter() - start, int(done.stdout.strip().splitlines()[-1])
 
 
+def command_seconds(config: ExtractConfig, limit: int | None = None) -> dict[str, Any]:
+    """Seconds of `raypipe extract` as a user runs it, in a fresh process from its start
+    (imports, Ray's start where the job needs Ray, models, work, compaction), on the first
+    ``limit`` media of the config's manifest into a fresh store, and how it ran: ``ran`` is
+    'in process' for a job small enough to need no Ray (:func:`raypipe.pipeline.extract.
+    runs_in_process`), else 'ray'. Call it before this process starts Ray (the command would
+    otherwise start a second local Ray beside it)."""
+    import yaml
+
+    manifest, _ = load_manifest(config.manifest)
+    if limit is not None:
+        manifest = manifest.head(limit)
+    with tempfile.TemporaryDirectory() as scratch:
+        subset, settings = Path(scratch) / "manifest.csv", Path(scratch) / "extract.yaml"
+        manifest.to_csv(subset, index=False)
+        dumped = config.model_dump(mode="json", exclude={"manifest", "out"})
+        settings.write_text(yaml.safe_dump(dumped))
+        command = "import sys; from raypipe.cli import main; sys.argv[0] = 'raypipe'; main()"
+        args = [sys.executable, "-c", command, "extract", "--config", str(settings)]
+        args += ["--manifest", str(subset), "--out", f"{scratch}/store", "--json"]
+        start = time.perf_counter()
+        done = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"raypipe extract failed:\n{done.stderr[-3000:]}")
+    local = "in this process" in done.stderr
+    return {"seconds": seconds, "ran": "in process" if local else "ray"}
+
+
 def stage_seconds(config: ExtractConfig, manifest: pd.DataFrame) -> dict[str, float]:
     """Seconds of each visual stage alone over the media: decode, detect, embed (FER CNN)."""
     from raypipe.extractors.visual.fer_cnn import FerEmbedder
@@ -141,10 +177,15 @@ def stage_seconds(config: ExtractConfig, manifest: pd.DataFrame) -> dict[str, fl
     return {"decode": decode, "detect": detect, "embed": embed}
 
 
-def benchmark_extraction(config: ExtractConfig, limit: int | None = None) -> dict[str, Any]:
+def benchmark_extraction(
+    config: ExtractConfig, limit: int | None = None, command: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Time the sequential loops, raypipe's Ray Data pipeline and each stage, on the same media.
 
     Returns seconds, media/s and frames/s of each path and the ratios to the sequential loop.
+    ``command`` (:func:`command_seconds`, taken before Ray started) adds the row
+    ``raypipe_command``: `raypipe extract` as a user runs it, timed from process start like
+    the sequential loop.
     """
     manifest, _ = load_manifest(config.manifest)
     if limit is not None:
@@ -165,6 +206,8 @@ def benchmark_extraction(config: ExtractConfig, limit: int | None = None) -> dic
         start = time.perf_counter()
         run_extract(config.model_copy(update={"manifest": subset, "out": f"{scratch}/raypipe"}))
         seconds["raypipe"] = time.perf_counter() - start
+        if command is not None:
+            seconds["raypipe_command"] = command["seconds"]
         for stage, value in stage_seconds(config, manifest).items():
             seconds[f"stage_{stage}"] = value
     results["frames"] = frames
@@ -176,6 +219,8 @@ def benchmark_extraction(config: ExtractConfig, limit: int | None = None) -> dic
             "ratio_to_sequential": round(seconds["sequential"] / value, 2),
         }
     results["speedup"] = results["raypipe"]["ratio_to_sequential"]
+    if command is not None:
+        results["raypipe_command"]["ran"] = command["ran"]
     results["load_after"] = load_average()
     return results
 
