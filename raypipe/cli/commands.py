@@ -176,12 +176,14 @@ def fuse(
         _require_run(cfg.run)
         where.path = str(cfg.run) if cfg.run else None
         record = run_fuse(cfg)
+    # The task's metric (multilabel mean_f1, regression ccc; else the configured one).
+    metric = record["search"]["metric"].removeprefix("val_")
     rows = [
         {
             "model": r["name"],
             "selected": "yes" if r["selected"] else "",
             **{
-                f"{split}_{cfg.metric}": r["scores"][split][cfg.metric]
+                f"{split}_{metric}": r["scores"][split].get(metric, float("nan"))
                 for split in ("val", "val_cv", "test")
             },
         }

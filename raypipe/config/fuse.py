@@ -58,8 +58,9 @@ class FuseConfig(StrictModel):
     has no trials)."""
     methods: list[FusionMethodName] = ["weighted", "weighted_class", "greedy", "stacking_logreg"]
     """Fusion methods fitted (registered in raypipe.fusion.methods.FUSION_METHODS: weighted,
-    weighted_class, greedy, stacking_logreg, stacking_svm, cascade); each is written as
-    fused.<method>, and the one with the best cross-validated val score is marked selected."""
+    weighted_class, mean, greedy, stacking_logreg, stacking_svm, cascade); each is written as
+    fused.<method>, and the one with the best cross-validated val score is marked selected.
+    Multilabel/regression members: unset means weighted and mean (per-target weights)."""
     rules: list[Literal["sum", "product"]] = ["sum", "product"]
     """Fusion rules the weight searches try (weighted mean of probabilities, or of logs)."""
     num_samples: int = Field(default=48, ge=0)

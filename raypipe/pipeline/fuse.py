@@ -1,5 +1,6 @@
 """`raypipe fuse`: late fusion of stored predictions, each method fitted on val and compared by
-cross-validation on val; Ray Tune adds per-model weight candidates on the cluster."""
+cross-validation on val; Ray Tune adds per-model weight candidates on the cluster. Multilabel
+and regression members are fused by :mod:`raypipe.pipeline.fuse_targets`."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from raypipe.errors import ConfigError
 from raypipe.fusion.cross_validation import FusionMethod, out_of_fold, stratified_folds
 from raypipe.fusion.methods import FUSION_METHODS, FusionContext, build_fusion_methods
 from raypipe.fusion.rules import RULES, AlignedPredictions, align_predictions, weighted_fusion
-from raypipe.metrics import classification_scores
+from raypipe.metrics import TASK_METRIC, classification_scores
+from raypipe.pipeline.fuse_targets import run_target_fuse
 from raypipe.pipeline.progress import progress_bar
 from raypipe.pipeline.provenance import record_run
 from raypipe.pipeline.runtime import ray_session
@@ -128,7 +130,10 @@ def fusion_methods(
     return build_fusion_methods(context, list(config.methods))
 
 
-def _members(run: RunFolder, config: FuseConfig) -> list[str]:
+def _members(run: RunFolder, config: FuseConfig) -> tuple[str, list[str]]:
+    """The members' task and names (checked: known, at least two, all of one task, the run's
+    task where run.json names one)."""
+    run_task = run.meta().get("task", "classification")
     known = {m for m in run.models() if not m.startswith("fused")}
     if config.models:
         members = list(config.models)
@@ -136,7 +141,8 @@ def _members(run: RunFolder, config: FuseConfig) -> list[str]:
         # Predictions written without a search (imported, or another tool's): fuse them all.
         members = sorted(known)
     else:
-        members = best_per_modality(run, config.metric)
+        metric = config.metric if run_task == "classification" else TASK_METRIC[run_task]
+        members = best_per_modality(run, metric)
     unknown = [m for m in members if m not in known]
     if unknown:
         raise ConfigError(
@@ -145,13 +151,20 @@ def _members(run: RunFolder, config: FuseConfig) -> list[str]:
         )
     if len(members) < 2:
         raise ConfigError(f"fusion needs at least two models, got {members}.")
-    for member in members:
-        if "target" in run.predictions(member).columns:
-            raise ConfigError(
-                f"model '{member}' is a multilabel or regression model; fusion combines class "
-                "probabilities, so list classification models in models."
-            )
-    return members
+    tasks = {m: run.model_task(m) for m in members}
+    if len(set(tasks.values())) > 1:
+        named = ", ".join(f"'{m}' ({t})" for m, t in tasks.items())
+        raise ConfigError(
+            f"models {named} are of different tasks; fusion combines models of one task, so "
+            "list models of one task in models."
+        )
+    task = tasks[members[0]]
+    if "task" in run.meta() and task != run_task:
+        raise ConfigError(
+            f"models {members} are {task} models but run '{run.root}' is a {run_task} run; "
+            f"list {run_task} models in models."
+        )
+    return task, members
 
 
 def run_fuse(config: FuseConfig) -> dict[str, Any]:
@@ -162,14 +175,11 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
         raise ConfigError("fuse needs a run folder (--run).")
     run = RunFolder(config.run)
     classes = list(run.meta()["classes"])
-    if run.meta().get("task", "classification") != "classification":
-        raise ConfigError(
-            f"run '{run.root}' is a {run.meta()['task']} run and fuse combines class "
-            "probabilities only; score its models with `raypipe report` instead."
-        )
     record_run(run, "fuse", config)
     n_classes = len(classes)
-    members = _members(run, config)
+    task, members = _members(run, config)
+    if task != "classification":
+        return run_target_fuse(run, config, task, members)
     aligned = align_predictions(
         {m: run.predictions(m) for m in members},
         config.smoothing.window_s,

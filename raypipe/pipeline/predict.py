@@ -326,6 +326,12 @@ def run_predict(config: PredictConfig) -> PredictSummary:
         raise ConfigError(
             f"fusion '{fusion}' is not in run '{run.root}' (known: {', '.join(run.fusions())})."
         )
+    task = run.fusion(fusion).get("task", "classification")
+    if task != "classification":
+        raise ConfigError(
+            f"fusion '{fusion}' of run '{run.root}' fuses {task} models and --format csv "
+            "applies class fusions; use --format abaw-au or abaw-va for frame-level models."
+        )
     members = list(run.fusion(fusion)["members"])
     fitted = run.load_fused_model(fusion)
     records = {m: run.load_model(m) for m in members}

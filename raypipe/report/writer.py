@@ -45,17 +45,24 @@ TASK_COLUMNS = {
 }
 
 
-def _thresholds(run: RunFolder, model: str, width: int) -> np.ndarray:
-    """Per-label thresholds of a multilabel model (chosen on val, in its record), else 0.5."""
+def _record(run: RunFolder, model: str) -> Any:
+    """A model's record, or a fused model's fusion record (``fusion/<model>.json``), or {}."""
     if run.has_model(model):
-        record = run.load_model(model)
-        if isinstance(record, dict) and record.get("thresholds") is not None:
-            return np.asarray(record["thresholds"], dtype=np.float64)
+        return run.load_model(model)
+    return run.fusion(model) if model in run.fusions() else {}
+
+
+def _thresholds(run: RunFolder, model: str, width: int) -> np.ndarray:
+    """Per-label thresholds of a multilabel model or fusion (chosen on val, in its record),
+    else 0.5."""
+    record = _record(run, model)
+    if isinstance(record, dict) and record.get("thresholds") is not None:
+        return np.asarray(record["thresholds"], dtype=np.float64)
     return np.full(width, 0.5)
 
 
 def _target_names(run: RunFolder, model: str, width: int) -> list[str]:
-    record = run.load_model(model) if run.has_model(model) else {}
+    record = _record(run, model)
     names = record.get("targets") if isinstance(record, dict) else None
     names = names or run.meta().get("targets") or [str(k) for k in range(width)]
     return [str(n) for n in names] if len(names) == width else [str(k) for k in range(width)]
@@ -203,17 +210,18 @@ def _describe_fusion(record: dict[str, Any]) -> str:
         + "."
     ]
     weights = record.get("weights")
+    per = {"multilabel": "label", "regression": "target"}.get(record.get("task", ""), "class")
     if isinstance(weights, dict):
         shown = []
         for member, weight in weights.items():
             text = (
                 f"{weight:.2f}"
                 if isinstance(weight, float | int)
-                else ("[" + ", ".join(f"{w:.2f}" for w in weight) + "] per class")
+                else ("[" + ", ".join(f"{w:.2f}" for w in weight) + f"] per {per}")
             )
             shown.append(f"`{member}` {text}")
         parts.append(f"Rule {record.get('rule', 'sum')}; weights: " + ", ".join(shown) + ".")
-    for key in ("coarse", "fine", "meta", "C"):
+    for key in ("coarse", "fine", "meta", "C", "targets", "thresholds"):
         if key in record:
             parts.append(f"{key}: {record[key]}.")
     search = record.get("search", {})

@@ -56,6 +56,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "raypipe.fusion.methods.stacking.FittedStacking",
     "raypipe.fusion.methods.stacking._Constant",
     "raypipe.fusion.methods.cascade.FittedCascade",
+    "raypipe.fusion.targets.TargetWeightedFusion",
 )
 
 

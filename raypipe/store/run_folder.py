@@ -396,6 +396,8 @@ class RunFolder:
             record = self.load_model(model)
             if isinstance(record, dict) and record.get("task") in ("multilabel", "regression"):
                 return str(record["task"])
+        elif model in self.fusions() and self.fusion(model).get("task"):
+            return str(self.fusion(model)["task"])
         task = self.meta().get("task")
         if task not in ("multilabel", "regression"):
             raise RaypipeError(

@@ -120,8 +120,16 @@ def test_multilabel_and_regression_searches(
         ]
     )
     assert row["mean_f1"] == pytest.approx(hand)
-    with pytest.raises(ConfigError, match="multilabel run and fuse combines class"):
+    # One modality: its best model by val mean F1 alone cannot be fused; both models can.
+    with pytest.raises(ConfigError, match=r"at least two models, got \['face_sim\.mean\."):
         run_fuse(FuseConfig(run=run.root))
+    members = ["face_sim.mean.logreg", "face_sim.mean.mlp"]
+    fused = run_fuse(FuseConfig(run=run.root, models=members, num_samples=0, random_candidates=200))
+    assert fused["task"] == "multilabel" and len(fused["thresholds"]) == 2
+    reported = metrics_table(run).set_index(["model", "split"])
+    assert reported.loc[(fused["name"], "test"), "mean_f1"] == pytest.approx(
+        fused["scores"]["test"]["mean_f1"]
+    )
 
     regression = TuneClassifiersConfig(
         run=tmp_path / "va", task="regression", target_columns=["valence"], **common

@@ -1,6 +1,7 @@
 """`raypipe report` on runs of every task: media-level classification, frame-level expression
 (scored over frames), multilabel action units at their thresholds, valence/arousal regression;
-scores checked against values computed here by hand, and fuse's refusal of other tasks."""
+scores checked against values computed here by hand, and fuse's refusal of a multilabel run
+without val media."""
 
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ def test_report_files_and_json_rows_for_every_task(tmp_path: Path) -> None:
     assert "ccc" not in rows[("multitask.expr", "test")]  # no NaN in the JSON
 
 
-def test_a_multilabel_search_run_is_reported_and_fuse_refuses_it(tmp_path: Path) -> None:
+def test_a_multilabel_search_run_is_reported_and_fuse_needs_its_val_media(tmp_path: Path) -> None:
     # As tune-classifiers writes a multilabel run: run.json task, records with thresholds,
     # media-level predictions with targets.
     run = RunFolder(tmp_path / "run")
@@ -130,5 +131,6 @@ def test_a_multilabel_search_run_is_reported_and_fuse_refuses_it(tmp_path: Path)
     # At 0.5 the first label calls nothing -> F1 0; the second is right -> mean 1/2.
     assert table.loc["aus.mlp", "mean_f1"] == pytest.approx(0.5)
     assert (table["level"] == "media").all()
-    with pytest.raises(ConfigError, match="multilabel run and fuse combines class"):
+    # Fusion of multilabel members needs labelled val media (tests/fusion/test_fuse_targets*).
+    with pytest.raises(ConfigError, match="has 0 labelled val media, fewer than cv_folds=3"):
         run_fuse(FuseConfig(run=run.root))

@@ -16,7 +16,7 @@ from raypipe.fusion.methods.registry import (
 
 #: Method modules of this package; each registers its methods when imported, in this order
 #: (the order of FUSION_METHODS).
-METHOD_MODULES = ("weighted", "greedy", "stacking", "cascade")
+METHOD_MODULES = ("weighted", "mean", "greedy", "stacking", "cascade")
 for _module in METHOD_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 

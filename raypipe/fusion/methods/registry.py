@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from raypipe.errors import ConfigError
 from raypipe.fusion.cross_validation import FusionMethod
 from raypipe.registry import Registry
 
@@ -31,12 +32,16 @@ class FusionContext:
         classes: class names, in the order of the last axis.
         tune_candidates: (K, M) per-model weight vectors Ray Tune tried (K = 0 without Tune);
             only methods registered with ``uses_tune`` get any.
+        task: the members' task: 'classification', or 'multilabel' / 'regression' (then the
+            entry's ``build_targets`` builds the method, fitted on (M, N, K) outputs and
+            (N, K) targets; see :mod:`raypipe.fusion.targets`).
     """
 
     config: Any
     members: list[str]
     classes: list[str]
     tune_candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    task: str = "classification"
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class FusionEntry:
         uses_tune: fed the Ray Tune weight candidates (``raypipe fuse`` runs Ray Tune only when
             a configured method uses them and ``num_samples > 0``).
         description: one line for docs.
+        build_targets: ``(context) -> method`` for multilabel and regression members (a
+            :class:`~raypipe.fusion.targets.TargetWeightSearch`); None: the method fuses class
+            probabilities only.
     """
 
     name: str
@@ -60,6 +68,7 @@ class FusionEntry:
     check: Callable[[Any], None] | None = None
     uses_tune: bool = False
     description: str = ""
+    build_targets: Callable[[FusionContext], Any] | None = None
 
 
 #: Every fusion method by name, in registration order.
@@ -72,23 +81,37 @@ def register_fusion(
     check: Callable[[Any], None] | None = None,
     uses_tune: bool = False,
     description: str = "",
+    build_targets: Callable[[FusionContext], Any] | None = None,
 ) -> Callable[[Callable[[FusionContext], FusionMethod]], Callable[[FusionContext], FusionMethod]]:
-    """Decorator registering a ``(context) -> FusionMethod`` builder as fusion method ``name``."""
+    """Decorator registering a ``(context) -> FusionMethod`` builder as fusion method ``name``
+    (with ``build_targets``, the method also fuses multilabel and regression members)."""
 
     def decorator(
         build: Callable[[FusionContext], FusionMethod],
     ) -> Callable[[FusionContext], FusionMethod]:
-        FUSION_METHODS.register(name, FusionEntry(name, build, check, uses_tune, description))
+        entry = FusionEntry(name, build, check, uses_tune, description, build_targets)
+        FUSION_METHODS.register(name, entry)
         return build
 
     return decorator
 
 
 def build_fusion_methods(context: FusionContext, names: list[str]) -> list[FusionMethod]:
-    """The methods ``names`` (in that order), built from ``context``."""
+    """The methods ``names`` (in that order), built from ``context`` (for the task of
+    ``context``)."""
     methods = []
     for name in names:
-        method = FUSION_METHODS.get(name).build(context)
+        entry = FUSION_METHODS.get(name)
+        if context.task == "classification":
+            method = entry.build(context)
+        elif entry.build_targets is None:
+            able = [n for n, e in FUSION_METHODS.items() if e.build_targets is not None]
+            raise ConfigError(
+                f"fusion method '{name}' combines class probabilities only, not "
+                f"{context.task} members; set methods to some of: {', '.join(able)}."
+            )
+        else:
+            method = entry.build_targets(context)
         if method.name != name:
             raise ValueError(f"fusion method '{name}' built a method named '{method.name}'")
         methods.append(method)

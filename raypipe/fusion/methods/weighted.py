@@ -361,10 +361,24 @@ def _search(context: FusionContext, per_class: bool) -> WeightSearch:
     )
 
 
+def build_target_weights(context: FusionContext) -> Any:
+    """The per-target weight search of multilabel and regression members."""
+    from raypipe.fusion.targets import TargetWeightSearch
+
+    config = context.config
+    return TargetWeightSearch(
+        context.task,
+        n_random=config.random_candidates,
+        sweeps=config.coordinate_sweeps,
+        seed=config.seed,
+    )
+
+
 @register_fusion(
     "weighted",
     uses_tune=True,
     description="one non-negative weight per model and a rule (sum or product)",
+    build_targets=build_target_weights,
 )
 def build_weighted(context: FusionContext) -> WeightSearch:
     return _search(context, per_class=False)
