@@ -4,7 +4,9 @@ visual extractor and openSMILE LLD spans; copies of its test clips under new ids
 extracted into a fresh prediction store, and each gets a header line and exactly one line
 per native frame (counted by decoding). The new media's frame outputs equal the run's own
 ``sequence.expr`` outputs for the same clips (same features standardised with the record's
-training mean and std, same windows), and so do the classes written on those frames."""
+training mean and std, same windows), and so do the classes written on those frames; AU
+lines are the run's own AU outputs at the record's thresholds, predicted from the same store
+without extracting again."""
 
 from __future__ import annotations
 
@@ -19,13 +21,14 @@ from raypipe.config import ExtractConfig, PredictConfig
 from raypipe.config.base import load_config
 from raypipe.config.sequence import SequenceConfig
 from raypipe.errors import ConfigError
-from raypipe.labels import ABAW_EXPR8, LABEL_SPACES
+from raypipe.labels import ABAW_AU12, ABAW_EXPR8, LABEL_SPACES
 from raypipe.media.datasets.abaw import FrameLabels, frame_indices, write_annotation
 from raypipe.pipeline.extract import run_extract
 from raypipe.pipeline.predict import model_frame_outputs, run_predict
 from raypipe.pipeline.sequence import run_sequence
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.run_folder import RunFolder
+from tests.conftest import file_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,9 +50,10 @@ def _decoded(path: Path) -> tuple[int, float]:
 def sequence_run(
     ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[RunFolder, pd.DataFrame]:
-    """A sequence run (expr, face_expression + opensmile_lld spans) trained for 3 epochs on
-    demo clips of three classes (two train and one val clip each, every native frame
-    labelled with the clip's class) with two test clips in the store; and those clips."""
+    """A sequence run (expr and AU, face_expression + opensmile_lld spans) trained for 3
+    epochs on demo clips of three classes (two train and one val clip each, every native
+    frame labelled with the clip's class and AU1 for every other class) with two test clips
+    in the store; and those clips."""
     root = tmp_path_factory.mktemp("sequence_predict")
     source = pd.read_csv(demo_set)
     source = source[~source["media_id"].str.startswith("broken")]
@@ -74,12 +78,18 @@ def sequence_run(
             root / "annotations" / "EXPR_Set" / folders[row.split] / f"{row.media_id}.txt",
             FrameLabels.from_values("expr", np.full(frames, label), names=ABAW_EXPR8),
         )
+        au = np.zeros((frames, len(ABAW_AU12)), np.int64)
+        au[:, 0] = label % 2  # AU1 on for every other class
+        write_annotation(
+            root / "annotations" / "AU_Set" / folders[row.split] / f"{row.media_id}.txt",
+            FrameLabels.from_values("au", au, names=ABAW_AU12),
+        )
     sets = [
         f"data.store={store}",
         f"data.annotations={root / 'annotations'}",
         "data.extractors=[face_expression]",
         "data.spans=[{extractor: opensmile_lld, window_s: 0.4}]",
-        "tasks=[expr]",
+        "tasks=[expr,au]",
         "clip=false",
         "window=4",
         "hop=2",
@@ -140,6 +150,30 @@ def test_predict_applies_the_sequence_model_to_unseen_videos(
         np.testing.assert_array_equal(written[at[inside]], expected[inside])
         compared += int(inside.sum())
     assert compared >= 10
+
+    # AU: the same store again (nothing left to extract), 0/1 per unit at the record's
+    # thresholds (chosen on val in training) on the run's own AU outputs.
+    def features_written() -> set[str]:  # the store's files but its job records
+        return {f for f in file_tree(Path(store)) if not f.startswith("jobs")}
+
+    before = features_written()
+    au_out = tmp_path / "au"
+    run_predict(
+        PredictConfig(run=run.root, manifest=manifest, out=au_out, format="abaw-au", store=store)
+    )
+    assert features_written() == before
+    thresholds = np.asarray(run.load_model("sequence.au")["thresholds"])
+    own_au = run.predictions("sequence.au")
+    for original, path in zip(test["media_id"], test["path"], strict=True):
+        lines = (au_out / f"new_{original}.txt").read_text().splitlines()
+        frames, fps = _decoded(Path(path))
+        assert lines[0] == ",".join(ABAW_AU12) and len(lines) == 1 + frames
+        written = np.array([[int(v) for v in line.split(",")] for line in lines[1:]])
+        theirs = own_au[own_au["media_id"] == original].sort_values("start_s")
+        at = frame_indices(theirs["start_s"].to_numpy(), fps)
+        inside = at < frames
+        expected = (np.stack(theirs["probs"].to_numpy()) >= thresholds).astype(int)
+        np.testing.assert_array_equal(written[at[inside]], expected[inside])
 
 
 def test_a_sequence_model_without_its_weights_is_named_with_the_fix(
