@@ -177,3 +177,52 @@ def test_a_hanging_file_fails_alone_and_the_next_media_succeeds(
     assert [o.status for o in good] == ["ok", "ok"]
     rows = store.media_table("face_hog", extractors[1].version).set_index("media_id")
     assert rows.loc["ok", "frames"] == 8 and rows.loc["stuck", "status"] == "failed"
+
+
+def test_align_feeds_the_fer_cnn_five_point_aligned_crops(tmp_path: Path) -> None:
+    """``face_expression`` with ``align: true`` on a real face turned 25 degrees: the CNN sees
+    the 5-point aligned crop (its features are the CNN's on that crop, whose eyes MTCNN finds
+    level), so the tilted face embeds nearly as the upright one; box crops (``align: false``)
+    keep the tilt and embed differently."""
+    from skimage import data
+    from skimage.transform import rotate
+
+    from raypipe.faces.align import align_faces
+
+    upright = data.astronaut()[:320, 60:380]
+    tilted = (rotate(upright, 25, resize=False, mode="constant") * 255).astype(np.uint8)
+    paths = {}
+    for name, image in (("upright", upright), ("tilted", tilted)):
+        paths[name] = tmp_path / f"{name}.png"
+        Image.fromarray(image).save(paths[name])
+    features, rows = {}, {}
+    extractors = {
+        align: build_extractor("face_expression", {"align": align}) for align in (False, True)
+    }
+    for align, extractor in extractors.items():
+        for name, path in paths.items():
+            table = extractor.extract(MediaContext(name, path, max_side=320)).frame_rows
+            rows[(align, name)] = table.to_pandas().iloc[0]
+            assert len(table) == 1 and rows[(align, name)]["has_face"]
+            features[(align, name)] = np.asarray(rows[(align, name)]["features"])
+
+    # The CNN's input under align: true is the aligned crop of the stored landmarks.
+    landmarks = np.asarray(rows[(True, "tilted")]["landmarks"], np.float64).reshape(5, 2)
+    left_eye, right_eye = landmarks[0], landmarks[1]
+    assert abs(right_eye[1] - left_eye[1]) > 0.25 * (right_eye[0] - left_eye[0])  # tilted
+    (frame,) = [part.frames for part in MediaContext("t", paths["tilted"], max_side=320).windows()]
+    aligner = extractors[True]
+    crop = align_faces(frame, np.array([0]), landmarks[None], aligner.crop_size, aligner.margin)
+    expected = aligner.embedder.embed(crop)["features"][0]
+    np.testing.assert_array_equal(features[(True, "tilted")], expected)
+    (found,) = shared_detector(20, "cpu").detect(crop)
+    eyes = found.landmarks[0][:2]
+    assert abs(eyes[1, 1] - eyes[0, 1]) < 0.1 * (eyes[1, 0] - eyes[0, 0])  # level in the crop
+
+    def distance(a: np.ndarray, b: np.ndarray) -> float:
+        return float(1 - a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    aligned = distance(features[(True, "upright")], features[(True, "tilted")])
+    boxed = distance(features[(False, "upright")], features[(False, "tilted")])
+    assert aligned < 0.3 * boxed, (aligned, boxed)
+    assert distance(features[(True, "upright")], features[(False, "upright")]) > 0.05

@@ -162,26 +162,54 @@ def test_new_backbone_checkpoint_recomputes_only_that_extractor(extracted, tmp_p
     assert np.stack(frames["features"]).shape[1] == 512
 
 
+#: Media-row columns that time a run (seconds per stage, when written): they differ between two
+#: runs of the same work; every other column must not.
+_TIMING_COLUMNS = ("seconds", "written_at", "probe_s", "decode_s", "faces_s", "embed_s")
+
+
 def test_cpu_decode_tasks_feed_the_actors_with_the_same_results(
     ray_local: None, demo_set: Path, tmp_path: Path
 ) -> None:
+    """The same media extracted with a CPU decode task ahead of the actor and without one:
+    the stored frame rows (features, boxes, landmarks, times) and media rows are equal."""
+    import pyarrow as pa
+
     manifest = pd.read_csv(demo_set)
-    subset = pd.concat([manifest.head(3), manifest[manifest["media_id"].str.startswith("broken")]])
+    subset = pd.concat([manifest.head(2), manifest[manifest["media_id"].str.startswith("broken")]])
     subset["path"] = [str((demo_set.parent / p).resolve()) for p in subset["path"]]
     path = tmp_path / "subset.csv"
     subset.to_csv(path, index=False)
-    config = load_config(
-        ExtractConfig,
-        None,
-        ["video.fps=3", "decode_tasks=1", "workers=1", *_only("face_expression")],
-        {"manifest": path, "out": str(tmp_path / "store")},
-    )
-    summary = run_extract(config)
-    assert summary.computed == {"ok": 3, "failed": 3}
-    status = FeatureStore(str(tmp_path / "store")).status().set_index("media_id")
+    stores = {}
+    for name, extra in (("ahead", ["decode_tasks=1"]), ("in_actor", [])):
+        config = load_config(
+            ExtractConfig,
+            None,
+            ["video.fps=3", "workers=1", *extra, *_only("face_expression")],
+            {"manifest": path, "out": str(tmp_path / name)},
+        )
+        summary = run_extract(config)
+        assert summary.computed == {"ok": 2, "failed": 3}, (name, summary.line())
+        stores[name] = FeatureStore(str(tmp_path / name))
+    status = stores["ahead"].status().set_index("media_id")
     assert "empty (0 bytes)" in status.loc["broken_empty", "error"]
     good = status[status["status"] == "ok"]
     assert (good["face_frames"] >= 5).all() and (good["decode_s"] > 0).all()
+
+    def rows(store: FeatureStore, level: str, keys: list[str]) -> pa.Table:
+        version = store.extractors()["face_expression"].version
+        table = store.read_level(level, "face_expression", version)
+        table = table.drop_columns([c for c in _TIMING_COLUMNS if c in table.column_names])
+        return table.sort_by([(k, "ascending") for k in keys])
+
+    keys = ["media_id", "frame_index", "face_index"]
+    ahead, in_actor = (rows(stores[n], "frames", keys) for n in ("ahead", "in_actor"))
+    assert ahead.num_rows == in_actor.num_rows and ahead.num_rows >= 10
+    for column in ahead.column_names:  # per column, so a failure names it
+        assert ahead[column].equals(in_actor[column]), f"frames column {column} differs"
+    features = np.stack(ahead.filter(ahead["has_face"])["features"].to_numpy(zero_copy_only=False))
+    assert features.shape[1] == 128 and np.isfinite(features).all()
+    ahead, in_actor = (rows(stores[n], "media", ["media_id"]) for n in ("ahead", "in_actor"))
+    assert ahead.equals(in_actor), (ahead.to_pandas(), in_actor.to_pandas())
 
 
 def test_fixed_manifest_rows_and_retried_failures_are_computed(
@@ -254,3 +282,40 @@ def test_a_manifest_problem_never_replaces_a_good_result(
     for media_id in (moved, typo):
         assert kept_manifest.loc[media_id, "path"] == stored_manifest.loc[media_id, "path"]
         assert kept_manifest.loc[media_id, "label"] == stored_manifest.loc[media_id, "label"]
+
+
+def test_a_video_without_audio_is_no_audio_and_never_retried(
+    ray_local: None, tmp_path: Path
+) -> None:
+    """A video with no audio stream: its openSMILE row is ``no_audio`` (done, not failed), and
+    neither a re-run nor one with ``retry_failed`` computes it again."""
+    from raypipe.media.writer import write_clip
+
+    rng = np.random.default_rng(0)
+    clip = tmp_path / "silent.mp4"
+    write_clip(clip, rng.integers(0, 255, size=(10, 64, 64, 3), dtype=np.uint8), fps=10)
+    path = tmp_path / "manifest.csv"
+    pd.DataFrame([{"media_id": "silent", "path": str(clip)}]).to_csv(path, index=False)
+    flags = {"manifest": path, "out": str(tmp_path / "store")}
+    first = run_extract(load_config(ExtractConfig, None, _only("opensmile"), flags))
+    assert first.computed == {"no_audio": 1}, first.line()
+    store = FeatureStore(str(tmp_path / "store"))
+    version = store.extractors()["opensmile"].version
+    row = store.index("opensmile", version).set_index("media_id").loc["silent"]
+    assert row["status"] == "no_audio" and "has no audio stream" in row["error"]
+    assert store.media_table("opensmile")["features"].isna().all()
+
+    def written() -> dict[Path, int]:
+        """The opensmile index and data files, with their modification times."""
+        files = Path(store.root).glob("*/extractor=opensmile/*/*.parquet")
+        return {p: p.stat().st_mtime_ns for p in files}
+
+    before = written()
+
+    for extra in ([], ["retry_failed=true"]):
+        again = run_extract(load_config(ExtractConfig, None, [*_only("opensmile"), *extra], flags))
+        assert (sum(again.computed.values()), again.skipped) == (0, 1), (extra, again.line())
+        rows = store.index("opensmile", version).set_index("media_id")
+        assert rows.loc["silent", "written_at"] == row["written_at"]
+        assert rows.loc["silent", "status"] == "no_audio"
+    assert written() == before and len(before) == 2  # an index file and a media file
