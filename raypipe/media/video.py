@@ -136,6 +136,12 @@ def _decord_windows(
     for start in range(0, len(picks), window):
         chunk = picks[start : start + window]
         frames = reader.get_batch(chunk).asnumpy()
+        if start + window < len(picks):
+            # decord's reader goes on decoding ahead in the background while this window is
+            # handed over and processed, and keeps what it decoded: on a long video that is
+            # most of the video in memory. Seeking back drops it; the next window seeks to its
+            # first frame again (decoding from the keyframe before it).
+            reader.seek(0)
         if frames.shape[1:] != (height, width, 3):
             raise RuntimeError(f"decord returned frames of shape {frames.shape[1:]}")
         yield SampledFrames(frames, times[chunk].astype(np.float32), chunk.astype(np.int64))

@@ -238,9 +238,11 @@ def as_markdown(results: dict[str, Any]) -> str:
 # -- peak memory by video length -----------------------------------------------------------------
 
 
-def _long_clip(path: Path, seconds: int, fps: float = 5.0) -> Path:
-    """A low-resolution (160x120) clip of ``seconds``: a real face (scikit-image's astronaut,
-    56 pixels) drifting over a grey background; written once."""
+def _long_clip(
+    path: Path, seconds: int, fps: float = 5.0, size: tuple[int, int] = (160, 120)
+) -> Path:
+    """A low-resolution clip of ``seconds`` (``size`` width x height, pixels): a real face
+    (scikit-image's astronaut, 56 pixels) drifting over a grey background; written once."""
     from PIL import Image
     from skimage import data
 
@@ -249,9 +251,10 @@ def _long_clip(path: Path, seconds: int, fps: float = 5.0) -> Path:
     if path.is_file():
         return path
     face = np.asarray(Image.fromarray(data.astronaut()[0:260, 110:370]).resize((56, 56)))
-    frames = np.full((int(seconds * fps), 120, 160, 3), 110, np.uint8)
+    width, height = size
+    frames = np.full((int(seconds * fps), height, width, 3), 110, np.uint8)
     for t in range(len(frames)):
-        left = 20 + int(40 * (1 + np.sin(t / 25)))
+        left = 20 + int((width - 96) / 2 * (1 + np.sin(t / 25)))
         frames[t, 30:86, left : left + 56] = face
     write_clip(path, frames, fps=fps)
     return path
@@ -287,9 +290,13 @@ def _measure_one(path: str, video: dict[str, Any], specs: list) -> dict[str, flo
 
 
 def memory_by_length(
-    config: ExtractConfig, lengths_s: tuple[int, ...] = (60, 600), folder: Path | None = None
+    config: ExtractConfig,
+    lengths_s: tuple[int, ...] = (60, 600),
+    folder: Path | None = None,
+    size: tuple[int, int] = (160, 120),
 ) -> dict[int, dict[str, float]]:
-    """Peak memory of a fresh worker process extracting a generated clip of each length.
+    """Peak memory of a fresh worker process extracting a generated clip of each length
+    (``size`` width x height, pixels).
 
     Every sampled frame is kept (``max_frames`` unset), so only the window bounds memory.
     """
@@ -299,7 +306,7 @@ def memory_by_length(
     specs = extractor_specs(config)
     out = {}
     for length in lengths_s:
-        clip = _long_clip(folder / f"long-{length}s.mp4", length)
+        clip = _long_clip(folder / f"long-{length}s-{size[0]}x{size[1]}.mp4", length, size=size)
         payload = json.dumps({"path": str(clip), "video": video, "specs": specs})
         done = subprocess.run(
             [sys.executable, "-m", "raypipe.pipeline.benchmark", "memory", payload],
