@@ -189,8 +189,6 @@ def _extract_for(
 ) -> FeatureStore:
     """Extract, into the prediction store, what the models' extractors still miss for the
     manifest's media (settings as the training store recorded them); the store."""
-    from raypipe.pipeline.runtime import ray_session
-
     training = FeatureStore(run.meta()["store"])
     training.require()
     stored = training.extractors()
@@ -224,8 +222,8 @@ def _extract_for(
             "labels": run_labels(run),
         }
     )
-    with ray_session(config.ray):
-        summary = run_extract(extract)
+    # run_extract starts (or joins) Ray itself, and none at all for a few media.
+    summary = run_extract(extract)
     log.info("extract for predict: %s", summary.line())
     return FeatureStore(store_uri)
 
