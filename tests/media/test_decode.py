@@ -224,6 +224,44 @@ def test_pyav_takes_over_when_decord_cannot(tmp_path: Path, monkeypatch, max_fra
     assert np.abs(fallback.frames.astype(int) - reference.frames.astype(int)).mean() < 2
 
 
+def test_pyav_takes_over_where_decord_fails_partway(tmp_path: Path, monkeypatch) -> None:
+    """decord decodes the first window, then fails: PyAV goes on from the next frame, and the
+    windows together are the frames of a clean decode, none twice, none missing."""
+    import decord
+
+    path = tmp_path / "clip.mp4"
+    write_clip(path, _pattern(24), fps=10)
+    info = probe(path)
+    reference = decode_frames(info, fps=5, max_side=64)
+    opened = decord.VideoReader
+
+    class FailsOnSecondWindow:
+        def __init__(self, *args, **kwargs) -> None:
+            self.reader = opened(*args, **kwargs)
+            self.batches = 0
+
+        def __getattr__(self, name: str):
+            return getattr(self.reader, name)
+
+        def __len__(self) -> int:
+            return len(self.reader)
+
+        def get_batch(self, indices):
+            self.batches += 1
+            if self.batches == 2:
+                raise decord.DECORDError("corrupt packet")
+            return self.reader.get_batch(indices)
+
+    monkeypatch.setattr(decord, "VideoReader", FailsOnSecondWindow)
+    windows = list(iter_windows(info, fps=5, max_side=64, window_frames=4))
+    assert len(windows[0]) == 4  # the first window came from decord
+    times = np.concatenate([w.timestamps_s for w in windows])
+    np.testing.assert_allclose(times, reference.timestamps_s, atol=1e-3)
+    frames = np.concatenate([w.frames for w in windows])
+    assert frames.shape == reference.frames.shape
+    assert np.abs(frames.astype(int) - reference.frames.astype(int)).mean() < 2
+
+
 @pytest.mark.parametrize("fault", ["hang", "crash"])
 def test_hang_or_crash_costs_one_file(tmp_path: Path, monkeypatch, fault: str) -> None:
     good = tmp_path / "good.mp4"
