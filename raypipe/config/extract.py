@@ -342,9 +342,9 @@ class ExtractConfig(LabelsSetting):
     local_max_media: int = Field(default=8, ge=0)
     """A job computing at most this many media runs in this process, without starting Ray
     (no actor start-up, the models built once), when no cluster is named (``ray.address``,
-    ``RAY_ADDRESS``), Ray is not already running here and ``workers`` is unset; 0 always uses
-    Ray. Decoding still runs in a child process, so a file that hangs or crashes a decoder
-    fails alone."""
+    ``RAY_ADDRESS``), Ray is not already running here, and ``workers`` and ``decode_tasks``
+    are unset; 0 always uses Ray. Decoding still runs in a child process, so a file that
+    hangs or crashes a decoder fails alone."""
     decode_tasks: int = Field(default=0, ge=0)
     """CPU tasks probing and decoding ahead of the actors at once (for GPU actors); 0 decodes
     inside each actor's decoder child, overlapped with its compute."""

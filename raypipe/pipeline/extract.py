@@ -195,11 +195,13 @@ def _describe(
 
 def runs_in_process(config: ExtractConfig, media: int) -> bool:
     """Whether a job computing ``media`` media runs in this process instead of on Ray: at most
-    ``local_max_media`` of them, no fixed pool (``workers``), and no Ray to use (none running
-    here, no cluster named by ``ray.address`` or ``RAY_ADDRESS``)."""
+    ``local_max_media`` of them, no fixed pool (``workers``) or decode tasks
+    (``decode_tasks``), and no Ray to use (none running here, no cluster named by
+    ``ray.address`` or ``RAY_ADDRESS``)."""
     return (
         0 < media <= config.local_max_media
         and config.workers is None
+        and config.decode_tasks == 0
         and not config.ray.address
         and not os.environ.get("RAY_ADDRESS")
         and not ray.is_initialized()
@@ -458,6 +460,7 @@ def run_extract(config: ExtractConfig) -> ExtractSummary:
         _end(store, config, extractors)
         store.write_job_record(_finished(job, summary), job_name)
         return summary
+    built = None  # the actors load their own models; the driver's copies are not kept
 
     with ray_session(config.ray):
         reach = cluster_reach()

@@ -124,6 +124,7 @@ def test_which_jobs_run_in_process(ray_local: None, monkeypatch: pytest.MonkeyPa
     assert runs_in_process(config("local_max_media=20"), 20)
     assert not runs_in_process(config("local_max_media=0"), 1)
     assert not runs_in_process(config("workers=1"), 1)
+    assert not runs_in_process(config("decode_tasks=1"), 1)
     assert not runs_in_process(config("ray.address=127.0.0.1:6379"), 1)
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     assert not runs_in_process(config(), 1)
