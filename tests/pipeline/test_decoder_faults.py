@@ -18,6 +18,7 @@ from raypipe.media.decoder_process import FAULT_ENV
 from raypipe.media.writer import write_clip
 from raypipe.pipeline.extract import run_extract
 from raypipe.store.feature_store import FeatureStore
+from tests.extract_options import only_extractors as _only
 
 pytestmark = pytest.mark.integration
 
@@ -26,17 +27,6 @@ CRASHES = "decoder-crashes-midstream"
 #: Good media around the bad ones, all in one batch of one actor: the media after a bad one
 #: are handled by the same actor call that met the fault.
 ORDER = ("good_a", HANGS, "good_b", CRASHES, "good_c")
-
-
-def _only(*names: str) -> list[str]:
-    """Overrides that switch off every registered extractor but ``names``."""
-    from raypipe.extractors.registry import EXTRACTORS
-
-    return [
-        f"{name}.enabled=false"
-        for name in EXTRACTORS
-        if name not in names and name in ExtractConfig.model_fields
-    ]
 
 
 def _clip(path: Path, shade: int) -> Path:

@@ -12,19 +12,9 @@ from raypipe.config import ExtractConfig
 from raypipe.config.base import load_config
 from raypipe.pipeline.extract import run_extract
 from raypipe.store.feature_store import FeatureStore
+from tests.extract_options import only_extractors as _only
 
 pytestmark = pytest.mark.integration
-
-
-def _only(*names: str) -> list[str]:
-    """Overrides that switch off every registered extractor but ``names``."""
-    from raypipe.extractors.registry import EXTRACTORS
-
-    return [
-        f"{name}.enabled=false"
-        for name in EXTRACTORS
-        if name not in names and name in ExtractConfig.model_fields
-    ]
 
 
 @pytest.fixture(scope="module")

@@ -19,20 +19,10 @@ from raypipe.config import ExtractConfig
 from raypipe.config.base import load_config
 from raypipe.pipeline.extract import run_extract, runs_in_process
 from raypipe.store.feature_store import FeatureStore
+from tests.extract_options import only_extractors as only
 
 REPO = Path(__file__).resolve().parents[2]
 EXTRACTORS = ("face_expression", "opensmile")
-
-
-def only(*names: str) -> list[str]:
-    """Overrides that switch off every registered extractor but ``names``."""
-    from raypipe.extractors.registry import EXTRACTORS as REGISTERED
-
-    return [
-        f"{name}.enabled=false"
-        for name in REGISTERED
-        if name not in names and name in ExtractConfig.model_fields
-    ]
 
 
 def _subset(demo_set: Path, folder: Path) -> Path:

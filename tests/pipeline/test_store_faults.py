@@ -25,6 +25,7 @@ from raypipe.store import layout
 from raypipe.store.compaction import compact
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.verify import verify
+from tests.extract_options import only_extractors as _only
 
 pytestmark = pytest.mark.integration
 
@@ -37,17 +38,6 @@ EXTRACTORS = ("opensmile", "opensmile_lld")
 BASE_OVERRIDES = ("compact=false", "batch_size=1")
 #: The `raypipe` command line, whatever is on PATH.
 RAYPIPE = (sys.executable, "-c", "from raypipe.cli import main; main()")
-
-
-def _only(*names: str) -> list[str]:
-    """Overrides that switch off every registered extractor but ``names``."""
-    from raypipe.extractors.registry import EXTRACTORS as REGISTERED
-
-    return [
-        f"{name}.enabled=false"
-        for name in REGISTERED
-        if name not in names and name in ExtractConfig.model_fields
-    ]
 
 
 def _write_manifest(path: Path, clips: dict[str, Path]) -> Path:

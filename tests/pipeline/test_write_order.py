@@ -20,21 +20,11 @@ from raypipe.config.base import load_config
 from raypipe.pipeline.extract import run_extract
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.verify import verify
+from tests.extract_options import only_extractors as _only
 
 pytestmark = pytest.mark.integration
 
 CLIP = "angry_000"
-
-
-def _only(*names: str) -> list[str]:
-    """Overrides that switch off every registered extractor but ``names``."""
-    from raypipe.extractors.registry import EXTRACTORS
-
-    return [
-        f"{name}.enabled=false"
-        for name in EXTRACTORS
-        if name not in names and name in ExtractConfig.model_fields
-    ]
 
 
 def _one_clip(demo_set: Path, tmp_path: Path) -> Path:
