@@ -105,7 +105,8 @@ class TuneClassifiersConfig(LabelsSetting):
     num_samples: int = Field(default=24, ge=1)
     """Trial budget of the random and optuna searches."""
     time_budget_s: float | None = Field(default=None, gt=0)
-    """Stop starting trials after this many seconds; a re-run goes on with the rest."""
+    """End the search after this many seconds: no trial starts after it and the running ones
+    are stopped (not recorded); a re-run goes on with the rest."""
     early_stopping: Literal["asha", "none"] = "asha"
     """asha: stop poor torch-head trials early by their per-epoch validation metric;
     scikit-learn trials fit in one step and are never stopped. ASHA compares a trial with

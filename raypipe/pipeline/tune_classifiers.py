@@ -634,10 +634,14 @@ def run_tune_classifiers(config: TuneClassifiersConfig) -> pd.DataFrame:
         )
     trials = trials_table(specs, done, config.task)
     if trials.empty:
+        budget = config.time_budget_s
         raise SearchError(
-            f"Every Tune trial failed; Ray Tune printed each trial's error above and keeps it "
-            f"in error.txt under '{run.location(experiment)}': fix its cause, then re-run the "
-            "same command."
+            "No Tune trial finished: "
+            + (f"time_budget_s={budget:g} ran out first or " if budget else "")
+            + "every trial failed (Ray Tune printed each trial's error above and keeps it in "
+            f"error.txt under '{run.location(experiment)}'); "
+            + ("raise time_budget_s or fix " if budget else "fix ")
+            + "the cause, then re-run the same command."
         )
     run.write_trials(trials)
     # The best trial of each model name; among equal scores the smallest trial id (the one

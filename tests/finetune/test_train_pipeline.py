@@ -18,9 +18,9 @@ from raypipe.config.base import load_config
 from raypipe.finetune.augment import build_transform
 from raypipe.finetune.images import image_folder, store_crops
 from raypipe.finetune.sample_faces import write_image_folder
-from raypipe.models.backbones import build_backbone
+from raypipe.models.backbones import build_backbone, load_state_dict
 from raypipe.pipeline.extract import run_extract
-from raypipe.pipeline.train import run_name, run_train
+from raypipe.pipeline.train import checkpoint_state, run_name, run_train
 from raypipe.store.feature_store import FeatureStore
 from tests.pickle_scan import pickled_files
 
@@ -169,6 +169,26 @@ def test_tune_searches_training_runs_and_exports_the_best(
     runs = sorted((tmp_path / "run" / "tune" / "runs").iterdir())
     assert len(runs) == 2 and all((r / "epoch_0001" / "model.pt").is_file() for r in runs)
     build_backbone("resnet18", summary.export_model)
+    # The export is the backbone of the best checkpoint of the trial with the best validation
+    # score (each trial's own per-epoch history, kept in its checkpoints), weight for weight.
+    # The two learning rates score differently here, so exporting the other trial fails.
+    exported = torch.load(summary.export_model, map_location="cpu", weights_only=True)
+    scores, weights = {}, {}
+    for trial in runs:
+        history = checkpoint_state(str(max(trial.glob("epoch_*")))).history
+        best = max(history, key=lambda epoch: epoch["val_macro_f1"])
+        scores[trial.name] = best["val_macro_f1"]
+        checkpoint = trial / f"epoch_{int(best['epoch']):04d}" / "model.pt"
+        weights[trial.name] = load_state_dict(checkpoint)
+    assert summary.best_score == max(scores.values())
+    assert exported.keys() == build_backbone("resnet18").net.state_dict().keys()
+    matching = [
+        name
+        for name, state in weights.items()
+        if all(torch.equal(value, state[key]) for key, value in exported.items())
+    ]
+    assert len(matching) == 1, scores
+    assert scores[matching[0]] == max(scores.values()), scores
     assert (tmp_path / "run" / "report" / "report.md").is_file()
     # Without search.resume, Ray Tune's pickled search state does not stay in the run folder.
     assert pickled_files(tmp_path / "run") == []
