@@ -60,7 +60,9 @@ class FuseConfig(StrictModel):
     """Fusion methods fitted (registered in raypipe.fusion.methods.FUSION_METHODS: weighted,
     weighted_class, mean, greedy, stacking_logreg, stacking_svm, cascade); each is written as
     fused.<method>, and the one with the best cross-validated val score is marked selected.
-    Multilabel/regression members: unset means weighted and mean (per-target weights)."""
+    Multilabel/regression members: stored as fused.<task>.<method> with their own selection;
+    listed methods that fuse class probabilities only are skipped (one log line), and unset
+    means weighted and mean (per-target weights)."""
     rules: list[Literal["sum", "product"]] = ["sum", "product"]
     """Fusion rules the weight searches try (weighted mean of probabilities, or of logs)."""
     num_samples: int = Field(default=48, ge=0)

@@ -19,6 +19,7 @@ from raypipe.fusion.methods import FUSION_METHODS, FusionContext, build_fusion_m
 from raypipe.fusion.rules import RULES, AlignedPredictions, align_predictions, weighted_fusion
 from raypipe.metrics import TASK_METRIC, classification_scores
 from raypipe.pipeline.fuse_targets import run_target_fuse
+from raypipe.pipeline.fusion_store import FittedFusionModel, fusion_name, store_fusions
 from raypipe.pipeline.progress import progress_bar
 from raypipe.pipeline.provenance import record_run
 from raypipe.pipeline.runtime import ray_session
@@ -168,18 +169,24 @@ def _members(run: RunFolder, config: FuseConfig) -> tuple[str, list[str]]:
 
 
 def run_fuse(config: FuseConfig) -> dict[str, Any]:
-    """Fit every configured fusion method on val, store each as ``fused.<method>``, mark the
-    one with the best cross-validated val score as selected; return the selected record
-    (with ``methods``: every record by name)."""
+    """Fit every configured fusion method on val, store each as ``fused.<method>``
+    (multilabel/regression members: ``fused.<task>.<method>``), mark the one with the best
+    cross-validated val score as selected among the fusions of its task; return the selected
+    record (with ``methods``: every record by method name)."""
     if config.run is None:
         raise ConfigError("fuse needs a run folder (--run).")
     run = RunFolder(config.run)
-    classes = list(run.meta()["classes"])
     record_run(run, "fuse", config)
-    n_classes = len(classes)
     task, members = _members(run, config)
     if task != "classification":
         return run_target_fuse(run, config, task, members)
+    if not run.meta().get("classes"):
+        raise ConfigError(
+            f"run '{run.root}' has no classes in run.json, which fusing classification models "
+            "needs; re-run `raypipe tune-classifiers` into this run."
+        )
+    classes = list(run.meta()["classes"])
+    n_classes = len(classes)
     aligned = align_predictions(
         {m: run.predictions(m) for m in members},
         config.smoothing.window_s,
@@ -198,33 +205,21 @@ def run_fuse(config: FuseConfig) -> dict[str, Any]:
         with ray_session(config.ray):
             candidates = tune_weight_candidates(aligned, run, config, n_classes)
     folds = stratified_folds(aligned.labels[val], config.cv_folds, config.seed)
-    records = {}
-    for method in fusion_methods(config, members, classes, candidates):
-        records[method.name] = _fit_method(method, aligned, folds, run, config, n_classes)
-    selected = max(
-        records.values(), key=lambda r: r["scores"]["val_cv"][config.metric]
-    )  # first listed method wins ties
-    for record in records.values():
-        record["selected"] = record is selected
-        record["candidates"] = sorted(records)
-        run.write_fusion(record["name"], record)
+    fits = [
+        _fit_method(method, aligned, folds, config, n_classes)
+        for method in fusion_methods(config, members, classes, candidates)
+    ]
     # Fusions of an earlier `raypipe fuse` whose method was not re-run stay, unselected.
-    current = {r["name"] for r in records.values()}
-    for name in run.fusions():
-        old = run.fusion(name)
-        if name not in current and old.get("selected"):
-            run.write_fusion(name, {**old, "selected": False})
-    return {**selected, "methods": records}
+    return store_fusions(run, "classification", fits, config.metric)
 
 
 def _fit_method(
     method: FusionMethod,
     aligned: AlignedPredictions,
     folds: np.ndarray,
-    run: RunFolder,
     config: FuseConfig,
     n_classes: int,
-) -> dict[str, Any]:
+) -> FittedFusionModel:
     val = aligned.mask("val")
     probs, labels = aligned.probs[:, val], aligned.labels[val]
     started = time.perf_counter()
@@ -232,9 +227,7 @@ def _fit_method(
     fitted = method.fit(probs, labels)
     seconds = time.perf_counter() - started
     fused = fitted.predict(aligned.probs)
-    name = f"fused.{method.name}"
-    run.write_predictions(name, aligned.media_ids, aligned.splits, aligned.labels, fused)
-    run.save_fused_model(name, fitted)
+    name = fusion_name("classification", method.name)
     scores = {
         split: classification_scores(
             aligned.labels[aligned.mask(split)],
@@ -266,7 +259,13 @@ def _fit_method(
         scores["val_cv"][config.metric],
         scores["test"][config.metric],
     )
-    return record
+    predictions = {
+        "media_ids": aligned.media_ids,
+        "splits": aligned.splits,
+        "labels": aligned.labels,
+        "probs": fused,
+    }
+    return FittedFusionModel(record, fitted, predictions)
 
 
 def _tune_trials(method: FusionMethod) -> int:

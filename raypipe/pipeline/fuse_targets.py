@@ -1,8 +1,10 @@
 """`raypipe fuse` on multilabel and regression members (action units, valence/arousal): each
 configured method that fuses targets (``build_targets`` in FUSION_METHODS: weighted, mean) is
-fitted on the val rows, cross-validated over whole val media, written as ``fused.<method>``
-in the members' prediction format, and the best by val CV challenge score (AU mean F1, VA
-mean CCC) is marked selected. No Ray: the weight search is vectorised NumPy in one process."""
+fitted on the val rows, cross-validated over whole val media, written as
+``fused.<task>.<method>`` (e.g. ``fused.multilabel.weighted``) in the members' prediction
+format, and the best by val CV challenge score (AU mean F1, VA mean CCC) is marked selected
+among the fusions of that task. Configured methods that fuse class probabilities only are
+skipped with one logged line. No Ray: the weight search is vectorised NumPy in one process."""
 
 from __future__ import annotations
 
@@ -23,17 +25,41 @@ from raypipe.fusion.targets import (
     out_of_fold_decisions,
 )
 from raypipe.metrics import TASK_METRIC, multilabel_scores, regression_scores
+from raypipe.pipeline.fusion_store import FittedFusionModel, fusion_name, store_fusions
 from raypipe.store.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
 
-def target_methods(config: FuseConfig) -> list[str]:
-    """The methods fitted on multilabel/regression members: ``methods`` when the config sets
-    it, else every registered method that fuses targets (in registry order)."""
-    if "methods" in config.model_fields_set:
-        return list(config.methods)
-    return [name for name, entry in FUSION_METHODS.items() if entry.build_targets is not None]
+def target_methods(config: FuseConfig, task: str) -> list[str]:
+    """The methods fitted on ``task`` (multilabel/regression) members: those of ``methods``
+    that fuse targets (the others, which fuse class probabilities only, are skipped with one
+    logged line), or every registered method that fuses targets when ``methods`` is left at
+    its default (in registry order).
+
+    Raises:
+        ConfigError: no listed method fuses targets.
+    """
+    able = [name for name, entry in FUSION_METHODS.items() if entry.build_targets is not None]
+    if "methods" not in config.model_fields_set:
+        return able
+    listed = list(dict.fromkeys(config.methods))
+    kept = [name for name in listed if name in able]
+    skipped = [name for name in listed if name not in able]
+    if not kept:
+        named = ", ".join(repr(n) for n in listed)
+        raise ConfigError(
+            f"fusion methods {named} combine class probabilities only, not {task} members; "
+            f"set methods to some of: {', '.join(able)}."
+        )
+    if skipped:
+        log.info(
+            "%s members: skipping fusion methods %s (class probabilities only); fitting %s",
+            task,
+            ", ".join(skipped),
+            ", ".join(kept),
+        )
+    return kept
 
 
 def target_names(run: RunFolder, members: list[str], width: int) -> list[str]:
@@ -80,36 +106,21 @@ def run_target_fuse(
     folds = media_folds(aligned.media_ids[val], config.cv_folds, config.seed)
     context = FusionContext(config, list(members), [], task=task)
     metric = TASK_METRIC[task]
-    records = {}
-    for method in build_fusion_methods(context, target_methods(config)):
-        records[method.name] = _fit_method(method, aligned, folds, run, config, task, names)
-
-    def cv_score(record: dict[str, Any]) -> float:
-        score = record["scores"]["val_cv"].get(metric, float("nan"))
-        return score if np.isfinite(score) else -np.inf
-
-    selected = max(records.values(), key=cv_score)  # first listed method wins ties
-    for record in records.values():
-        record["selected"] = record is selected
-        record["candidates"] = sorted(records)
-        run.write_fusion(record["name"], record)
-    current = {r["name"] for r in records.values()}
-    for name in run.fusions():
-        old = run.fusion(name)
-        if name not in current and old.get("selected"):
-            run.write_fusion(name, {**old, "selected": False})
-    return {**selected, "methods": records}
+    fits = [
+        _fit_method(method, aligned, folds, config, task, names)
+        for method in build_fusion_methods(context, target_methods(config, task))
+    ]
+    return store_fusions(run, task, fits, metric)
 
 
 def _fit_method(
     method: TargetWeightSearch,
     aligned: AlignedTargets,
     folds: np.ndarray,
-    run: RunFolder,
     config: FuseConfig,
     task: str,
     names: list[str],
-) -> dict[str, Any]:
+) -> FittedFusionModel:
     val = aligned.mask("val")
     values, truth = aligned.values[:, val], aligned.truth[val]
     started = time.perf_counter()
@@ -118,17 +129,7 @@ def _fit_method(
     seconds = time.perf_counter() - started
     # Stored as float32, as every prediction file; scored from the stored values.
     fused = fitted.predict(aligned.values).astype(np.float32)
-    name = f"fused.{method.name}"
-    run.write_predictions(
-        name,
-        aligned.media_ids,
-        aligned.splits,
-        np.full(len(fused), -1),
-        fused,
-        aligned.truth,
-        aligned.start_s,
-    )
-    run.save_fused_model(name, fitted)
+    name = fusion_name(task, method.name)
     thresholds = fitted.thresholds
     scores = {
         split: task_scores(
@@ -155,6 +156,7 @@ def _fit_method(
             "cv_folds": config.cv_folds,
             "trials": 0,
             "candidates_scored": int(method.last_scored),
+            "candidate_rows_scored": int(method.last_scored_rows),
             "seconds": round(seconds, 3),
         },
         "scores": scores,
@@ -167,7 +169,15 @@ def _fit_method(
         scores["val_cv"].get(metric, float("nan")),
         scores["test"].get(metric, float("nan")),
     )
-    return record
+    predictions = {
+        "media_ids": aligned.media_ids,
+        "splits": aligned.splits,
+        "labels": np.full(len(fused), -1),
+        "probs": fused,
+        "targets": aligned.truth,
+        "start_s": aligned.start_s,
+    }
+    return FittedFusionModel(record, fitted, predictions)
 
 
 __all__ = ["run_target_fuse", "target_methods", "target_names", "task_scores"]

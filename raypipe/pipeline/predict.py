@@ -56,6 +56,7 @@ from raypipe.media.manifest import load_manifest
 from raypipe.media.probe import probe
 from raypipe.metrics import classification_scores
 from raypipe.pipeline.extract import extractor_specs, run_extract
+from raypipe.pipeline.fusion_store import fusion_task
 from raypipe.store.feature_store import ExtractorRecord, FeatureStore
 from raypipe.store.files import write_file
 from raypipe.store.run_folder import RunFolder
@@ -111,10 +112,15 @@ class PredictSummary:
 
 
 def selected_fusion(run: RunFolder) -> str:
-    """Name of the fused model `raypipe fuse` selected (by cross-validated val score)."""
-    names = run.fusions()
+    """Name of the classification fusion `raypipe fuse` selected (by cross-validated val
+    score; fusions of multilabel or regression members, ``fused.<task>.<method>``, have their
+    own selection and are never picked here)."""
+    names = [n for n in run.fusions() if fusion_task(run.fusion(n)) == "classification"]
     if not names:
-        raise ConfigError(f"run '{run.root}' has no fusion; run `raypipe fuse --run {run.root}`.")
+        raise ConfigError(
+            f"run '{run.root}' has no fusion of classification models; run "
+            f"`raypipe fuse --run {run.root}` with classification models."
+        )
     for name in names:
         if run.fusion(name).get("selected"):
             return name
@@ -468,20 +474,42 @@ def _sequence_frame_outputs(
     """A ``sequence.<task>`` model's outputs on every sampled frame of the store's media:
     media_id, timestamp_s, outputs (softmax of the expression logits, sigmoid of the AU
     logits, or valence/arousal), computed as training did
-    (:func:`raypipe.pipeline.sequence.apply_to_store`)."""
+    (:func:`raypipe.pipeline.sequence.apply_to_store`), and missing (the modalities the
+    frame lacks, ';'-joined: no face, no audio/text span)."""
     from raypipe.pipeline.sequence import apply_to_store
     from raypipe.recipes.sequence import sigmoid, softmax
 
-    data, (expr, au, va) = apply_to_store(record, run.read_bytes(record["weights"]), store)
+    data, (expr, au, va), masks = apply_to_store(record, run.read_bytes(record["weights"]), store)
     outputs = {"expr": softmax(expr), "au": sigmoid(au), "va": va}[str(record["head"])]
     keep = np.isfinite(outputs).all(axis=1)
+    names = [str(m[0]) for m in record["modalities"]]
+    missing = [";".join(n for n, on in zip(names, row, strict=True) if not on) for row in masks]
     return pd.DataFrame(
         {
             "media_id": data.media_id[keep],
             "timestamp_s": data.t_s[keep],
             "outputs": list(np.asarray(outputs[keep], np.float64)),
+            "missing": np.asarray(missing, dtype=object)[keep],
         }
     )
+
+
+def _absent_modalities(
+    outputs: dict[str, pd.DataFrame], members: list[str], media: str
+) -> set[str]:
+    """The modalities a multimodal model (outputs with a ``missing`` column) had on none of
+    ``media``'s scored frames."""
+    absent: set[str] = set()
+    for model in members:
+        table = outputs[model]
+        if "missing" not in table.columns:
+            continue
+        lacks = [
+            set(filter(None, str(v).split(";")))
+            for v in table.loc[table["media_id"] == media, "missing"]
+        ]
+        absent |= set.intersection(*lacks) if lacks else set()
+    return absent
 
 
 def _check_frame_model(run: RunFolder, model: str, record: dict[str, Any]) -> None:
@@ -669,6 +697,7 @@ def run_frame_predict(config: PredictConfig) -> PredictSummary:
         found = _video_frames(str(path))
         members = [m for m in models if (outputs[m]["media_id"] == media_id).any()]
         lost = sorted({modalities[m] for m in models} - {modalities[m] for m in members})
+        lost += sorted(_absent_modalities(outputs, members, media_id) - set(lost))
         row = {"media_id": media_id, "file": "", "frames": 0, "predicted_frames": 0}
         row |= {"filled_frames": 0, "scored_by": ";".join(members), "missing": ";".join(lost)}
         if isinstance(found, str):

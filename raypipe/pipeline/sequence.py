@@ -130,18 +130,23 @@ def model_from_record(record: dict[str, Any], weights: bytes) -> MultimodalSeque
 
 def apply_to_store(
     record: dict[str, Any], weights: bytes, store: FeatureStore
-) -> tuple[FrameData, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+) -> tuple[FrameData, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """A trained sequence model applied to every media of ``store`` (media it never saw
     included, no labels needed), exactly as training predicted: the frame features of the
-    record's extractors and spans side by side (:func:`frame_features`), each frame's
+    record's extractors and spans side by side (:func:`frame_features`; an extractor with no
+    face or valid span row in the store keeps the record's width, marked missing), each frame's
     modality mask from the raw features, the features standardised with the record's
     training mean and std (not refitted), windows of the record's ``window`` frames every
     ``hop``, and each frame's outputs averaged over the windows holding it. Returns the
-    frame rows (labels unset, split 'test') and the expression logits (N, C), AU logits
-    (N, K) and valence/arousal (N, 2)."""
+    frame rows (labels unset, split 'test'), the expression logits (N, C), AU logits
+    (N, K) and valence/arousal (N, 2), and the (N, M) bool modality masks (columns in the
+    order of ``record["modalities"]``)."""
     spans = [SpanFeaturesConfig.model_validate(s) for s in record["spans"]]
+    # An extractor without any face or valid span row here (a silent video, no face found)
+    # keeps the recorded width, its columns zero and marked missing as in training.
+    widths = {str(name): int(stop) - int(start) for name, start, stop in record["modalities"]}
     rows, features, names = frame_features(
-        store, record["extractors"], spans, record.get("versions") or {}
+        store, record["extractors"], spans, record.get("versions") or {}, widths
     )
     parts = modalities(names)
     found = [[p.name, p.start, p.stop] for p in parts]
@@ -177,9 +182,9 @@ def apply_to_store(
     windows, _ = media_windows(data, int(network["window"]), int(network["hop"]))
     if not len(windows):
         empty = [np.zeros((0, w), np.float32) for w in (len(record["classes"]), k, 2)]
-        return data, (empty[0], empty[1], empty[2])
+        return data, (empty[0], empty[1], empty[2]), masks
     model = model_from_record(record, weights)
-    return data, frame_outputs(model, data.features, masks, windows)
+    return data, frame_outputs(model, data.features, masks, windows), masks
 
 
 def sequence_worker(loop_config: dict[str, Any]) -> None:

@@ -160,13 +160,17 @@ def _one_row_per_frame(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop_duplicates(["media_id", "frame_index"], keep="first")
 
 
-def _vectors(column: pd.Series, present: np.ndarray, name: str) -> np.ndarray:
-    """(N, D) float32 from a column of lists, zeros where ``present`` is False."""
+def _vectors(
+    column: pd.Series, present: np.ndarray, name: str, width: int | None = None
+) -> np.ndarray:
+    """(N, D) float32 from a column of lists, zeros where ``present`` is False. D is the
+    vectors' size; with no vector present it is ``width`` when given (a trained model's
+    recorded size, so rows without the modality keep its columns), else 0."""
     kept = [np.asarray(v, np.float32) for v in column[present]]
     dims = {len(v) for v in kept}
     if len(dims) > 1:
         raise ConfigError(f"extractor '{name}' stores vectors of several sizes {sorted(dims)}.")
-    dim = dims.pop() if dims else 0
+    dim = dims.pop() if dims else int(width or 0)
     out = np.zeros((len(column), dim), np.float32)
     if kept:
         out[present] = np.stack(kept)
@@ -174,14 +178,18 @@ def _vectors(column: pd.Series, present: np.ndarray, name: str) -> np.ndarray:
 
 
 def visual_frames(
-    store: FeatureStore, extractors: Sequence[str], versions: Mapping[str, str] | None = None
+    store: FeatureStore,
+    extractors: Sequence[str],
+    versions: Mapping[str, str] | None = None,
+    widths: Mapping[str, int] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """Frame rows of visual ``extractors`` joined per sampled frame.
 
     The first extractor's sampled frames are the rows; the others' features are appended
-    (zeros where they lack the frame). Returns the rows (``media_id``, ``frame_index``,
-    ``timestamp_s`` seconds, ``has_face``: every extractor found a face), their (N, D) float32
-    features and the feature names.
+    (zeros where they lack the frame). An extractor with no face in any row has as many
+    zero columns as ``widths`` gives it (a trained model's record), else none. Returns the
+    rows (``media_id``, ``frame_index``, ``timestamp_s`` seconds, ``has_face``: every
+    extractor found a face), their (N, D) float32 features and the feature names.
     """
     if not extractors:
         raise ConfigError("data.extractors is empty; name at least one frame-level extractor.")
@@ -206,7 +214,7 @@ def visual_frames(
         table = store.read_level("frames", name, version)
         table = _one_row_per_frame(table.to_pandas())
         present = (table["_face"]).to_numpy()
-        vectors = _vectors(table["features"], present, name)
+        vectors = _vectors(table["features"], present, name, (widths or {}).get(name))
         keyed = table[["media_id", "frame_index", "timestamp_s"]].reset_index(drop=True)
         keyed = keyed.assign(has_face=present, _row=np.arange(len(table)))
         if rows is None:
@@ -264,10 +272,12 @@ def span_features(
     spec: SpanFeaturesConfig,
     media_ids: np.ndarray,
     times_s: np.ndarray,
+    width: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """An audio/text extractor's span rows (openSMILE LLD frames, Whisper windows, ...)
     averaged over ``spec.window_s`` seconds around each (media, time) pair: (N, D) float32
-    and an (N,) bool mask of frames with at least one span (a media without audio: none)."""
+    and an (N,) bool mask of frames with at least one span (a media without audio: none).
+    With no valid span row at all D is ``width`` when given (zeros), else 0."""
     records = store.extractors()
     if spec.extractor not in records:
         known = ", ".join(sorted(records)) or "none"
@@ -277,6 +287,12 @@ def span_features(
         )
     version = spec.version or records[spec.extractor].version
     table = store.read_level("frames", spec.extractor, version)
+    if "features" in table.column_names:
+        table = table.filter(pc.is_valid(table["features"]))
+    if not table.num_rows:  # no valid span row at all (every media silent): none found
+        return np.zeros((len(media_ids), int(width or 0)), np.float32), np.zeros(
+            len(media_ids), bool
+        )
     if "end_s" not in table.column_names:
         raise ConfigError(
             f"data.spans: '{spec.extractor}' stores no time spans (no end_s); name it under "
@@ -284,9 +300,10 @@ def span_features(
         )
     if spec.kind is not None:
         table = table.filter(pc.equal(table["kind"], spec.kind))
-    table = table.filter(pc.is_valid(table["features"]))
     spans = table.select(["media_id", "timestamp_s", "end_s"]).to_pandas()
-    vectors = _vectors(table["features"].to_pandas(), np.ones(len(spans), bool), spec.extractor)
+    vectors = _vectors(
+        table["features"].to_pandas(), np.ones(len(spans), bool), spec.extractor, width
+    )
     dim = vectors.shape[1]
     out = np.zeros((len(media_ids), dim), np.float32)
     found = np.zeros(len(media_ids), bool)
@@ -432,17 +449,23 @@ def frame_features(
     extractors: Sequence[str],
     spans: Sequence[SpanFeaturesConfig] = (),
     versions: Mapping[str, str] | None = None,
+    widths: Mapping[str, int] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """The frame rows and (N, D) float32 features the frame-level recipes learn from, without
     labels: the visual ``extractors`` joined per sampled frame (:func:`visual_frames`), then
     each audio/text span extractor of ``spans`` averaged around each frame's time
     (:func:`span_features`), side by side in that order. Returns the rows (``media_id``,
-    ``frame_index``, ``timestamp_s`` seconds, ``has_face``), the features and their names."""
-    rows, features, names = visual_frames(store, extractors, versions)
+    ``frame_index``, ``timestamp_s`` seconds, ``has_face``), the features and their names.
+
+    ``widths`` (feature columns per extractor, a trained model's record; prediction only)
+    gives an extractor without any face or valid span row in the store that many zero
+    columns, which the modality masks mark missing, instead of none."""
+    rows, features, names = visual_frames(store, extractors, versions, widths)
     media_ids = rows["media_id"].astype(str).to_numpy()
     times = rows["timestamp_s"].to_numpy(np.float64)
     for spec in spans:
-        block, found = span_features(store, spec, media_ids, times)
+        width = (widths or {}).get(spec.extractor)
+        block, found = span_features(store, spec, media_ids, times, width)
         features = np.concatenate([features, block], axis=1)
         names += [f"{spec.extractor}:{k}" for k in range(block.shape[1])]
         log.info("%s: spans for %d of %d frames", spec.extractor, int(found.sum()), len(found))

@@ -297,10 +297,12 @@ def report_blocks(
     ]
     fusions = fusion_table(run, metric)
     fused_names = [m for m in run.models() if m.startswith("fused")]
-    selected = next(
+    # Each task has its own selected fusion; the classification one is shown with its members.
+    chosen = sorted(
         (r["model"] for r in fusions.to_dict("records") if r["selected"]),
-        fused_names[0] if fused_names else None,
+        key=lambda name: (run.fusion(name).get("task") or "classification") != "classification",
     )
+    selected = chosen[0] if chosen else (fused_names[0] if fused_names else None)
     if not fusions.empty:
         blocks += [
             ("h2", "Fusion: validation against held-out test"),

@@ -19,7 +19,7 @@ from raypipe.cli import app
 from raypipe.config import FuseConfig, PredictConfig
 from raypipe.errors import ConfigError
 from raypipe.pipeline.fuse import run_fuse
-from raypipe.pipeline.predict import run_predict
+from raypipe.pipeline.predict import run_predict, selected_fusion
 from raypipe.store.run_folder import RunFolder
 
 SPLITS = ["train"] * 6 + ["val"] * 6 + ["test"] * 6
@@ -78,10 +78,10 @@ def test_valence_arousal_frames_fused_per_target_and_reported(tmp_path: Path) ->
     run = _va_run(tmp_path / "run")
     record = run_fuse(FuseConfig(run=run.root, num_samples=0, random_candidates=300, cv_folds=3))
     assert set(record["methods"]) == {"weighted", "mean"}  # every method that fuses targets
-    assert set(run.fusions()) == {"fused.weighted", "fused.mean"}
+    assert set(run.fusions()) == {"fused.regression.weighted", "fused.regression.mean"}
     cv = {n: r["scores"]["val_cv"]["ccc"] for n, r in record["methods"].items()}
-    assert record["name"] == f"fused.{max(cv, key=cv.get)}" and record["selected"]
-    weighted = run.fusion("fused.weighted")
+    assert record["name"] == f"fused.regression.{max(cv, key=cv.get)}" and record["selected"]
+    weighted = run.fusion("fused.regression.weighted")
     assert weighted["task"] == "regression" and weighted["targets"] == VA
     weights = {m: np.array(w) for m, w in weighted["weights"].items()}
     # Valence trusted to the face model, arousal to the voice model.
@@ -119,16 +119,17 @@ def test_valence_arousal_frames_fused_per_target_and_reported(tmp_path: Path) ->
         expected[split] = (float(np.mean(per_target)), len(truth))
 
     rows = _report_rows(run)
-    test = rows[("fused.weighted", "test")]
+    test = rows[("fused.regression.weighted", "test")]
     assert (test["task"], test["level"], test["n"]) == ("regression", "frame", expected["test"][1])
     assert test["ccc"] == pytest.approx(expected["test"][0], abs=1e-3)
-    assert rows[("fused.weighted", "val")]["ccc"] == pytest.approx(expected["val"][0], abs=1e-3)
+    val = rows[("fused.regression.weighted", "val")]
+    assert val["ccc"] == pytest.approx(expected["val"][0], abs=1e-3)
     assert weighted["scores"]["test"]["ccc"] == pytest.approx(test["ccc"], abs=1e-6)
     # Each member is good on one target only; the fusion beats both.
     members = [rows[(m, "test")]["ccc"] for m in tables]
     assert test["ccc"] > max(members) + 0.1
     report = (Path(run.root) / "report" / "report.md").read_text()
-    assert "per target" in report and "fused.weighted" in report
+    assert "per target" in report and "fused.regression.weighted" in report
 
 
 def _au_run(root: Path) -> RunFolder:
@@ -160,7 +161,7 @@ def test_action_units_fused_per_label_with_thresholds_chosen_on_val(tmp_path: Pa
         run=run.root, models=members, methods=["weighted"], num_samples=0, random_candidates=300
     )
     record = run_fuse(config)
-    assert record["name"] == "fused.weighted" and record["task"] == "multilabel"
+    assert record["name"] == "fused.multilabel.weighted" and record["task"] == "multilabel"
     weights = np.array([record["weights"][m] for m in members])
     assert weights[0, 0] > 0.5 and weights[1, 1] > 0.5  # AU1 from the face, AU2 from the voice
 
@@ -183,20 +184,22 @@ def test_action_units_fused_per_label_with_thresholds_chosen_on_val(tmp_path: Pa
     test = split == "test"
     hand = np.mean([f1_score(truth[test, k] > 0.5, probs[test, k] >= chosen[k]) for k in range(2)])
     rows = _report_rows(run)
-    assert rows[("fused.weighted", "test")]["mean_f1"] == pytest.approx(hand, abs=1e-9)
+    assert rows[("fused.multilabel.weighted", "test")]["mean_f1"] == pytest.approx(hand, abs=1e-9)
     assert record["scores"]["test"]["mean_f1"] == pytest.approx(hand, abs=1e-9)
     assert hand > max(rows[(m, "test")]["mean_f1"] for m in members) + 0.1
     # A per-media CSV of class probabilities is not what this fusion makes.
     manifest = tmp_path / "new.csv"
     manifest.write_text("media_id,path\nx,x.mp4\n")
     with pytest.raises(ConfigError, match="fuses multilabel models and --format csv applies"):
+        run_predict(PredictConfig(run=run.root, manifest=manifest, fusion=record["name"]))
+    with pytest.raises(ConfigError, match="has no fusion of classification models; run"):
         run_predict(PredictConfig(run=run.root, manifest=manifest))
 
 
 def test_members_of_other_tasks_and_class_only_methods_are_refused(tmp_path: Path) -> None:
     run = _au_run(tmp_path / "run")
     with pytest.raises(
-        ConfigError, match="'greedy' combines class probabilities only, not multilabel"
+        ConfigError, match="methods 'greedy' combine class probabilities only, not multilabel"
     ):
         run_fuse(FuseConfig(run=run.root, methods=["greedy"], num_samples=0))
     va = np.zeros((3, 2))
@@ -214,3 +217,102 @@ def test_members_of_other_tasks_and_class_only_methods_are_refused(tmp_path: Pat
     other = ["face.ridge", "voice.ridge"]
     with pytest.raises(ConfigError, match=r"are regression models but run .* is a multilabel run"):
         run_fuse(FuseConfig(run=run.root, models=other, num_samples=0))
+
+
+def _multitask_run(root: Path) -> RunFolder:
+    """A run of several tasks (run.json names no task, as a multitask recipe's): two
+    expression classifiers of three classes and the two action-unit models of :func:`_au_run`,
+    all scoring media-level rows."""
+    run = _au_run(root)
+    meta = {k: v for k, v in run.meta().items() if k not in ("task", "targets")}
+    (Path(run.root) / "run.json").write_text(
+        json.dumps({**meta, "store": str(root / "no-store"), "classes": ["a", "b", "c"]})
+    )
+    rng = np.random.default_rng(2)
+    n = 90
+    split = np.array(["train", "val", "test"] * (n // 3))
+    labels = rng.integers(0, 3, n)
+    ids = np.array([f"c{i:03d}" for i in range(n)])
+    for name, noise in (("face.expr", 0.8), ("voice.expr", 1.2)):
+        logits = np.eye(3)[labels] * 2 + rng.normal(0, noise, (n, 3))
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        spec = {"feature_set": "opensmile", "classifier": "logreg", "params": {}}
+        run.save_model(name, {"spec": spec, "modality": name[:5]})
+        run.write_predictions(name, ids, split, labels, probs)
+    return run
+
+
+def test_class_and_action_unit_fusions_of_one_run_keep_their_own_names_and_selection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = _multitask_run(tmp_path / "run")
+    common = {"run": run.root, "num_samples": 0, "random_candidates": 200}
+    expr = run_fuse(
+        FuseConfig(**common, models=["face.expr", "voice.expr"], methods=["weighted", "mean"])
+    )
+    assert expr["name"] in {"fused.weighted", "fused.mean"} and expr.get("task") is None
+    classification = {n: run.fusion(n) for n in ("fused.weighted", "fused.mean")}
+
+    # The shipped fuse.yaml lists class-only methods too: skipped on AU members, one line.
+    with caplog.at_level("INFO", logger="raypipe.pipeline.fuse_targets"):
+        au = run_fuse(
+            FuseConfig(
+                **common,
+                models=["face.logreg", "voice.logreg"],
+                methods=["weighted", "weighted_class", "greedy", "stacking_logreg", "cascade"],
+                cascade={"groups": {"ac": ["a", "c"]}},
+            )
+        )
+    skipped = [r.message for r in caplog.records if "skipping fusion methods" in r.message]
+    assert skipped == [
+        "multilabel members: skipping fusion methods weighted_class, greedy, stacking_logreg, "
+        "cascade (class probabilities only); fitting weighted"
+    ]
+    assert au["name"] == "fused.multilabel.weighted" and au["selected"]
+    assert set(run.fusions()) == {"fused.weighted", "fused.mean", "fused.multilabel.weighted"}
+    # The class fusions are untouched: same records, their own selection kept.
+    for name, record in classification.items():
+        assert run.fusion(name) == record
+        assert run.predictions(name)["probs"].iloc[0].shape == (3,)
+    selected = {n: run.fusion(n)["selected"] for n in run.fusions()}
+    assert selected == {
+        "fused.weighted": expr["name"] == "fused.weighted",
+        "fused.mean": expr["name"] == "fused.mean",
+        "fused.multilabel.weighted": True,
+    }
+    assert selected_fusion(run) == expr["name"]
+
+    # Fusing the classifiers again leaves the AU fusion selected (and selected_fusion skips it,
+    # though its name sorts before fused.weighted).
+    run_fuse(FuseConfig(**common, models=["face.expr", "voice.expr"], methods=["weighted"]))
+    assert run.fusion("fused.multilabel.weighted")["selected"]
+    assert run.fusion("fused.weighted")["selected"] and not run.fusion("fused.mean")["selected"]
+    assert selected_fusion(run) == "fused.weighted"
+    # `raypipe predict --format csv` takes the class fusion and goes on to its members'
+    # features (this run has no feature store, which is where it stops).
+    manifest = tmp_path / "new.csv"
+    manifest.write_text("media_id,path\nx,x.mp4\n")
+    result = CliRunner().invoke(
+        app, ["predict", "--run", run.root, "--manifest", str(manifest), "--format", "csv"]
+    )
+    assert result.exit_code != 0
+    assert "no-store" in result.output and "fuses multilabel" not in result.output
+    # The report shows every fusion and the class fusion's confusion matrix with its members'.
+    rows = _report_rows(run)
+    assert {"fused.weighted", "fused.multilabel.weighted"} <= {m for m, _ in rows}
+    report = Path(run.root) / "report"
+    assert (report / "confusion_fused.weighted_test.png").is_file()
+    assert (report / "confusion_face.expr_test.png").is_file()
+
+
+def test_fuse_of_a_classification_run_without_classes_is_a_clear_error(tmp_path: Path) -> None:
+    run = _multitask_run(tmp_path / "run")
+    meta = {k: v for k, v in run.meta().items() if k != "classes"}
+    (Path(run.root) / "run.json").write_text(json.dumps(meta))
+    # Target members need no classes.
+    au = run_fuse(
+        FuseConfig(run=run.root, models=["face.logreg", "voice.logreg"], methods=["mean"])
+    )
+    assert au["name"] == "fused.multilabel.mean"
+    with pytest.raises(ConfigError, match=r"has no classes in run\.json, which fusing"):
+        run_fuse(FuseConfig(run=run.root, models=["face.expr", "voice.expr"], num_samples=0))

@@ -14,6 +14,7 @@ from raypipe.fusion.targets import (
     align_targets,
     media_folds,
     out_of_fold_decisions,
+    sample_rows,
     weighted_mean,
 )
 from raypipe.metrics import au_f1, au_mean_f1, ccc
@@ -151,3 +152,39 @@ def test_folds_keep_each_media_whole_and_cross_validation_holds_each_fold_out() 
     assert decided[folds == 0, 0] == pytest.approx(-truth[folds == 0, 0])
     with pytest.raises(ValueError, match="2 media cannot fill 3 folds"):
         media_folds(np.array(["x", "y"]), 3)
+
+
+def test_many_frames_cost_a_bounded_number_of_scored_candidate_rows() -> None:
+    """40,000 labelled val frames of two action units: the random candidates are scored on a
+    subsample of at most max_rows rows per label (every label keeping positives), and only the
+    coordinate ascent scores every row, so the candidate-rows scored stay within
+    targets x (candidates x max_rows + (1 + sweeps x members x grid) x rows)."""
+    rng = np.random.default_rng(5)
+    n = 40_000
+    truth = np.stack([rng.uniform(size=n) < 0.3, rng.uniform(size=n) < 0.002], axis=1)
+    truth = truth.astype(np.float64)
+    truth[::9, 0] = np.nan  # unlabelled frames of AU1
+    good = np.clip(truth + rng.normal(0, 0.3, truth.shape), 0, 1)
+    noise = rng.uniform(size=truth.shape)
+    values = np.stack([np.nan_to_num(good), noise])  # (M=2, N, K=2)
+    search = TargetWeightSearch("multilabel", n_random=400, sweeps=3, grid=11, max_rows=2000)
+    fitted = search.fit(values, truth)
+    pool = 400 + 1 + 2  # random, equal, each member alone
+    bound = 2 * (pool * 2000 + (1 + 3 * 2 * 11) * n)
+    assert search.last_scored_rows <= bound
+    assert search.last_scored_rows < 2 * pool * n / 3  # scoring every row at random: 3x more
+    assert (fitted.weights[0] > 0.7).all()  # the informative member, found on the subsample
+
+    for k in range(2):
+        sample = sample_rows(truth[:, k], "multilabel", 2000, seed=k)
+        labelled = np.isfinite(truth[:, k])
+        assert len(sample) == 2000 and labelled[sample].all()
+        assert len(np.unique(sample)) == 2000
+        share = (truth[labelled, k] > 0.5).mean()
+        positives = int((truth[sample, k] > 0.5).sum())
+        assert positives >= 1 and abs(positives - 2000 * share) <= 1
+    rare = np.full(n, 0.0)
+    rare[7] = 1.0  # one positive in 40,000 rows is kept
+    assert 7 in sample_rows(rare, "multilabel", 100)
+    every = np.flatnonzero(np.isfinite(truth[:, 0]))
+    assert np.array_equal(sample_rows(truth[:, 0], "multilabel", 10**6), every)

@@ -6,7 +6,9 @@ per native frame (counted by decoding). The new media's frame outputs equal the 
 ``sequence.expr`` outputs for the same clips (same features standardised with the record's
 training mean and std, same windows), and so do the classes written on those frames; AU
 lines are the run's own AU outputs at the record's thresholds, predicted from the same store
-without extracting again."""
+without extracting again. A video without audio, or without a face, alone in a fresh predict
+store is scored from the modality it has (the missing one keeps the record's width, masked),
+and scoring.csv names the missing modality."""
 
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ from raypipe.config.sequence import SequenceConfig
 from raypipe.errors import ConfigError
 from raypipe.labels import ABAW_AU12, ABAW_EXPR8, LABEL_SPACES
 from raypipe.media.datasets.abaw import FrameLabels, frame_indices, write_annotation
+from raypipe.media.writer import write_clip
 from raypipe.pipeline.extract import run_extract
 from raypipe.pipeline.predict import model_frame_outputs, run_predict
-from raypipe.pipeline.sequence import run_sequence
+from raypipe.pipeline.sequence import apply_to_store, run_sequence
 from raypipe.store.feature_store import FeatureStore
 from raypipe.store.run_folder import RunFolder
 from tests.conftest import file_tree
@@ -198,3 +201,85 @@ def test_a_sequence_model_without_its_weights_is_named_with_the_fix(
     test.head(1).to_csv(manifest, index=False)
     with pytest.raises(ConfigError, match=r"sequence.expr.*missing\.pt.*re-run `raypipe recipe"):
         run_predict(PredictConfig(run=copy.root, manifest=manifest, format="abaw-expr"))
+
+
+def _silent_copy(source: Path, path: Path) -> Path:
+    """The video frames of ``source`` written again without an audio stream."""
+    with av.open(str(source)) as container:
+        rate = float(container.streams.video[0].average_rate)
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    write_clip(path, frames, rate)
+    with av.open(str(path)) as container:
+        assert not container.streams.audio
+    return path
+
+
+def _faceless_clip(path: Path) -> Path:
+    """Two seconds of flat grey frames (no face anywhere) with a voiced tone."""
+    t = np.arange(32000, dtype=np.float32) / 16000
+    audio = 0.3 * np.sin(2 * np.pi * 180 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    write_clip(path, np.full((20, 240, 320, 3), 128, np.uint8), 10.0, audio.astype(np.float32))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "absent"), [("silent", "opensmile_lld"), ("faceless", "face_expression")]
+)
+def test_a_video_missing_a_modality_is_predicted_alone_from_the_others(
+    sequence_run: tuple[RunFolder, pd.DataFrame], tmp_path: Path, kind: str, absent: str
+) -> None:
+    """Alone in a fresh predict store, a video without audio (no valid openSMILE LLD row in
+    the store) or without a face (no face_expression vector in the store) still gets the
+    record's feature columns (zeros, masked missing as in training): one line per native
+    frame from the modality it has, and scoring.csv names the one it lacks."""
+    run, test = sequence_run
+    source = Path(test["path"].iloc[0])
+    if kind == "silent":
+        path = _silent_copy(source, tmp_path / "silent.mp4")
+    else:
+        path = _faceless_clip(tmp_path / "grey.mp4")
+    manifest = tmp_path / "one.csv"
+    pd.DataFrame({"media_id": [kind], "path": [str(path)]}).to_csv(manifest, index=False)
+    out, store = tmp_path / "expr", str(tmp_path / "store")
+    summary = run_predict(
+        PredictConfig(run=run.root, manifest=manifest, out=out, format="abaw-expr", store=store)
+    )
+    assert summary.media == 1 and summary.prior == 0
+    assert summary.scored == {"sequence.expr": 1}
+    # The store really lacks the modality: no face vector, or no valid span row.
+    table = FeatureStore(store).frame_table(absent)
+    assert set(table["media_id"]) <= {kind}
+    if kind == "faceless":
+        assert not (table["has_face"].astype(bool) & table["features"].notna()).any()
+    else:
+        assert table["features"].isna().all()
+
+    frames, _ = _decoded(path)
+    lines = (out / f"{kind}.txt").read_text().splitlines()
+    assert lines[0] == ",".join(ABAW_EXPR8) and len(lines) == 1 + frames
+    assert all(0 <= int(v) < len(ABAW_EXPR8) for v in lines[1:])
+    row = pd.read_csv(out / "scoring.csv").set_index("media_id").loc[kind]
+    assert row["scored_by"] == "sequence.expr" and row["frames"] == frames
+    assert row["predicted_frames"] > 0
+    assert row["missing"] == absent
+    assert f"scored without {absent}" in row["note"]
+
+    # The frame outputs come from the modality present: finite, every frame masked as lacking
+    # the absent one only.
+    record = run.load_model("sequence.expr")
+    predict_store = FeatureStore(store)
+    outputs = model_frame_outputs(run, predict_store, "sequence.expr", record, len(ABAW_EXPR8))
+    assert len(outputs) > 0 and set(outputs["missing"]) == {absent}
+    assert np.isfinite(np.stack(outputs["outputs"].to_numpy())).all()
+
+    # A store whose extractor gives another width than the record's is still refused.
+    present = "face_expression" if absent == "opensmile_lld" else "opensmile_lld"
+    wrong = dict(record)
+    shifted, offset = [], 0
+    for name, start, stop in record["modalities"]:
+        width = stop - start + (1 if name == present else 0)
+        shifted.append([name, offset, offset + width])
+        offset += width
+    wrong["modalities"] = shifted
+    with pytest.raises(ConfigError, match=r"gives modalities .* extract with the training store"):
+        apply_to_store(wrong, run.read_bytes(record["weights"]), predict_store)
