@@ -33,7 +33,10 @@ def test_configured_path_against_the_baseline(manifest: pd.DataFrame) -> None:
     assert result["face_path"] == "retinaface, keyframe_interval 4"
     assert 0 < result["detected_frames"] <= 10
     assert result["baseline_face_frames"] >= 5
-    assert 0.0 <= result["face_recall_vs_baseline"] <= 1.0
+    # On these clips (a pan across two people, a face entering and leaving) the keyframe path
+    # finds a face overlapping the baseline's on every frame where the baseline has one; a
+    # carry that drifted or a missed re-detection would drop it below 0.9.
+    assert result["face_recall_vs_baseline"] >= 0.9, result
     for key in ("baseline_frames_per_s_core", "frames_per_s_core", "speedup_vs_baseline"):
         assert result[key] > 0
 
