@@ -105,5 +105,8 @@ def test_video_memory_is_bounded_by_the_window(tmp_path: Path) -> None:
     assert held_mib > 150
     settled, last = max(after[4:8]), max(after[-len(after) // 4 :])
     assert last - settled < 25, (after, held_mib)
+    # The decoder child's high-water mark varies by up to about 30 MiB from run to run on the
+    # same clip (FFmpeg's threads and buffers), either way; holding the long clip's frames
+    # made it grow by about 480 MiB. 64 MiB is above the noise and far below that growth.
     decoder_grown = runs[long]["decoder_peak"] - runs[short]["decoder_peak"]
-    assert decoder_grown < 30, runs
+    assert decoder_grown < 64, runs
