@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,10 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault(
     "RAYPIPE_DECODER_FAULT", "hang@1:decoder-hangs-midstream,crash@1:decoder-crashes-midstream"
 )
+
+
+#: The shared demo set: 4 clips per class, with the three broken files.
+DEMO_SET = {"clips_per_class": 4, "seed": 1, "include_broken": True}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -67,22 +72,40 @@ def demo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from raypipe.media.demo_set import make_demo_dataset
 
     root = tmp_path_factory.mktemp("demo")
-    return make_demo_dataset(root, clips_per_class=4, seed=1, include_broken=True)
+    return make_demo_dataset(root, **DEMO_SET)
 
 
 @pytest.fixture(scope="session")
-def demo_store(ray_local: None, demo_set: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The demo set extracted once per session (fps 2) with the extractors the classifier and
-    fusion tests read: faces, openSMILE functionals, transcripts and their embeddings
-    (openSMILE LLDs and Whisper embeddings are left out, as `raypipe demo` does)."""
+def demo_store(ray_local: None, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> str:
+    """The demo set of ``demo_set`` extracted once per test run (fps 2) with the extractors the
+    classifier and fusion tests read: faces, openSMILE functionals, transcripts and their
+    embeddings (openSMILE LLDs and Whisper embeddings are left out, as `raypipe demo` does).
+    Tests only read it. Under xdist the first worker to ask extracts it, with its own copy of
+    the set, into the run's shared temporary folder while holding a lock; the other waits and
+    reads the same store instead of extracting it again."""
+    from filelock import FileLock
+
     from raypipe.config import ExtractConfig
     from raypipe.config.base import load_config
+    from raypipe.media.demo_set import make_demo_dataset
     from raypipe.pipeline.extract import run_extract
 
-    store = str(tmp_path_factory.mktemp("demo_store") / "store")
-    overrides = ["video.fps=2", "opensmile_lld.enabled=false", "whisper_embedding.enabled=false"]
-    run_extract(load_config(ExtractConfig, None, overrides, {"manifest": demo_set, "out": store}))
-    return store
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # one run's, never another's
+    root = shared / "demo_store"
+    with FileLock(str(shared / "demo_store.lock")):
+        if not (root / "complete").exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed attempt left
+            manifest = make_demo_dataset(root / "demo", **DEMO_SET)
+            overrides = [
+                "video.fps=2",
+                "opensmile_lld.enabled=false",
+                "whisper_embedding.enabled=false",
+            ]
+            out = {"manifest": manifest, "out": str(root / "store")}
+            run_extract(load_config(ExtractConfig, None, overrides, out))
+            (root / "complete").touch()
+    return str(root / "store")
 
 
 @pytest.fixture(scope="session")

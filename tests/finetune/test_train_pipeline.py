@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from raypipe.config import ExtractConfig, TrainConfig
@@ -161,11 +162,19 @@ def test_tune_searches_training_runs_and_exports_the_best(
             "search.lr=[0.001, 0.0001]",
             "search.max_concurrent_trials=2",
             "cpus_per_worker=0.9",
+            "tracking.backends=[mlflow]",
             f"data.root={small_corpus}",
         ],
         {"run": tmp_path / "run"},
     )
     summary = run_train(config)
+    # Each trial is an MLflow run with its learning rate and validation score.
+    client = MlflowClient(f"sqlite:///{tmp_path}/run/mlflow/mlflow.db")
+    experiment = client.get_experiment_by_name("raypipe-train")
+    assert experiment is not None
+    logged = client.search_runs([experiment.experiment_id])
+    assert sorted(float(r.data.params["lr"]) for r in logged) == [0.0001, 0.001]
+    assert all("val_macro_f1" in r.data.metrics for r in logged)
     runs = sorted((tmp_path / "run" / "tune" / "runs").iterdir())
     assert len(runs) == 2 and all((r / "epoch_0001" / "model.pt").is_file() for r in runs)
     build_backbone("resnet18", summary.export_model)

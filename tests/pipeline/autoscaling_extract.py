@@ -91,8 +91,41 @@ def cluster_config(gcs_address: str) -> dict:
     }
 
 
+#: Attempts at starting the head. `ray start` gives a raylet 30 s (fixed in Ray) to register
+#: with the GCS; on a 2-core machine shared with another test worker that is sometimes not
+#: enough, and the free ports picked here can be taken before Ray binds them.
+START_ATTEMPTS = 3
+
+
 def start_cluster(temp_dir: Path) -> str:
-    """Start the head (its autoscaler starts the worker nodes); return the GCS address."""
+    """Start the head (its autoscaler starts the worker nodes); return the GCS address. A
+    failed start's processes are ended and the start tried again in a fresh folder."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        folder = temp_dir / f"a{attempt}"
+        folder.mkdir()
+        try:
+            return _start_head(folder)
+        except subprocess.CalledProcessError as error:
+            if attempt == START_ATTEMPTS:
+                raise
+            print(f"ray start failed (attempt {attempt}): {error}; trying again", flush=True)
+            _kill_matching(str(folder))
+    raise AssertionError("unreachable")
+
+
+def _kill_matching(text: str) -> None:
+    """SIGKILL every process whose command line contains ``text`` (a failed start's GCS,
+    raylet and their helpers name its folder in their arguments)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+def _start_head(temp_dir: Path) -> str:
+    """One `ray start --head` with fresh ports, its sessions in ``temp_dir``."""
     import ray
 
     host = ray._private.services.get_node_ip_address()

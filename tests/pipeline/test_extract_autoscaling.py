@@ -23,8 +23,9 @@ from tests.pipeline.autoscaling_extract import FAKE_ID_PREFIX, end_session
 
 HERE = Path(__file__).resolve().parent
 
-#: Seconds the job may take (cluster start about 20 s, the extraction 40 to 90 s on 2 cores).
-LIMIT_S = 240
+#: Seconds the job may take (cluster start about 20 s, one more start of up to 40 s when the
+#: first fails under load, the extraction 40 to 90 s on 2 cores).
+LIMIT_S = 300
 
 
 @pytest.mark.integration

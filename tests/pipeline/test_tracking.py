@@ -1,6 +1,8 @@
 """Experiment tracking, read back with MLflow's own client: a tiny classifier search, the fusion
 search over its run and a tiny training run each leave MLflow runs holding their parameters and
-metrics (the same numbers the run folder holds), and TensorBoard event files."""
+metrics (the same numbers the run folder holds), and TensorBoard event files. That each trial of
+a training search is an MLflow run is checked with the search itself
+(tests/finetune/test_train_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -139,19 +141,6 @@ def test_training_epochs_are_one_mlflow_run_resumed_by_a_rerun(
     events = list((run / "tensorboard" / run_name(config)).glob("events.out.tfevents*"))
     assert events, "no TensorBoard event files"
     assert not (run / "mlflow").exists()  # the store named by tracking_uri was used instead
-
-
-@pytest.mark.integration
-def test_a_training_search_logs_each_trial(ray_local: None, tmp_path: Path) -> None:
-    corpus = write_image_folder(
-        tmp_path / "faces", {"train": 6, "val": 3}, size=32, classes=3, identities=3
-    )
-    run = tmp_path / "run"
-    overrides = [*TRAIN_SMALL, f"data.root={corpus}", "epochs=1", "search.lr=[0.001, 0.0001]"]
-    run_train(load_config(TrainConfig, None, overrides, {"run": run}))
-    runs = _runs(f"sqlite:///{run}/mlflow/mlflow.db", "raypipe-train")
-    assert sorted(float(r.data.params["lr"]) for r in runs) == [0.0001, 0.001]
-    assert all("val_macro_f1" in r.data.metrics for r in runs)
 
 
 def test_wandb_without_the_package_is_a_config_error(tmp_path: Path) -> None:

@@ -103,8 +103,11 @@ def test_video_memory_is_bounded_by_the_window(tmp_path: Path) -> None:
     # Frames held from window 8 to the last would add this much (RGB, one byte each).
     held_mib = (len(after) - 8) * WINDOW * SIZE[0] * SIZE[1] * 3 / 2**20
     assert held_mib > 150
+    # The worker's resident memory creeps by up to about 30 MiB over a run (the allocator's
+    # arenas and caches, seen on a machine under load); holding the frames would add
+    # held_mib (about 155 MiB), and holding even a third of them fails this.
     settled, last = max(after[4:8]), max(after[-len(after) // 4 :])
-    assert last - settled < 25, (after, held_mib)
+    assert last - settled < held_mib / 3, (after, held_mib)
     # The decoder child's high-water mark varies by up to about 30 MiB from run to run on the
     # same clip (FFmpeg's threads and buffers), either way; holding the long clip's frames
     # made it grow by about 480 MiB. 64 MiB is above the noise and far below that growth.
