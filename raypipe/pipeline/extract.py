@@ -9,11 +9,12 @@ that hangs or crashes a native decoder fails alone without taking the actor down
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from raypipe.extractors.process import process_media
 from raypipe.extractors.registry import EXTRACTORS, build_extractor
 from raypipe.labels import LABEL_SPACES
 from raypipe.media.context import MediaContext
+from raypipe.media.decoder_process import shared_decoder
 from raypipe.media.manifest import load_manifest
 from raypipe.media.prefetch import prefetch
 from raypipe.media.remote import local_copy
@@ -541,7 +543,10 @@ def _extract_here(
         ", ".join(f"{e.name}@{e.version}" for e in built.values()),
     )
     video = config.video.model_dump()
-    with progress_bar("extract", total=len(items) * len(built)) as advance:
+    with (
+        progress_bar("extract", total=len(items) * len(built)) as advance,
+        _decoder_closed(config.video.decode_timeout_s),
+    ):
         for start in range(0, len(items), config.batch_size):
             part = items[start : start + config.batch_size]
             batch = {key: [item[key] for item in part] for key in ("media_id", "path", "todo")}
@@ -554,6 +559,17 @@ def _extract_here(
                 if status == STATUS_FAILED:
                     log.warning("%s [%s] failed: %s", media_id, name, error)
                 advance(1)
+
+
+@contextlib.contextmanager
+def _decoder_closed(timeout_s: float) -> Iterator[None]:
+    """Stop this process's decoder child when the block ends: an actor keeps its child for
+    the next batch, while a job run here must not leave one behind in the caller's process
+    (a notebook, a script that goes on)."""
+    try:
+        yield
+    finally:
+        shared_decoder(timeout_s).close()
 
 
 def _end(store: FeatureStore, config: ExtractConfig, extractors: list[ExtractorRecord]) -> None:

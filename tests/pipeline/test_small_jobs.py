@@ -46,6 +46,26 @@ def _features(store: str, extractor: str) -> pd.DataFrame:
     return frames.sort_values(["media_id", "frame_index"]).reset_index(drop=True)
 
 
+#: `raypipe extract` in a fresh process, as the command runs it; then the decoder children it
+#: left running in that process are listed on stderr.
+RUN_CLI = """
+import sys
+from raypipe.cli import main
+from raypipe.media import decoder_process
+
+sys.argv[0] = "raypipe"
+try:
+    main()
+except SystemExit as end:
+    code = end.code
+else:
+    code = 0
+left = [decoder.pid for decoder in decoder_process._SHARED.values() if decoder.pid]
+print("decoder children left:", left, file=sys.stderr)
+sys.exit(code)
+"""
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_small_job_runs_in_process_and_stores_what_ray_stores(
@@ -55,8 +75,7 @@ def test_a_small_job_runs_in_process_and_stores_what_ray_stores(
     overrides = ["video.fps=3", *only(*EXTRACTORS)]
     here, on_ray = str(tmp_path / "here"), str(tmp_path / "ray")
     # A fresh process, as `raypipe extract` runs: no Ray there, so 4 media stay in it.
-    run_cli = "import sys; from raypipe.cli import main; sys.argv[0] = 'raypipe'; main()"
-    args = [sys.executable, "-c", run_cli, "extract", "--manifest", str(manifest)]
+    args = [sys.executable, "-c", RUN_CLI, "extract", "--manifest", str(manifest)]
     args += ["--out", here, "--json"]
     for override in overrides:
         args += ["--set", override]
@@ -66,6 +85,7 @@ def test_a_small_job_runs_in_process_and_stores_what_ray_stores(
     assert done.returncode == 0, done.stderr[-4000:]
     assert "extracting 4 media in this process" in done.stderr, done.stderr[-4000:]
     assert "starting an embedded local Ray" not in done.stderr
+    assert "decoder children left: []" in done.stderr, done.stderr[-2000:]
     printed = json.loads(done.stdout)
     assert printed["nodes"] == {"local": 8} and printed["computed"] == {"ok": 6, "failed": 2}
 
