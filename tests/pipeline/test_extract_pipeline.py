@@ -202,6 +202,55 @@ def test_cpu_decode_tasks_feed_the_actors_with_the_same_results(
     assert ahead.equals(in_actor), (ahead.to_pandas(), in_actor.to_pandas())
 
 
+def test_the_actor_extracts_from_what_the_decode_task_prefetched(
+    demo_set: Path, tmp_path: Path
+) -> None:
+    """The path of the test above, taken apart without Ray: a batch passed through
+    ``prefetch_batch`` is extracted by ``extract_batch`` even once its media file is gone, so
+    the frames come from the prefetched bytes; the same batch without them fails, naming the
+    missing file."""
+    import shutil
+
+    from raypipe.extractors.registry import build_extractor
+    from raypipe.media.manifest import load_manifest
+    from raypipe.pipeline.extract import (
+        build_records,
+        extract_batch,
+        extractor_specs,
+        prefetch_batch,
+    )
+
+    manifest = pd.read_csv(demo_set)
+    row = manifest[~manifest["media_id"].str.startswith("broken")].head(1).copy()
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(demo_set.parent / row["path"].iloc[0], clip)
+    row["media_id"], row["path"] = "clip", str(clip)
+    row.to_csv(tmp_path / "one.csv", index=False)
+    flags = {"manifest": str(tmp_path / "one.csv"), "out": str(tmp_path / "store")}
+    config = load_config(ExtractConfig, None, ["video.fps=3", *_only("face_expression")], flags)
+    video, specs = config.video.model_dump(), extractor_specs(config)
+    store = FeatureStore(str(tmp_path / "store"))
+    store.initialise()
+    store.write_manifest(load_manifest(str(tmp_path / "one.csv"))[0])
+    store.register_extractors(build_records(specs, video)[0])
+    built = {name: build_extractor(name, options, video) for name, options in specs}
+    batch = {
+        "media_id": np.array(["clip"]),
+        "path": np.array([str(clip)]),
+        "todo": np.array(["face_expression"]),
+    }
+    ahead = prefetch_batch(batch, video, config.prefetch_max_frames, ["face_expression"])
+    clip.unlink()
+
+    done = extract_batch(built, store, video, config.fingerprint, ahead, "here")
+    assert done["status"] == ["ok"], done["error"]
+    version = store.extractors()["face_expression"].version
+    frames = store.read_level("frames", "face_expression", version).to_pandas()
+    assert len(frames) >= 5 and frames["has_face"].sum() >= 5
+    again = extract_batch(built, store, video, config.fingerprint, batch, "here")
+    assert again["status"] == ["failed"] and "clip.mp4" in again["error"][0], again
+
+
 def test_fixed_manifest_rows_and_retried_failures_are_computed(
     ray_local: None, demo_set: Path, tmp_path: Path
 ) -> None:
