@@ -167,6 +167,7 @@ def test_predict_applies_the_sequence_model_to_unseen_videos(
     assert features_written() == before
     thresholds = np.asarray(run.load_model("sequence.au")["thresholds"])
     own_au = run.predictions("sequence.au")
+    decided_otherwise = 0  # units whose 0/1 at 0.5 would differ from the written one
     for original, path in zip(test["media_id"], test["path"], strict=True):
         lines = (au_out / f"new_{original}.txt").read_text().splitlines()
         frames, fps = _decoded(Path(path))
@@ -177,6 +178,10 @@ def test_predict_applies_the_sequence_model_to_unseen_videos(
         inside = at < frames
         expected = (np.stack(theirs["probs"].to_numpy()) >= thresholds).astype(int)
         np.testing.assert_array_equal(written[at[inside]], expected[inside])
+        at_half = (np.stack(theirs["probs"].to_numpy()) >= 0.5).astype(int)
+        decided_otherwise += int((at_half[inside] != written[at[inside]]).sum())
+    # The record's thresholds are applied, not 0.5: here they change some of the outputs.
+    assert decided_otherwise > 0, thresholds
 
 
 def test_a_sequence_model_without_its_weights_is_named_with_the_fix(
