@@ -82,6 +82,10 @@ class FuseConfig(StrictModel):
     """Class groups and members of the 'cascade' method."""
     smoothing: SmoothingConfig = SmoothingConfig()
     """Smoothing of members stored per frame/window (several rows per media, with start_s)."""
+    frame_max_gap_s: float | None = Field(default=1.0, gt=0)
+    """Multilabel/regression members stored per frame: a member's output counts at a fused
+    row only if its own nearest row of the media lies at most this many seconds away; farther,
+    the member is missing there (left out and the weights renormalised). null: no limit."""
     metric: Literal["macro_f1", "accuracy", "uar"] = "macro_f1"
     """Validation metric the fusions maximise and the selection compares."""
     seed: int = 0

@@ -66,14 +66,17 @@ def _nearest(times: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.where(np.abs(at - times[before]) <= np.abs(times[after] - at), before, after)
 
 
-def align_targets(predictions: dict[str, pd.DataFrame], task: str) -> AlignedTargets:
+def align_targets(
+    predictions: dict[str, pd.DataFrame], task: str, max_gap_s: float | None = None
+) -> AlignedTargets:
     """Align the members' prediction tables (media_id, split, probs, target[, start_s]) of
     ``task`` ('multilabel': a target of -1 also marks an unlabelled unit; 'regression').
 
     Media-level tables are matched by media id. Frame-level tables (all with ``start_s``) are
     matched per frame: the rows are the union of the members' (media, start_s) rows, and a
     member's output at a row is that of its own row of the same media nearest in time (members
-    of different modalities sample frames at different times); a member without a row of the
+    of different modalities sample frames at different times), if that row lies at most
+    ``max_gap_s`` seconds away (None: at any distance); a member without such a row of the
     media is missing there. A row's truth is that of the first member holding the row.
     """
     tables = list(predictions.values())
@@ -103,8 +106,12 @@ def align_targets(predictions: dict[str, pd.DataFrame], task: str) -> AlignedTar
             if all(framed):
                 times = table["start_s"].to_numpy(np.float64)[own]
                 order = np.argsort(times, kind="stable")
-                nearest = _nearest(times[order], rows["start_s"].to_numpy(np.float64)[at])
-                values[m, at] = outputs[own[order][nearest]]
+                wanted = rows["start_s"].to_numpy(np.float64)[at]
+                nearest = _nearest(times[order], wanted)
+                close = np.ones(len(at), bool)
+                if max_gap_s is not None:
+                    close = np.abs(times[order][nearest] - wanted) <= max_gap_s
+                values[m, at[close]] = outputs[own[order][nearest[close]]]
             else:
                 values[m, at] = outputs[own[0]]
     return AlignedTargets(

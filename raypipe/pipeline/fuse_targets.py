@@ -90,7 +90,9 @@ def run_target_fuse(
     """Fit, store and select the fusions of ``members`` (all of ``task``: multilabel or
     regression); return the selected record with ``methods``: every record by name."""
     try:
-        aligned = align_targets({m: run.predictions(m) for m in members}, task)
+        aligned = align_targets(
+            {m: run.predictions(m) for m in members}, task, config.frame_max_gap_s
+        )
     except ValueError as error:
         raise ConfigError(f"models {members} cannot be fused: {error}.") from error
     val = aligned.mask("val")

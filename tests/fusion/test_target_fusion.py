@@ -128,6 +128,12 @@ def test_frames_are_aligned_by_nearest_time_within_each_media() -> None:
     # 0.1 is nearer 0.14 than 0.04; v2 has no row of member b.
     assert aligned.values[1, :5, 0] == pytest.approx([10, 10, 20, 20, 20])
     assert np.isnan(aligned.values[1, 5, 0])
+    # At most 0.05 s away: b's nearest row to 0.2 is 0.14, so b is missing there; the rest
+    # lie 0.04 s or less from their nearest row.
+    near = align_targets({"a": first, "b": second}, "regression", max_gap_s=0.05)
+    assert near.values[0, :, 0] == pytest.approx([1, 1, 2, 2, 3, 4])
+    assert near.values[1, :4, 0] == pytest.approx([10, 10, 20, 20])
+    assert np.isnan(near.values[1, 4:, 0]).all()
     # A negative value is a valence, but in a multilabel table -1 marks an unlabelled unit.
     assert aligned.truth[:, 0] == pytest.approx([0.5, 0.55, 0.6, 0.65, 0.7, -0.8])
     assert np.isnan(align_targets({"a": first, "b": second}, "multilabel").truth[5, 0])
