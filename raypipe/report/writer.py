@@ -178,24 +178,30 @@ def per_class_table(run: RunFolder, models: list[str], split: str = "test") -> p
 
 
 def fusion_table(run: RunFolder, metric: str = "macro_f1") -> pd.DataFrame:
-    """One row per fused model: its method, val score (fitted on val, optimistic), val CV
-    score (out-of-fold), test score and the gaps val - test and val CV - test."""
+    """One row per fused model: its method, task and the metric its scores are in (``metric``
+    for a classification fusion, its own task's (:data:`TASK_METRIC`) for a multilabel or
+    regression one), then the val score (fitted on val, optimistic), val CV score
+    (out-of-fold), test score and the gaps val - test and val CV - test."""
     rows = []
     for name in run.fusions():
         record = run.fusion(name)
         scores = record.get("scores", {})
+        task = str(record.get("task") or "classification")
+        used = metric if task == "classification" else TASK_METRIC.get(task, metric)
 
-        def score(split: str, scores: dict = scores) -> float:
-            return float(scores.get(split, {}).get(metric, float("nan")))
+        def score(split: str, scores: dict = scores, used: str = used) -> float:
+            return float(scores.get(split, {}).get(used, float("nan")))
 
         rows.append(
             {
                 "model": name,
                 "method": record.get("method", "weighted"),
+                "task": task,
+                "metric": used,
                 "selected": "yes" if record.get("selected") else "",
-                f"val_{metric}": score("val"),
-                f"val_cv_{metric}": score("val_cv"),
-                f"test_{metric}": score("test"),
+                "val": score("val"),
+                "val_cv": score("val_cv"),
+                "test": score("test"),
                 "gap_val_test": score("val") - score("test"),
                 "gap_cv_test": score("val_cv") - score("test"),
             }

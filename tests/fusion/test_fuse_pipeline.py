@@ -114,9 +114,10 @@ def test_report_shows_gap_per_class_scores_and_figures(run_folder: RunFolder) ->
     run_fuse(_config(run_folder, methods=["weighted", "greedy"]))
     path = Path(write_report(run_folder))
     text = path.read_text()
-    assert "gap_cv_test" in text and "val_cv_macro_f1" in text and "Per-class F1" in text
+    assert "gap_cv_test" in text and "val_cv" in text and "Per-class F1" in text
     gaps = fusion_table(run_folder).set_index("model")
-    expected = gaps["val_macro_f1"] - gaps["test_macro_f1"]
+    assert set(gaps["metric"]) == {"macro_f1"}
+    expected = gaps["val"] - gaps["test"]
     np.testing.assert_allclose(gaps["gap_val_test"], expected)
     figures = {p.name for p in path.parent.glob("*.png")}
     assert "per_class_test.png" in figures

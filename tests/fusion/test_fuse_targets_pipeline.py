@@ -20,6 +20,7 @@ from raypipe.config import FuseConfig, PredictConfig
 from raypipe.errors import ConfigError
 from raypipe.pipeline.fuse import run_fuse
 from raypipe.pipeline.predict import run_predict, selected_fusion
+from raypipe.report.writer import fusion_table
 from raypipe.store.run_folder import RunFolder
 
 SPLITS = ["train"] * 6 + ["val"] * 6 + ["test"] * 6
@@ -303,6 +304,13 @@ def test_class_and_action_unit_fusions_of_one_run_keep_their_own_names_and_selec
     report = Path(run.root) / "report"
     assert (report / "confusion_fused.weighted_test.png").is_file()
     assert (report / "confusion_face.expr_test.png").is_file()
+    # Its fusion table scores each fusion in its own task's metric, none left empty.
+    table = fusion_table(run).set_index("model")
+    assert table.loc["fused.weighted", "metric"] == "macro_f1"
+    assert table.loc["fused.multilabel.weighted", "metric"] == "mean_f1"
+    assert table[["val", "val_cv", "test"]].notna().all().all(), table
+    record = run.fusion("fused.multilabel.weighted")["scores"]
+    assert table.loc["fused.multilabel.weighted", "test"] == record["test"]["mean_f1"]
 
 
 def test_fuse_of_a_classification_run_without_classes_is_a_clear_error(tmp_path: Path) -> None:
