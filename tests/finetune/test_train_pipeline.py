@@ -115,7 +115,19 @@ def test_killed_worker_resumes_from_its_last_checkpoint_and_rerun_resumes_by_nam
     run = tmp_path / "run"
     log = tmp_path / "epochs.log"
     marker = tmp_path / "killed-once"
-    overrides = [*SMALL, "epochs=4", "max_failures=1", f"data.root={small_corpus}"]
+    # Tracked in MLflow (a database outside the run folder) and TensorBoard: the MLflow run
+    # goes on across the worker's restart and the new driver's resume.
+    database = tmp_path / "elsewhere" / "mlflow.db"
+    database.parent.mkdir()
+    uri = f"sqlite:///{database}"
+    overrides = [
+        *SMALL,
+        "epochs=4",
+        "max_failures=1",
+        f"data.root={small_corpus}",
+        "tracking.backends=[mlflow, tensorboard]",
+        f"tracking.tracking_uri={uri}",
+    ]
     config = load_config(TrainConfig, None, overrides, {"run": run})
     snapshot = run / "ray" / run_name(config) / "checkpoint_manager_snapshot.json"
 
@@ -140,13 +152,31 @@ def test_killed_worker_resumes_from_its_last_checkpoint_and_rerun_resumes_by_nam
     assert log.read_text().split() == ["1", "2", "3", "3", "4"]
     history = pd.read_csv(run / "report" / "metrics.csv")
     assert history["epoch"].tolist() == [1, 2, 3, 4] and summary.epochs_done == 4
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("raypipe-train")
+    assert experiment is not None
+    (found,) = client.search_runs([experiment.experiment_id])
+    assert found.info.status == "FINISHED" and found.info.run_name == run_name(config)
+    params = found.data.params
+    assert (params["arch"], params["lr"], params["data.image_size"]) == ("resnet18", "0.001", "32")
+    assert "tracking.backends" not in params
 
-    # A new driver with the same settings (one more epoch) restores the run by its name.
+    # A new driver with the same settings (one more epoch) restores the run by its name, and
+    # its MLflow run with it.
     log.write_text("")
     more = config.model_copy(update={"epochs": 5})
+    assert run_name(more) == run_name(config)
     run_train(more, epoch_hook=die_once_in_epoch_3)
     assert log.read_text().split() == ["5"]
-    assert pd.read_csv(run / "report" / "metrics.csv")["epoch"].tolist() == [1, 2, 3, 4, 5]
+    report = pd.read_csv(run / "report" / "metrics.csv")
+    assert report["epoch"].tolist() == [1, 2, 3, 4, 5]
+    (resumed,) = client.search_runs([experiment.experiment_id])
+    assert resumed.info.run_id == found.info.run_id and resumed.info.status == "FINISHED"
+    logged = {m.step: m.value for m in client.get_metric_history(found.info.run_id, "val_macro_f1")}
+    assert sorted(logged) == [1, 2, 3, 4, 5]
+    assert [logged[e] for e in report["epoch"]] == pytest.approx(report["val_macro_f1"].tolist())
+    assert list((run / "tensorboard" / run_name(config)).glob("events.out.tfevents*"))
+    assert not (run / "mlflow").exists()  # the store named by tracking_uri was used instead
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.process_session import end_session
 
 AUDIO_TEXT_OFF = (
     "opensmile_lld",
@@ -86,12 +87,10 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
             time.sleep(2)
         yield url, env
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(timeout=30)
+        # `ray start --block` does not end on SIGTERM within 30 s: every process of its
+        # session (the head's daemons included) gets SIGTERM, then SIGKILL after 5 s.
+        end_session(head.pid, grace_s=5.0)
+        head.wait(timeout=30)
 
 
 def test_unauthenticated_submission_is_refused(ray_head: tuple[str, dict[str, str]]) -> None:

@@ -15,7 +15,8 @@ TEMP_DIR (a short path: Ray's socket paths must stay under about 100 characters)
 --force``, which kills every Ray on the machine (other test sessions' too), it always takes
 GCS port 6379, and its base config (fake_multi_node/example.yaml) is not shipped in Ray's
 wheel. This starts the same provider with a free port and its own temp folder; whoever starts
-this script ends the cluster by ending the script's process session (:func:`end_session`).
+this script ends the cluster by ending the script's process session
+(:func:`tests.process_session.end_session`).
 """
 
 from __future__ import annotations
@@ -207,41 +208,6 @@ def main(manifest: str, store: str, result: str, temp_dir: str) -> None:
         )
     )
     ray.shutdown()
-
-
-def end_session(session: int, grace_s: float = 10.0) -> list[int]:
-    """Stop every process of process session ``session`` (a script started with
-    ``start_new_session=True`` leads one; the Ray processes it started stay in it): SIGTERM,
-    then SIGKILL after ``grace_s``. Returns the ids signalled."""
-
-    def members() -> list[int]:
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # Fields after the command (which may hold spaces) in parentheses: state, ppid,
-            # pgrp, session.
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[3]) == session and fields[0] != "Z":
-                found.append(int(entry.name))
-        return found
-
-    def send(pids: list[int], sig: signal.Signals) -> None:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-
-    signalled = members()
-    send(signalled, signal.SIGTERM)
-    deadline = time.time() + grace_s
-    while members() and time.time() < deadline:
-        time.sleep(0.5)
-    send(members(), signal.SIGKILL)
-    return signalled
 
 
 if __name__ == "__main__":

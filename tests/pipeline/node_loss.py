@@ -29,7 +29,7 @@ workers started. The figures also go to the log as the rows of docs/reliability.
 with each job's seconds and the load average. Ray keeps its sessions
 in TEMP_DIR (``RAY_TMPDIR``: a short path outside the machine's shared /tmp/ray, so no other
 Ray is touched); whoever starts this script ends what is left of the cluster by ending its
-process session (``tests.pipeline.autoscaling_extract.end_session``).
+process session (``tests.process_session.end_session``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.autoscaling_extract import FAKE_ID_PREFIX, end_session
+from tests.pipeline.autoscaling_extract import FAKE_ID_PREFIX
+from tests.process_session import end_session
 
 HERE = Path(__file__).resolve().parent
 

@@ -25,8 +25,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.pipeline.autoscaling_extract import end_session
 from tests.pipeline.node_loss import TRIALS
+from tests.process_session import end_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
