@@ -77,9 +77,10 @@ def demo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_store(ray_local: None, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> str:
-    """The demo set of ``demo_set`` extracted once per test run (fps 2) with the extractors the
-    classifier and fusion tests read: faces, openSMILE functionals, transcripts and their
-    embeddings (openSMILE LLDs and Whisper embeddings are left out, as `raypipe demo` does).
+    """The demo set (``DEMO_SET``, as ``demo_set`` makes it) extracted once per test run (fps
+    2) with the extractors the classifier and fusion tests read: faces, openSMILE
+    functionals, transcripts and their embeddings (openSMILE LLDs and Whisper embeddings are
+    left out, as `raypipe demo` does).
     Tests only read it. Under xdist the first worker to ask extracts it, with its own copy of
     the set, into the run's shared temporary folder while holding a lock; the other waits and
     reads the same store instead of extracting it again."""
