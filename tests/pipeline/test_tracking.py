@@ -29,6 +29,7 @@ from tests.classify.synthetic import make_store
 
 pytestmark = pytest.mark.slow
 
+
 def _runs(uri: str, experiment: str) -> list:
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
