@@ -88,6 +88,46 @@ def _last8(
         best[j] = max(top, x)
 
 
+@njit(cache=True, nogil=True)
+def normalise_weights(
+    weights: np.ndarray, patterns: np.ndarray, n_padded: int, empty: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's weights and biases for ``K`` candidates.
+
+    Args:
+        weights: (C', M, K) float64 non-negative weights, per class and model (C' = C) or
+            per model (C' = 1), candidates last.
+        patterns: (P, M) float64, 1 where a member is present in a presence pattern.
+        n_padded: M' >= M, the kernel's member count (padded with zero weights).
+        empty: the value a class takes where its weights over the present members sum to 0.
+
+    Returns:
+        (P, C', M', K) float32 weights divided per pattern and class by their sum over the
+        present members (0 for absent and padded members, and where that sum is 0), and the
+        (P, C', K) float32 biases: 0, or ``empty`` where the sum is 0.
+    """
+    n_classes, n_models, k = weights.shape
+    n_patterns = patterns.shape[0]
+    out = np.zeros((n_patterns, n_classes, n_padded, k), np.float32)
+    bias = np.zeros((n_patterns, n_classes, k), np.float32)
+    total = np.empty(k)
+    for p in range(n_patterns):
+        present = patterns[p]
+        for c in range(n_classes):
+            total[:] = 0.0
+            for m in range(n_models):
+                if present[m]:
+                    total += weights[c, m]
+            for j in range(k):
+                if total[j] <= 0:
+                    bias[p, c, j] = empty
+                    total[j] = np.inf  # its weights become 0
+            for m in range(n_models):
+                if present[m]:
+                    out[p, c, m] = weights[c, m] / total
+    return out, bias
+
+
 @njit(cache=True, nogil=True, fastmath=_FLAGS)
 def count_block(
     values: np.ndarray,
@@ -110,9 +150,9 @@ def count_block(
             members).
         pattern: (N,) int64 index of each media's presence pattern.
         labels: (N,) int64 true class of each media.
-        weights: (P, C, M, K) float32 weights normalised per pattern and class (0 for absent
-            and padded members).
-        bias: (P, C, K) float32 value a class takes when its weights sum to 0 on a pattern.
+        weights: (P, C', M, K) float32 weights normalised per pattern and class (0 for absent
+            and padded members); C' = C, or C' = 1 when every class has the same weights.
+        bias: (P, C', K) float32 value a class takes when its weights sum to 0 on a pattern.
         tol: scores this close to the best (absolute) make the pair undecided.
         predicted: (C, K) int32 prediction counts, incremented.
         hits: (C, K) int32 true-positive counts, incremented.
@@ -124,6 +164,7 @@ def count_block(
     """
     n_media, n_classes, n_models = values.shape
     k = weights.shape[3]
+    shared = weights.shape[1] == 1  # one weight matrix for all classes
     acc = np.empty(k, np.float32)
     best = np.empty(k, np.float32)
     second = np.empty(k, np.float32)
@@ -132,13 +173,13 @@ def count_block(
     for n in range(n_media):
         p = pattern[n]
         for c in range(n_classes):
-            w = weights[p, c]
+            w = weights[p, 0 if shared else c]
             v = values[n, c]
             # Up to eight members per pass over the candidates: the members before the last
             # eight are added to the bias (four, then eight at a time), the last pass adds the
             # last eight and updates the arg-max directly, so a fused score is never stored.
             head = n_models - 8
-            b = bias[p, c]
+            b = bias[p, 0 if shared else c]
             if head == 0:
                 acc[:] = b
             elif head % 8 == 4:

@@ -98,24 +98,31 @@ def weighted_fusion(probs: np.ndarray, weights: np.ndarray, rule: str = "sum") -
     renormalised, so a media missing one modality is still scored by the others. Media with no
     prediction at all get a uniform distribution.
     """
-    if rule not in RULES:
-        raise ValueError(f"unknown fusion rule '{rule}'; allowed: {', '.join(RULES)}")
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim == 1:
         weights = weights[:, None]
+    return fuse_per_media(probs, weights[:, None, :], rule)
+
+
+def fuse_per_media(probs: np.ndarray, weights: np.ndarray, rule: str = "sum") -> np.ndarray:
+    """:func:`weighted_fusion` with weights per media: (M, N, C) probabilities, (M, N, C) or
+    (M, 1, C) weights (broadcast over the media), the same arithmetic in the same order, so a
+    media's fused row equals weighted_fusion's with that media's weights, bit for bit."""
+    if rule not in RULES:
+        raise ValueError(f"unknown fusion rule '{rule}'; allowed: {', '.join(RULES)}")
     present = ~np.isnan(probs[..., :1])  # (M, N, 1)
     if rule == "product":
         logs = np.log(np.clip(np.nan_to_num(probs, nan=1.0), PROB_FLOOR, 1.0))
-        total = (weights[:, None, :] * present).sum(axis=0)
+        total = (weights * present).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean_log = (weights[:, None, :] * logs * present).sum(axis=0) / total
+            mean_log = (weights * logs * present).sum(axis=0) / total
         mean_log = np.where(np.isfinite(mean_log), mean_log, 0.0)
         mean_log -= mean_log.max(axis=1, keepdims=True)
         fused = np.exp(mean_log)
         return (fused / fused.sum(axis=1, keepdims=True)).astype(np.float32)
     filled = np.nan_to_num(probs, nan=0.0)
-    numerator = (weights[:, None, :] * filled * present).sum(axis=0)
-    denominator = (weights[:, None, :] * present).sum(axis=0)
+    numerator = (weights * filled * present).sum(axis=0)
+    denominator = (weights * present).sum(axis=0)
     n_classes = probs.shape[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         fused = numerator / denominator

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from raypipe.fusion.methods.weighted import CandidateScorer, WeightSearch, fixed_candidates
-from raypipe.fusion.rules import weighted_fusion
+from raypipe.fusion.rules import fuse_per_media, weighted_fusion
 from raypipe.metrics import classification_scores
 from tests.fusion.synthetic import column_experts, complementary
 
@@ -149,3 +149,23 @@ def test_float32_ties_go_to_the_first_class_as_in_the_reference(rule: str, per_c
     )
     assert scorer.settled >= 50 * 60  # every pair was undecided in float32 and settled
     np.testing.assert_array_equal(scores, 0.5)  # class 1 on every media: half the labels
+
+
+@pytest.mark.parametrize("rule", ["sum", "product"])
+@pytest.mark.parametrize("per_class", [False, True])
+def test_fusion_with_weights_per_media_equals_the_reference_bit_for_bit(
+    rule: str, per_class: bool
+) -> None:
+    # The scorer settles its undecided pairs with one batched call, each media with its own
+    # candidate's weights; every row must equal weighted_fusion's with those weights exactly.
+    rng = np.random.default_rng(11)
+    probs = rng.dirichlet(np.ones(6), (5, 40))
+    probs[1, :9] = np.nan
+    probs[:, 9] = np.nan  # nobody scored this media
+    weights = rng.random((40, 5, 6) if per_class else (40, 5))
+    weights[3] = 0.0
+    per_media = weights if per_class else weights[:, :, None]
+    batched = fuse_per_media(probs, per_media.transpose(1, 0, 2), rule)
+    for n in range(40):
+        row = weighted_fusion(probs[:, n : n + 1], weights[n], rule)[0]
+        assert row.tobytes() == batched[n].tobytes(), n
