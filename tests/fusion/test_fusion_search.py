@@ -169,3 +169,18 @@ def test_fusion_with_weights_per_media_equals_the_reference_bit_for_bit(
     for n in range(40):
         row = weighted_fusion(probs[:, n : n + 1], weights[n], rule)[0]
         assert row.tobytes() == batched[n].tobytes(), n
+
+
+@pytest.mark.parametrize("n_media", [1, 7, 8, 9, 17])
+def test_scores_equal_the_reference_on_tiles_of_media(n_media: int) -> None:
+    # The kernel keeps the arg-max of eight media at a time: sets smaller than a tile, one
+    # tile exactly, and a partial last tile, with presence patterns alternating inside tiles.
+    rng = np.random.default_rng(n_media)
+    probs = rng.dirichlet(np.ones(4), (6, n_media))
+    probs[0, ::2] = np.nan
+    probs[3, 1::3] = np.nan
+    labels = rng.integers(0, 4, n_media)
+    weights = rng.random((200, 6, 4))
+    expected = _reference_scores(probs, labels, weights, "sum", "macro_f1", 4)
+    scores = CandidateScorer(probs, labels, "sum", "macro_f1").scores(weights)
+    np.testing.assert_array_equal(scores, expected)

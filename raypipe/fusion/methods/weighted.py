@@ -134,8 +134,7 @@ class CandidateScorer:
         from raypipe.fusion.counting import count_block, normalise_weights  # compiled on first use
 
         k, n_media, n_classes = len(weights), self.n_media, self.n_classes
-        # One weight per model: one weight matrix shared by all classes (C' = 1).
-        per_class = weights if weights.ndim == 3 else weights[:, :, None]
+        per_class = weights if weights.ndim == 3 else np.repeat(weights[:, :, None], n_classes, 2)
         kernel_weights, bias = normalise_weights(
             np.ascontiguousarray(per_class.transpose(2, 1, 0)),
             self._patterns,
