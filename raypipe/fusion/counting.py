@@ -145,7 +145,7 @@ def normalise_weights(
                 if present[m]:
                     total += weights[c, m]
             for j in range(k):
-                if total[j] <= 0:
+                if not total[j] > 0:  # 0, or NaN: uniform, as the reference
                     bias[p, c, j] = empty
                     total[j] = np.inf  # its weights become 0
             for m in range(n_models):
@@ -182,8 +182,8 @@ def count_block(
         tol: scores this close to the best (absolute) make the pair undecided.
         predicted: (C, K) int32 prediction counts, incremented.
         hits: (C, K) int32 true-positive counts, incremented.
-        close_media, close_candidate, close_class: (N * K,) int64 buffers that receive the
-            undecided pairs: media, candidate and the kernel's own predicted class.
+        close_media, close_candidate, close_class: int64 buffers of at least N * K that receive
+            the undecided pairs: media, candidate and the kernel's own predicted class.
 
     Returns:
         The number of undecided pairs written to the buffers.

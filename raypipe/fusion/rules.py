@@ -106,25 +106,41 @@ def weighted_fusion(probs: np.ndarray, weights: np.ndarray, rule: str = "sum") -
 
 def fuse_per_media(probs: np.ndarray, weights: np.ndarray, rule: str = "sum") -> np.ndarray:
     """:func:`weighted_fusion` with weights per media: (M, N, C) probabilities, (M, N, C) or
-    (M, 1, C) weights (broadcast over the media), the same arithmetic in the same order, so a
-    media's fused row equals weighted_fusion's with that media's weights, bit for bit."""
+    (M, 1, C) weights (broadcast over the media). A media's fused row depends only on its own
+    probabilities and weights, not on the other media, the batch or the arrays' memory layout:
+    every sum runs in index order (:func:`ordered_sum`), so a media fused alone, in a batch
+    or in the whole set gives the same float32 row, bit for bit."""
     if rule not in RULES:
         raise ValueError(f"unknown fusion rule '{rule}'; allowed: {', '.join(RULES)}")
     present = ~np.isnan(probs[..., :1])  # (M, N, 1)
     if rule == "product":
         logs = np.log(np.clip(np.nan_to_num(probs, nan=1.0), PROB_FLOOR, 1.0))
-        total = (weights * present).sum(axis=0)
+        total = ordered_sum(weights * present, axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean_log = (weights * logs * present).sum(axis=0) / total
+            mean_log = ordered_sum(weights * logs * present, axis=0) / total
         mean_log = np.where(np.isfinite(mean_log), mean_log, 0.0)
         mean_log -= mean_log.max(axis=1, keepdims=True)
         fused = np.exp(mean_log)
-        return (fused / fused.sum(axis=1, keepdims=True)).astype(np.float32)
+        return (fused / ordered_sum(fused, axis=1)[:, None]).astype(np.float32)
     filled = np.nan_to_num(probs, nan=0.0)
-    numerator = (weights * filled * present).sum(axis=0)
-    denominator = (weights * present).sum(axis=0)
+    numerator = ordered_sum(weights * filled * present, axis=0)
+    denominator = ordered_sum(weights * present, axis=0)
     n_classes = probs.shape[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         fused = numerator / denominator
     fused[~np.isfinite(fused)] = 1.0 / n_classes
     return fused.astype(np.float32)
+
+
+def ordered_sum(terms: np.ndarray, axis: int) -> np.ndarray:
+    """Sum of ``terms`` along ``axis``, one term after another in index order.
+
+    NumPy's own ``sum`` picks its order (eight running partial sums, or one term at a time)
+    from the array's memory layout, so the same numbers can round differently when they sit
+    in a different array; this order is fixed.
+    """
+    terms = np.moveaxis(np.asarray(terms), axis, 0)
+    total = terms[0].copy()
+    for term in terms[1:]:
+        total += term
+    return total

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from raypipe.fusion.methods.weighted import CandidateScorer, WeightSearch, fixed_candidates
-from raypipe.fusion.rules import fuse_per_media, weighted_fusion
+from raypipe.fusion.rules import fuse_per_media, ordered_sum, weighted_fusion
 from raypipe.metrics import classification_scores
 from tests.fusion.synthetic import column_experts, complementary
 
@@ -151,36 +151,79 @@ def test_float32_ties_go_to_the_first_class_as_in_the_reference(rule: str, per_c
     np.testing.assert_array_equal(scores, 0.5)  # class 1 on every media: half the labels
 
 
+@pytest.mark.parametrize("n_models", [5, 8, 12, 17])
 @pytest.mark.parametrize("rule", ["sum", "product"])
 @pytest.mark.parametrize("per_class", [False, True])
-def test_fusion_with_weights_per_media_equals_the_reference_bit_for_bit(
-    rule: str, per_class: bool
+def test_a_media_fuses_to_the_same_bits_alone_in_a_batch_and_in_the_whole_set(
+    n_models: int, rule: str, per_class: bool
 ) -> None:
-    # The scorer settles its undecided pairs with one batched call, each media with its own
-    # candidate's weights; every row must equal weighted_fusion's with those weights exactly.
-    rng = np.random.default_rng(11)
-    probs = rng.dirichlet(np.ones(6), (5, 40))
+    # The scorer settles undecided pairs in batches, each media with its own candidate's
+    # weights; the reference it must equal is weighted_fusion on the whole set. NumPy's own
+    # sums change order with the memory layout (8 or more terms), so these must not use them.
+    rng = np.random.default_rng(n_models)
+    probs = rng.dirichlet(np.ones(9), (n_models, 40))
     probs[1, :9] = np.nan
     probs[:, 9] = np.nan  # nobody scored this media
-    weights = rng.random((40, 5, 6) if per_class else (40, 5))
+    weights = rng.random((40, n_models, 9) if per_class else (40, n_models))
     weights[3] = 0.0
     per_media = weights if per_class else weights[:, :, None]
-    batched = fuse_per_media(probs, per_media.transpose(1, 0, 2), rule)
-    for n in range(40):
-        row = weighted_fusion(probs[:, n : n + 1], weights[n], rule)[0]
-        assert row.tobytes() == batched[n].tobytes(), n
+    order = rng.permutation(40)  # a batch in another order
+    batched = fuse_per_media(probs[:, order], per_media[order].transpose(1, 0, 2), rule)
+    for i, n in enumerate(order):
+        whole = weighted_fusion(probs, weights[n], rule)[n]
+        alone = fuse_per_media(probs[:, n : n + 1], per_media[n : n + 1].transpose(1, 0, 2), rule)
+        assert whole.tobytes() == batched[i].tobytes() == alone[0].tobytes(), n
+
+
+@pytest.mark.parametrize("rule", ["sum", "product"])
+def test_near_ties_a_few_float32_steps_apart_are_settled_as_the_reference(rule: str) -> None:
+    # Two classes whose fused scores differ by 0 to 40 float32 steps, with 17 members: the
+    # kernel's float32 sums cannot be trusted there, the pairs must be flagged and settled.
+    rng = np.random.default_rng(5)
+    n_models, n_media = 17, 120
+    probs = rng.dirichlet(np.ones(5), (n_models, n_media)) * 0.2
+    probs[:, :, 1] = 0.4
+    steps = rng.integers(-40, 41, n_media) * np.finfo(np.float32).eps * 0.4
+    probs[:, :, 3] = 0.4 + steps[None, :] * rng.random((n_models, 1))
+    probs[2, :10] = np.nan
+    labels = rng.choice([1, 3], n_media)
+    weights = rng.random((64, n_models))
+    scorer = CandidateScorer(probs, labels, rule, "accuracy")
+    np.testing.assert_array_equal(
+        scorer.scores(weights), _reference_scores(probs, labels, weights, rule, "accuracy", 5)
+    )
+    assert scorer.settled > 0
 
 
 @pytest.mark.parametrize("n_media", [1, 7, 8, 9, 17])
-def test_scores_equal_the_reference_on_tiles_of_media(n_media: int) -> None:
+@pytest.mark.parametrize("rule", ["sum", "product"])
+def test_scores_equal_the_reference_on_tiles_of_media(n_media: int, rule: str) -> None:
     # The kernel keeps the arg-max of eight media at a time: sets smaller than a tile, one
-    # tile exactly, and a partial last tile, with presence patterns alternating inside tiles.
+    # tile exactly, and a partial last tile, with presence patterns alternating inside tiles,
+    # 10 members (the first four added before the last eight), zero weights and a media that
+    # no member scored.
     rng = np.random.default_rng(n_media)
-    probs = rng.dirichlet(np.ones(4), (6, n_media))
+    probs = rng.dirichlet(np.ones(4), (10, n_media))
     probs[0, ::2] = np.nan
     probs[3, 1::3] = np.nan
+    probs[:, n_media // 2] = np.nan
     labels = rng.integers(0, 4, n_media)
-    weights = rng.random((200, 6, 4))
-    expected = _reference_scores(probs, labels, weights, "sum", "macro_f1", 4)
-    scores = CandidateScorer(probs, labels, "sum", "macro_f1").scores(weights)
+    weights = rng.random((200, 10, 4))
+    weights[7] = 0.0
+    weights[8, :, 1] = 0.0
+    expected = _reference_scores(probs, labels, weights, rule, "macro_f1", 4)
+    scores = CandidateScorer(probs, labels, rule, "macro_f1").scores(weights)
     np.testing.assert_array_equal(scores, expected)
+
+
+def test_ordered_sums_do_not_depend_on_the_memory_layout() -> None:
+    # NumPy's sum runs eight partial sums when the summed axis is the innermost in memory and
+    # one term at a time otherwise; the fusion's sums must give the same bits either way.
+    rng = np.random.default_rng(2)
+    terms = rng.random((17, 300, 1)) * 10.0 ** rng.integers(-3, 3, (17, 300, 1))
+    members_inner = np.ascontiguousarray(terms.transpose(1, 2, 0)).transpose(2, 0, 1)
+    expected = terms[0].copy()
+    for term in terms[1:]:
+        expected = expected + term
+    for layout in (terms, members_inner):
+        assert ordered_sum(layout, axis=0).tobytes() == expected.tobytes()

@@ -56,6 +56,10 @@ class CandidateScorer:
     #: 10-15 % faster than 256 at 10 models x 2,000 media (docs/benchmarks.md).
     block = 512
 
+    #: Undecided pairs settled per call of the reference fusion (bounds its memory: every pair
+    #: of a block can be undecided, e.g. on media that no model scored).
+    settle_batch = 65536
+
     def __init__(
         self, probs: np.ndarray, labels: np.ndarray, rule: str = "sum", metric: str = "macro_f1"
     ) -> None:
@@ -176,10 +180,14 @@ class CandidateScorer:
         rows media, candidate, kernel class of ``close``, by the reference fusion's, in the
         (C, K) counts."""
         media, candidate, guessed = close
-        chosen = weights[candidate]  # (X, M) or (X, M, C): each pair's candidate
-        per_media = chosen[:, :, None] if chosen.ndim == 2 else chosen
-        fused = fuse_per_media(self._probs[:, media], per_media.transpose(1, 0, 2), self.rule)
-        reference = fused.argmax(axis=1)
+        reference = np.empty_like(guessed)
+        for start in range(0, len(media), self.settle_batch):
+            part = slice(start, start + self.settle_batch)
+            chosen = weights[candidate[part]]  # (X, M) or (X, M, C): each pair's candidate
+            per_media = chosen[:, :, None] if chosen.ndim == 2 else chosen
+            probs = self._probs[:, media[part]]
+            fused = fuse_per_media(probs, per_media.transpose(1, 0, 2), self.rule)
+            reference[part] = fused.argmax(axis=1)
         truth = self.labels[media]
         np.subtract.at(predicted, (guessed, candidate), 1)
         np.add.at(predicted, (reference, candidate), 1)
