@@ -140,6 +140,8 @@ def ordered_sum(terms: np.ndarray, axis: int) -> np.ndarray:
     in a different array; this order is fixed.
     """
     terms = np.moveaxis(np.asarray(terms), axis, 0)
+    if len(terms) == 0:  # nothing to add: zeros, as NumPy's sum
+        return np.zeros(terms.shape[1:], dtype=terms.dtype)
     total = terms[0].copy()
     for term in terms[1:]:
         total += term

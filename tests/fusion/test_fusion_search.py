@@ -227,3 +227,4 @@ def test_ordered_sums_do_not_depend_on_the_memory_layout() -> None:
         expected = expected + term
     for layout in (terms, members_inner):
         assert ordered_sum(layout, axis=0).tobytes() == expected.tobytes()
+    np.testing.assert_array_equal(ordered_sum(terms[:0], axis=0), np.zeros((300, 1)))
